@@ -1,0 +1,5 @@
+//! Integration tests of damocles-worker, run against the real binary.
+
+mod processors;
+#[path = "../../../vc-processors/tests/it/sealing.rs"]
+mod sealing;

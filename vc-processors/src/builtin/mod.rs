@@ -1,0 +1,15 @@
+//! Builtin tasks and processors on `filecoin-proofs-api` (feature `builtin`).
+//!
+//! - [`tasks`]: every task and output type with damocles' exact JSON;
+//! - [`processors`]: [`BuiltinProcessor`], which performs them all in this process;
+//! - [`proofs`]: helpers shared with the worker (prover id, tree-d, C1, synthetic proofs, …);
+//! - [`params`]: generation and check of Groth16 parameters for test sector sizes;
+//! - [`cli`]: the reusable `processor <stage>` entry point.
+
+pub mod cli;
+pub mod params;
+pub mod processors;
+pub mod proofs;
+pub mod tasks;
+
+pub use processors::BuiltinProcessor;

@@ -1,0 +1,250 @@
+//! The builtin processors: every task run on `filecoin-proofs-api` in this process.
+//!
+//! [`BuiltinProcessor`] implements [`Processor`] for every task of [`super::tasks`], so it runs
+//! in-process in the worker or, through [`crate::consumer`], as `damocles-worker processor
+//! <stage>`. Proof-library panics become errors ([`super::proofs::guard`]).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::BufWriter;
+
+use anyhow::{Context, Result};
+use filecoin_proofs_api::seal::{SealCommitPhase2Output, SealPreCommitPhase1Output, SealPreCommitPhase2Output};
+use filecoin_proofs_api::{
+    PartitionProofBytes, PrivateReplicaInfo, SectorId, StorageProofsError, UnpaddedBytesAmount,
+};
+
+use super::proofs::{create_tree_d, guard, to_prover_id};
+use super::tasks::*;
+use crate::b64serde::BytesVec;
+use crate::protocol::Processor;
+
+pub mod piece;
+pub mod transfer;
+
+/// Runs every builtin task in this process.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinProcessor {
+    /// Whether transfer may make symlinks (`opt.allow_link`); true unless `--disable-link`.
+    pub allow_links: bool,
+}
+
+impl Default for BuiltinProcessor {
+    fn default() -> Self {
+        BuiltinProcessor { allow_links: true }
+    }
+}
+
+macro_rules! builtin {
+    ($task:ty, $name:literal, |$self_:ident, $t:ident| $body:expr) => {
+        impl Processor<$task> for BuiltinProcessor {
+            fn name(&self) -> String {
+                concat!("builtin ", $name).to_string()
+            }
+
+            #[allow(unused_variables)]
+            fn process(&self, $t: $task) -> Result<<$task as crate::protocol::Task>::Output> {
+                let $self_ = self;
+                $body
+            }
+        }
+    };
+}
+
+builtin!(AddPieces, "add_pieces", |this, task| piece::add_pieces(&task));
+
+builtin!(TreeD, "tree_d", |this, task| {
+    create_tree_d(task.registered_proof, &task.staged_file, &task.cache_dir)?;
+    Ok(true)
+});
+
+builtin!(PC1, "pc1", |this, task| pc1(task));
+builtin!(PC2, "pc2", |this, task| pc2(task));
+builtin!(C2, "c2", |this, task| c2(task));
+builtin!(SnapEncode, "snap_encode", |this, task| snap_encode(task));
+builtin!(SnapProve, "snap_prove", |this, task| snap_prove(task));
+builtin!(Transfer, "transfer", |this, task| transfer::transfer(&task, this.allow_links));
+builtin!(WindowPoSt, "window_post", |this, task| window_post(task));
+builtin!(WinningPoSt, "winning_post", |this, task| winning_post(task));
+builtin!(Unseal, "unseal", |this, task| unseal(task));
+
+fn pc1(task: PC1) -> Result<SealPreCommitPhase1Output> {
+    let sector = task.sector_id;
+    guard("pc1", || {
+        filecoin_proofs_api::seal::seal_pre_commit_phase1(
+            task.registered_proof,
+            &task.cache_path,
+            &task.in_path,
+            &task.out_path,
+            task.prover_id,
+            task.sector_id,
+            task.ticket,
+            &task.piece_infos,
+        )
+    })
+    .with_context(|| format!("pc1 of sector {sector:?}"))
+}
+
+fn pc2(task: PC2) -> Result<SealPreCommitPhase2Output> {
+    guard("pc2", || {
+        filecoin_proofs_api::seal::seal_pre_commit_phase2(task.pc1out, &task.cache_dir, &task.sealed_file)
+    })
+    .with_context(|| format!("pc2 of {}", task.sealed_file.display()))
+}
+
+fn c2(task: C2) -> Result<SealCommitPhase2Output> {
+    let sector = task.sector_id;
+    guard("c2", || filecoin_proofs_api::seal::seal_commit_phase2(task.c1out, task.prover_id, task.sector_id))
+        .with_context(|| format!("c2 of sector {sector:?}"))
+}
+
+fn snap_encode(task: SnapEncode) -> Result<SnapEncodeOutput> {
+    let encoded = guard("snap_encode", || {
+        filecoin_proofs_api::update::empty_sector_update_encode_into(
+            task.registered_proof,
+            &task.new_replica_path,
+            &task.new_cache_path,
+            &task.sector_path,
+            &task.sector_cache_path,
+            &task.staged_data_path,
+            &task.piece_infos,
+        )
+    })
+    .with_context(|| format!("snap_encode into {}", task.new_replica_path.display()))?;
+    Ok(SnapEncodeOutput {
+        comm_r_new: encoded.comm_r_new,
+        comm_r_last_new: encoded.comm_r_last_new,
+        comm_d_new: encoded.comm_d_new,
+    })
+}
+
+fn snap_prove(task: SnapProve) -> Result<SnapProveOutput> {
+    let vanilla = task.vannilla_proofs.into_iter().map(PartitionProofBytes).collect();
+    let proof = guard("snap_prove", || {
+        filecoin_proofs_api::update::generate_empty_sector_update_proof_with_vanilla(
+            task.registered_proof,
+            vanilla,
+            task.comm_r_old,
+            task.comm_r_new,
+            task.comm_d_new,
+        )
+    })
+    .context("snap_prove")?;
+    Ok(proof.0)
+}
+
+/// Sectors whose sealed file or cache directory is missing: they cannot be proven.
+fn missing_files(replicas: &[PoStReplicaInfo]) -> Vec<u64> {
+    replicas
+        .iter()
+        .filter(|r| !r.sealed_file.is_file() || !r.cache_dir.is_dir())
+        .map(|r| r.sector_id)
+        .collect()
+}
+
+fn replica_map(
+    proof_type: RegisteredPoStProof,
+    replicas: &[PoStReplicaInfo],
+) -> BTreeMap<SectorId, PrivateReplicaInfo> {
+    replicas
+        .iter()
+        .map(|r| {
+            (
+                SectorId::from(r.sector_id),
+                PrivateReplicaInfo::new(proof_type, r.comm_r, r.cache_dir.clone(), r.sealed_file.clone()),
+            )
+        })
+        .collect()
+}
+
+/// The sectors a proof-library error blames, if it is a faulty-sectors error.
+fn faulty_sectors(err: &anyhow::Error) -> Option<Vec<u64>> {
+    err.chain().find_map(|cause| match cause.downcast_ref::<StorageProofsError>() {
+        Some(StorageProofsError::FaultySectors(sectors)) => {
+            Some(sectors.iter().map(|s| u64::from(*s)).collect())
+        }
+        _ => None,
+    })
+}
+
+fn window_post(task: WindowPoSt) -> Result<WindowPoStOutput> {
+    anyhow::ensure!(!task.replicas.is_empty(), "window_post: no replicas");
+    let missing = missing_files(&task.replicas);
+    if !missing.is_empty() {
+        return Ok(WindowPoStOutput {
+            proofs: Vec::new(),
+            faults: missing,
+        });
+    }
+    let replicas = replica_map(task.proof_type, &task.replicas);
+    let prover_id = to_prover_id(task.miner_id);
+    match guard("window_post", || {
+        filecoin_proofs_api::post::generate_window_post(&task.seed, &replicas, prover_id)
+    }) {
+        Ok(proofs) => Ok(WindowPoStOutput {
+            proofs: proofs.into_iter().map(|(_, p)| BytesVec(p)).collect(),
+            faults: Vec::new(),
+        }),
+        Err(e) => match faulty_sectors(&e) {
+            Some(faults) => Ok(WindowPoStOutput {
+                proofs: Vec::new(),
+                faults,
+            }),
+            None => Err(e).context(format!("window_post for miner {}", task.miner_id)),
+        },
+    }
+}
+
+fn winning_post(task: WinningPoSt) -> Result<WinningPoStOutput> {
+    anyhow::ensure!(!task.replicas.is_empty(), "winning_post: no replicas");
+    let missing = missing_files(&task.replicas);
+    anyhow::ensure!(
+        missing.is_empty(),
+        "winning_post for miner {}: files of sectors {missing:?} are missing",
+        task.miner_id
+    );
+    let replicas = replica_map(task.proof_type, &task.replicas);
+    let prover_id = to_prover_id(task.miner_id);
+    let proofs = guard("winning_post", || {
+        filecoin_proofs_api::post::generate_winning_post(&task.seed, &replicas, prover_id)
+    })
+    .with_context(|| format!("winning_post for miner {}", task.miner_id))?;
+    Ok(WinningPoStOutput {
+        proofs: proofs.into_iter().map(|(_, p)| BytesVec(p)).collect(),
+    })
+}
+
+fn unseal(task: Unseal) -> Result<UnpaddedBytesAmount> {
+    if let Some(parent) = task.unsealed_output.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&task.unsealed_output)
+        .with_context(|| format!("open {}", task.unsealed_output.display()))?;
+    let mut out = BufWriter::new(file);
+    let written = guard("unseal", || {
+        filecoin_proofs_api::seal::get_unsealed_range_mapped(
+            task.registered_proof,
+            &task.cache_dir,
+            &task.sealed_file,
+            &mut out,
+            task.prover_id,
+            task.sector_id,
+            task.comm_d,
+            task.ticket,
+            task.offset,
+            task.num_bytes,
+        )
+    })
+    .with_context(|| format!("unseal sector {:?}", task.sector_id))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("write {}", task.unsealed_output.display()))?;
+    file.sync_all()
+        .with_context(|| format!("sync {}", task.unsealed_output.display()))?;
+    Ok(written)
+}

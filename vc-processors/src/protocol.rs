@@ -1,0 +1,255 @@
+//! The processor protocol: tasks, processors and the line envelopes (vc-processors-spec §1, §3.1).
+//!
+//! A *task* is the JSON input of one stage (`pc1`, `c2`, `window_post`, …) and names its output
+//! type. A *processor* turns a task into its output, in-process or, through
+//! [`crate::producer::Producer`], in a child process that runs [`crate::consumer::run_consumer`].
+//!
+//! On the pipes every message is one compact JSON document followed by `\n`:
+//! requests `{"id":<u64>,"task":<task>}` go to the child's stdin, responses
+//! `{"id":<u64>,"err_msg":<string|null>,"output":<output|null>}` come back on its stdout, in any
+//! order, matched by `id`. Before anything else the child prints the ready line
+//! `<stage> processor ready\n`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The input of one stage of work, sent to a processor as the `task` field of a request.
+pub trait Task: Serialize + DeserializeOwned + Debug + Send + Sync + 'static {
+    /// Stage name: used in the ready line and as the default `processor <stage>` argument.
+    const STAGE: &'static str;
+    /// What a processor returns for this task (the `output` field of a response).
+    type Output: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+}
+
+/// The unit task of `sealing_daemons`: children that are only kept alive, never sent work.
+impl Task for () {
+    const STAGE: &'static str = "EMPTY";
+    type Output = ();
+}
+
+/// Something that performs tasks of type `T`.
+///
+/// `process` blocks the calling thread until the task is done; callers on an async runtime use
+/// `spawn_blocking`. Implementations must be usable from many threads at once.
+pub trait Processor<T: Task>: Send + Sync {
+    /// Short human-readable name, e.g. `builtin pc1` or `ext(pc1, pid: 1234)`.
+    fn name(&self) -> String;
+
+    /// Runs one task to completion.
+    fn process(&self, task: T) -> anyhow::Result<T::Output>;
+}
+
+impl<T: Task, P: Processor<T> + ?Sized> Processor<T> for Box<P> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn process(&self, task: T) -> anyhow::Result<T::Output> {
+        (**self).process(task)
+    }
+}
+
+impl<T: Task, P: Processor<T> + ?Sized> Processor<T> for Arc<P> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn process(&self, task: T) -> anyhow::Result<T::Output> {
+        (**self).process(task)
+    }
+}
+
+/// A processor that accepts the unit task and does nothing: the body of a sealing daemon.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DaemonProcessor;
+
+impl Processor<()> for DaemonProcessor {
+    fn name(&self) -> String {
+        "daemon".to_string()
+    }
+
+    fn process(&self, _task: ()) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A request line: `{"id":<u64>,"task":<task>}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request<T> {
+    /// Chosen by the producer, unique per child configuration; copied into the response.
+    pub id: u64,
+    /// The task itself.
+    pub task: T,
+}
+
+/// A response line: `{"id":<u64>,"err_msg":<string|null>,"output":<output|null>}`.
+///
+/// Exactly one of `err_msg` and `output` is meaningful: a non-null `err_msg` is a failure,
+/// whatever `output` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Response<O> {
+    /// The id of the request this answers.
+    pub id: u64,
+    /// The failure text, or `null` on success (missing means `null`).
+    pub err_msg: Option<String>,
+    /// The output, or `null` on failure (missing means `null`).
+    pub output: Option<O>,
+}
+
+impl<O> Response<O> {
+    /// A successful response.
+    pub fn ok(id: u64, output: O) -> Self {
+        Response {
+            id,
+            err_msg: None,
+            output: Some(output),
+        }
+    }
+
+    /// A failed response.
+    pub fn err(id: u64, err_msg: impl Into<String>) -> Self {
+        Response {
+            id,
+            err_msg: Some(err_msg.into()),
+            output: None,
+        }
+    }
+}
+
+/// The ready line a child prints once it can take requests, without the trailing newline.
+pub fn ready_message(stage: &str) -> String {
+    format!("{stage} processor ready")
+}
+
+/// Reads the top-level `id` of a request or response line that failed to parse as a whole.
+///
+/// Tries the bytes as they are, then with invalid UTF-8 replaced (a bad byte inside a string),
+/// then the canonical layout `{"id":<digits>,…` that every producer and consumer writes, which
+/// still names the request when the rest of the line is cut short or corrupt.
+pub fn salvage_id(line: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: u64,
+    }
+    if let Ok(IdOnly { id }) = serde_json::from_slice::<IdOnly>(line) {
+        return Some(id);
+    }
+    let lossy = String::from_utf8_lossy(line);
+    if let Ok(IdOnly { id }) = serde_json::from_str::<IdOnly>(&lossy) {
+        return Some(id);
+    }
+    leading_id(&lossy)
+}
+
+/// The id of a line that starts `{"id":<digits>` followed by `,` or `}`.
+fn leading_id(line: &str) -> Option<u64> {
+    let rest = line.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix("\"id\"")?.trim_start().strip_prefix(':')?.trim_start();
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let after = rest[digits..].trim_start();
+    if digits == 0 || !(after.starts_with(',') || after.starts_with('}')) {
+        return None;
+    }
+    rest[..digits].parse().ok()
+}
+
+/// At most `max` bytes of `line`, lossily decoded, for error messages and logs.
+pub(crate) fn excerpt(line: &[u8], max: usize) -> String {
+    let cut = &line[..line.len().min(max)];
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if line.len() > max {
+        s.push_str(&format!("… ({} bytes in all)", line.len()));
+    }
+    s
+}
+
+/// `line` without its trailing `\n` / `\r\n`.
+pub(crate) fn trim_line_end(mut line: &[u8]) -> &[u8] {
+    while let Some((&last, rest)) = line.split_last() {
+        if last == b'\n' || last == b'\r' {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_response_envelopes_are_compact_and_ordered() {
+        let req = Request { id: 7, task: 15u32 };
+        assert_eq!(
+            serde_json::to_string(&req).expect("serialize"),
+            r#"{"id":7,"task":15}"#
+        );
+        let ok: Response<u32> = Response::ok(7, 225);
+        assert_eq!(
+            serde_json::to_string(&ok).expect("serialize"),
+            r#"{"id":7,"err_msg":null,"output":225}"#
+        );
+        let err: Response<u32> = Response::err(7, "too large");
+        assert_eq!(
+            serde_json::to_string(&err).expect("serialize"),
+            r#"{"id":7,"err_msg":"too large","output":null}"#
+        );
+    }
+
+    #[test]
+    fn unit_task_output_is_null_and_reads_back() {
+        let ok: Response<()> = Response::ok(3, ());
+        let line = serde_json::to_string(&ok).expect("serialize");
+        assert_eq!(line, r#"{"id":3,"err_msg":null,"output":null}"#);
+        let back: Request<()> = serde_json::from_str(r#"{"id":3,"task":null}"#).expect("parse");
+        assert_eq!(back.id, 3);
+    }
+
+    #[test]
+    fn missing_optional_fields_default_and_unknown_fields_are_ignored() {
+        let r: Response<bool> =
+            serde_json::from_str(r#"{"output":true,"id":1,"extra":"x"}"#).expect("parse");
+        assert_eq!(r, Response::ok(1, true));
+    }
+
+    #[test]
+    fn ids_must_be_unsigned_integers() {
+        for bad in [
+            r#"{"id":"1","task":1}"#,
+            r#"{"id":-1,"task":1}"#,
+            r#"{"id":1.5,"task":1}"#,
+        ] {
+            assert!(serde_json::from_str::<Request<u32>>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn salvage_id_reads_top_level_id_only() {
+        assert_eq!(
+            salvage_id(br#"{"id":42,"task":{"id":"layer-1","x":"#),
+            Some(42),
+            "a cut-short line in the canonical layout still names its request"
+        );
+        assert_eq!(
+            salvage_id(br#"{"task":{"id":9},"id":42,"bogus":[1,2]}"#),
+            Some(42)
+        );
+        assert_eq!(salvage_id(br#"{"task":{"id":9},"id":42,"bo"#), None);
+        assert_eq!(salvage_id(br#"{"id":42x,"task":1}"#), None);
+        assert_eq!(salvage_id(br#"{ "id" : 7 }"#), Some(7));
+        assert_eq!(salvage_id(b"{\"id\":5,\"err_msg\":\"\xff\xfe\"}"), Some(5));
+        assert_eq!(salvage_id(b"not json"), None);
+    }
+
+    #[test]
+    fn trim_and_excerpt() {
+        assert_eq!(trim_line_end(b"abc\r\n"), b"abc");
+        assert_eq!(trim_line_end(b"abc"), b"abc");
+        assert_eq!(excerpt(b"abcdef", 3), "abc… (6 bytes in all)");
+    }
+}
