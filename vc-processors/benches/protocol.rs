@@ -112,11 +112,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if benching { 20_000 } else { 200 });
-    let window = if benching { Duration::from_secs(3) } else { Duration::from_millis(200) };
+    let window = if benching {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_millis(200)
+    };
 
     let mut cfg = ProducerConfig::new("fixture", env!("CARGO_BIN_EXE_vc-processors-fixture"));
     cfg.envs.push(("RUST_LOG".into(), "warn".into()));
-    let child: Arc<dyn Processor<Op>> = Arc::new(Producer::<Op>::start(cfg).expect("start the fixture child"));
+    let child: Arc<dyn Processor<Op>> =
+        Arc::new(Producer::<Op>::start(cfg).expect("start the fixture child"));
     let direct: Arc<dyn Processor<Op>> = Arc::new(Direct);
 
     // Warm up both paths.
@@ -127,8 +132,20 @@ fn main() {
     let c = latency(&*child, n);
     println!("processor protocol overhead: trivial task, {n} sequential requests");
     println!("{:<28} {:>12} {:>12} {:>12}", "", "p50", "p99", "mean");
-    println!("{:<28} {:>12} {:>12} {:>12}", "direct in-process call", us(d.p50), us(d.p99), us(d.mean));
-    println!("{:<28} {:>12} {:>12} {:>12}", "child process (producer)", us(c.p50), us(c.p99), us(c.mean));
+    println!(
+        "{:<28} {:>12} {:>12} {:>12}",
+        "direct in-process call",
+        us(d.p50),
+        us(d.p99),
+        us(d.mean)
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>12}",
+        "child process (producer)",
+        us(c.p50),
+        us(c.p99),
+        us(c.mean)
+    );
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
     println!(
         "{:<28} {:>11.0}x {:>11.0}x {:>11.0}x",
@@ -140,10 +157,19 @@ fn main() {
 
     println!();
     println!("throughput over {window:?} per case (requests/s)");
-    println!("{:<10} {:>16} {:>16} {:>12}", "callers", "direct", "child", "child/direct");
+    println!(
+        "{:<10} {:>16} {:>16} {:>12}",
+        "callers", "direct", "child", "child/direct"
+    );
     for callers in [1, 4, 16, 64] {
         let td = throughput(direct.clone(), callers, window);
         let tc = throughput(child.clone(), callers, window);
-        println!("{:<10} {:>16.0} {:>16.0} {:>12.5}", callers, td, tc, tc / td);
+        println!(
+            "{:<10} {:>16.0} {:>16.0} {:>12.5}",
+            callers,
+            td,
+            tc,
+            tc / td
+        );
     }
 }

@@ -83,6 +83,9 @@ mod tests {
         assert!(serde_json::from_str::<BytesArray32>(r#""obLD""#).is_err());
         let a = BytesArray32([7; 32]);
         let json = serde_json::to_string(&a).expect("serialize");
-        assert_eq!(serde_json::from_str::<BytesArray32>(&json).expect("parse"), a);
+        assert_eq!(
+            serde_json::from_str::<BytesArray32>(&json).expect("parse"),
+            a
+        );
     }
 }

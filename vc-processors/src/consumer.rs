@@ -20,7 +20,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use tracing::{debug, info_span, warn};
 
-use crate::protocol::{excerpt, ready_message, salvage_id, trim_line_end, Processor, Request, Response, Task};
+use crate::protocol::{
+    excerpt, ready_message, salvage_id, trim_line_end, Processor, Request, Response, Task,
+};
 
 /// Options of the consumer loop.
 #[derive(Debug, Clone)]
@@ -177,7 +179,10 @@ where
     }
 }
 
-fn run_one<T: Task, P: Processor<T> + ?Sized>(processor: &P, req: Request<T>) -> Response<T::Output> {
+fn run_one<T: Task, P: Processor<T> + ?Sized>(
+    processor: &P,
+    req: Request<T>,
+) -> Response<T::Output> {
     let id = req.id;
     match catch_unwind(AssertUnwindSafe(|| processor.process(req.task))) {
         Ok(Ok(output)) => Response::ok(id, output),
@@ -341,7 +346,10 @@ mod tests {
 
     #[test]
     fn ready_line_first_then_every_request_answered_on_eof() {
-        let lines = run(b"{\"id\":1,\"task\":1}\n{\"id\":2,\"task\":5}\n\n{\"id\":3,\"task\":50}\n", 8);
+        let lines = run(
+            b"{\"id\":1,\"task\":1}\n{\"id\":2,\"task\":5}\n\n{\"id\":3,\"task\":50}\n",
+            8,
+        );
         assert_eq!(lines[0], "sqr processor ready");
         let mut rest: Vec<_> = lines[1..].to_vec();
         rest.sort();
@@ -366,10 +374,26 @@ mod tests {
             by_id.insert(r.id, r);
         }
         assert_eq!(by_id.len(), 4, "{lines:?}");
-        assert!(by_id[&1].err_msg.as_deref().unwrap_or("").contains("too large"));
-        assert!(by_id[&2].err_msg.as_deref().unwrap_or("").contains("panic: zero is not allowed"));
-        assert!(by_id[&3].err_msg.as_deref().unwrap_or("").contains("invalid sqr request"));
-        assert!(by_id[&4].err_msg.as_deref().unwrap_or("").contains("invalid sqr request"));
+        assert!(by_id[&1]
+            .err_msg
+            .as_deref()
+            .unwrap_or("")
+            .contains("too large"));
+        assert!(by_id[&2]
+            .err_msg
+            .as_deref()
+            .unwrap_or("")
+            .contains("panic: zero is not allowed"));
+        assert!(by_id[&3]
+            .err_msg
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid sqr request"));
+        assert!(by_id[&4]
+            .err_msg
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid sqr request"));
         assert!(by_id.values().all(|r| r.output.is_none()));
     }
 }

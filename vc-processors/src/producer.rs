@@ -35,7 +35,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
 
-use crate::protocol::{excerpt, ready_message, salvage_id, trim_line_end, Processor, Request, Task};
+use crate::protocol::{
+    excerpt, ready_message, salvage_id, trim_line_end, Processor, Request, Task,
+};
 use crate::sys::{ENV_CGROUP_CPUSET, ENV_CGROUP_NAME, ENV_NUMA_PREFERRED};
 
 /// Everything that can go wrong between a producer and its child.
@@ -53,7 +55,9 @@ pub enum ProducerError {
         source: std::io::Error,
     },
     /// The child printed nothing within the ready timeout; it was killed.
-    #[error("{stage}: processor (pid {pid}) did not print its ready line within {after:?}; killed it")]
+    #[error(
+        "{stage}: processor (pid {pid}) did not print its ready line within {after:?}; killed it"
+    )]
     ReadyTimeout {
         /// Stage served.
         stage: String,
@@ -303,10 +307,7 @@ enum ChildState {
     /// Spawning or waiting for the ready line.
     Starting,
     /// Ready: requests go to `writer`.
-    Up {
-        pid: u32,
-        writer: Sender<Vec<u8>>,
-    },
+    Up { pid: u32, writer: Sender<Vec<u8>> },
     /// Dead, with the reason calls are refused.
     Down { reason: String },
 }
@@ -368,7 +369,10 @@ pub struct ProducerBuilder {
 
 impl ProducerBuilder {
     /// Runs `bin` with `args`; the stage is taken from the task type at [`Self::spawn`].
-    pub fn new(bin: impl Into<PathBuf>, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+    pub fn new(
+        bin: impl Into<PathBuf>,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Self {
         let mut config = ProducerConfig::new(String::new(), bin);
         config.args = args.into_iter().map(Into::into).collect();
         ProducerBuilder { config }
@@ -552,8 +556,8 @@ impl<T: Task> Producer<T> {
         let shared = &self.handle.shared;
         let stage = shared.stage().to_string();
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut line = serde_json::to_vec(&Request { id, task })
-            .map_err(|source| ProducerError::Marshal {
+        let mut line =
+            serde_json::to_vec(&Request { id, task }).map_err(|source| ProducerError::Marshal {
                 stage: stage.clone(),
                 source,
             })?;
@@ -861,7 +865,11 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
 }
 
 /// Reads responses until the child's stdout ends; returns why it ended.
-fn read_responses(shared: &Shared, pid: u32, stdout: &mut BufReader<ChildStdout>) -> Option<String> {
+fn read_responses(
+    shared: &Shared,
+    pid: u32,
+    stdout: &mut BufReader<ChildStdout>,
+) -> Option<String> {
     let stage = shared.stage();
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -885,14 +893,21 @@ fn read_responses(shared: &Shared, pid: u32, stdout: &mut BufReader<ChildStdout>
                     }
                     None => {
                         metrics::counter!("vc_processors_unmatched_responses_total", "stage" => stage.to_string()).increment(1);
-                        warn!(stage, pid, id = resp.id, "response for an unknown or finished request ignored");
+                        warn!(
+                            stage,
+                            pid,
+                            id = resp.id,
+                            "response for an unknown or finished request ignored"
+                        );
                     }
                 }
             }
             Err(e) => {
                 let reason = format!("{e}; line: {}", excerpt(body, 200));
                 dump_bad_line(pid, body);
-                match salvage_id(body).and_then(|id| shared.lock().inflight.remove(&id).map(|w| (id, w))) {
+                match salvage_id(body)
+                    .and_then(|id| shared.lock().inflight.remove(&id).map(|w| (id, w)))
+                {
                     Some((id, (_, tx))) => {
                         warn!(stage, pid, id, "invalid response: {reason}");
                         metrics::counter!("vc_processors_requests_failed_total", "stage" => stage.to_string(), "reason" => "malformed_response").increment(1);
@@ -905,7 +920,11 @@ fn read_responses(shared: &Shared, pid: u32, stdout: &mut BufReader<ChildStdout>
                     }
                     None => {
                         metrics::counter!("vc_processors_unparsable_lines_total", "stage" => stage.to_string()).increment(1);
-                        warn!(stage, pid, "ignoring an output line that names no request in flight: {reason}");
+                        warn!(
+                            stage,
+                            pid,
+                            "ignoring an output line that names no request in flight: {reason}"
+                        );
                     }
                 }
             }
@@ -923,7 +942,11 @@ fn dump_bad_line(pid: u32, body: &[u8]) {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = PathBuf::from(dir).join(format!("ext-processor-err-resp-{pid}-{n}.json"));
     if let Err(e) = std::fs::write(&path, body) {
-        warn!(pid, "cannot dump an invalid response to {}: {e}", path.display());
+        warn!(
+            pid,
+            "cannot dump an invalid response to {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -945,7 +968,8 @@ fn supervise(shared: Arc<Shared>, first: Sender<Result<(), ProducerError>>) {
                     return;
                 }
                 error!(stage, attempt, "restart failed: {e}");
-                let reason = format!("restart attempt {attempt} failed: {e}; restarting in {delay:?}");
+                let reason =
+                    format!("restart attempt {attempt} failed: {e}; restarting in {delay:?}");
                 if !wait_before_restart(&shared, &mut delay, reason) {
                     return;
                 }
@@ -969,7 +993,8 @@ fn supervise(shared: Arc<Shared>, first: Sender<Result<(), ProducerError>>) {
             shared.changed.notify_all();
         }
         if attempt > 1 {
-            metrics::counter!("vc_processors_child_restarts_total", "stage" => stage.clone()).increment(1);
+            metrics::counter!("vc_processors_child_restarts_total", "stage" => stage.clone())
+                .increment(1);
             info!(stage, pid, attempt, "processor restarted");
         } else {
             debug!(stage, pid, "processor ready");

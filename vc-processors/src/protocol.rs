@@ -147,7 +147,11 @@ pub fn salvage_id(line: &[u8]) -> Option<u64> {
 /// The id of a line that starts `{"id":<digits>` followed by `,` or `}`.
 fn leading_id(line: &str) -> Option<u64> {
     let rest = line.trim_start().strip_prefix('{')?.trim_start();
-    let rest = rest.strip_prefix("\"id\"")?.trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest
+        .strip_prefix("\"id\"")?
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let after = rest[digits..].trim_start();
     if digits == 0 || !(after.starts_with(',') || after.starts_with('}')) {

@@ -81,7 +81,9 @@ pub fn apply_placement_from_env() -> Placement {
             let cpus = match parse_cpu_list(&cpuset) {
                 Ok(cpus) => cpus,
                 Err(e) => {
-                    warn!("{ENV_CGROUP_CPUSET}={cpuset:?} is not a cpu list: {e}; no cpuset applied");
+                    warn!(
+                        "{ENV_CGROUP_CPUSET}={cpuset:?} is not a cpu list: {e}; no cpuset applied"
+                    );
                     return placement;
                 }
             };
@@ -175,7 +177,9 @@ fn set_cpu_affinity(cpus: &[usize]) -> Result<(), String> {
     let max = std::mem::size_of::<libc::cpu_set_t>() * 8;
     for &cpu in cpus {
         if cpu >= max {
-            return Err(format!("cpu {cpu} is beyond the {max} CPUs a cpu_set_t holds"));
+            return Err(format!(
+                "cpu {cpu} is beyond the {max} CPUs a cpu_set_t holds"
+            ));
         }
         // SAFETY: cpu < the capacity of `set`, checked above.
         unsafe { libc::CPU_SET(cpu, &mut set) };
@@ -200,7 +204,9 @@ fn join_cgroup(name: &str, cpuset: &str) -> Result<JoinedCgroup, String> {
         .components()
         .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        return Err(format!("cgroup name {name:?} must be a plain relative path"));
+        return Err(format!(
+            "cgroup name {name:?} must be a plain relative path"
+        ));
     }
     let root = Path::new(CGROUP_ROOT);
     let pid = std::process::id().to_string();
@@ -219,7 +225,12 @@ fn write_file(path: &Path, value: &str) -> Result<(), String> {
     fs::write(path, value).map_err(|e| format!("write {value:?} to {}: {e}", path.display()))
 }
 
-fn join_cgroup_v2(root: &Path, rel: &Path, cpuset: &str, pid: &str) -> Result<JoinedCgroup, String> {
+fn join_cgroup_v2(
+    root: &Path,
+    rel: &Path,
+    cpuset: &str,
+    pid: &str,
+) -> Result<JoinedCgroup, String> {
     let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
     if !controllers.split_whitespace().any(|c| c == "cpuset") {
         return Err("the cgroup v2 root has no cpuset controller".to_string());
@@ -249,7 +260,12 @@ fn current_cgroup_v2() -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.trim_start_matches('/')))
 }
 
-fn join_cgroup_v1(root: &Path, rel: &Path, cpuset: &str, pid: &str) -> Result<JoinedCgroup, String> {
+fn join_cgroup_v1(
+    root: &Path,
+    rel: &Path,
+    cpuset: &str,
+    pid: &str,
+) -> Result<JoinedCgroup, String> {
     let mut dir = root.to_path_buf();
     for comp in rel.components() {
         let parent = dir.clone();
@@ -277,7 +293,10 @@ mod tests {
 
     #[test]
     fn cpu_lists_parse() {
-        assert_eq!(parse_cpu_list("0-3,8,10-11").expect("valid"), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11").expect("valid"),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
         assert_eq!(parse_cpu_list(" 2 , 1 ,2").expect("valid"), vec![1, 2]);
         assert!(parse_cpu_list("").is_err());
         assert!(parse_cpu_list("3-1").is_err());

@@ -54,7 +54,10 @@ fn post_through_child_processes_verifies_and_reports_faults() {
     let a = seal_through_pc2(&stages, dir.path(), 41, false);
     let b = seal_through_pc2(&stages, dir.path(), 42, false);
     let store = dir.path().join("store");
-    let replicas = vec![persist_copy(&stages, &a, &store), persist_copy(&stages, &b, &store)];
+    let replicas = vec![
+        persist_copy(&stages, &a, &store),
+        persist_copy(&stages, &b, &store),
+    ];
     window_post_verifies(&stages, &replicas);
     winning_post_verifies(&stages, &replicas[0]);
     corrupted_replica_is_a_fault(&stages, &replicas, 41);

@@ -90,7 +90,9 @@ fn run_op(task: FixtureTask) -> anyhow::Result<Value> {
         "wrong-type" => Ok(Value::from("not a number")),
         "panic" => panic!("fixture panic {}", task.n),
         "err" => anyhow::bail!("fixture error {}", task.n),
-        "env" => Ok(std::env::var(&task.arg).map(Value::from).unwrap_or(Value::Null)),
+        "env" => Ok(std::env::var(&task.arg)
+            .map(Value::from)
+            .unwrap_or(Value::Null)),
         "cpus" => {
             let status = std::fs::read_to_string("/proc/self/status")?;
             let line = status

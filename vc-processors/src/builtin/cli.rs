@@ -16,7 +16,11 @@ use crate::protocol::Task;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// The most requests this child runs at once (0: no limit beyond 256).
-    #[arg(long = "max-concurrent", env = "VC_PROCESSOR_MAX_CONCURRENT", default_value_t = 0)]
+    #[arg(
+        long = "max-concurrent",
+        env = "VC_PROCESSOR_MAX_CONCURRENT",
+        default_value_t = 0
+    )]
     pub max_concurrent: usize,
 }
 
@@ -24,7 +28,11 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Pc1Args {
     /// Directory prefix of hugepage memory files (damocles' fork only).
-    #[arg(long = "hugepage-files-path", alias = "hugepage_files_path", env = "HUGEPAGE_FILES_PATH")]
+    #[arg(
+        long = "hugepage-files-path",
+        alias = "hugepage_files_path",
+        env = "HUGEPAGE_FILES_PATH"
+    )]
     pub hugepage_files_path: Option<String>,
     /// Pattern of hugepage memory files (damocles' fork only).
     #[arg(
@@ -202,6 +210,9 @@ mod tests {
             ProcessorCommand::Pc1(a) => assert_eq!(a.hugepage_files_path.as_deref(), Some("/hp")),
             _ => panic!("pc1"),
         }
-        assert!(Wrap::try_parse_from(["x", "c1"]).is_err(), "c1 runs in-process only");
+        assert!(
+            Wrap::try_parse_from(["x", "c1"]).is_err(),
+            "c1 runs in-process only"
+        );
     }
 }

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bellperson::groth16;
 use blstrs::Bls12;
-use filecoin_proofs::parameters::{public_params, window_post_public_params, winning_post_public_params};
+use filecoin_proofs::parameters::{
+    public_params, window_post_public_params, winning_post_public_params,
+};
 use filecoin_proofs::{with_shape, DefaultPieceHasher, MerkleTreeTrait};
 use filecoin_proofs_api::{RegisteredPoStProof, RegisteredSealProof};
 use fs2::FileExt;
@@ -107,10 +109,9 @@ pub fn parse_sector_size(s: &str) -> Result<u64, String> {
         .into_iter()
         .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, m)))
         .unwrap_or((t, 1));
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB"))?;
+    let n: u64 = num.trim().parse().map_err(|_| {
+        format!("invalid sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB")
+    })?;
     let size = n * mult;
     match size {
         2048 | 0x80_0000 | 0x2000_0000 | 0x8_0000_0000 | 0x10_0000_0000 => Ok(size),
@@ -185,9 +186,11 @@ impl ParamEntry {
 
     /// Whether all three files are present and non-empty.
     pub fn is_present(&self) -> bool {
-        [&self.params, &self.vk, &self.meta]
-            .iter()
-            .all(|p| fs::metadata(p).map(|m| m.is_file() && m.len() > 0).unwrap_or(false))
+        [&self.params, &self.vk, &self.meta].iter().all(|p| {
+            fs::metadata(p)
+                .map(|m| m.is_file() && m.len() > 0)
+                .unwrap_or(false)
+        })
     }
 }
 
@@ -221,7 +224,10 @@ fn porep_entry<Tree: 'static + MerkleTreeTrait>(sector_size: u64) -> Result<Para
     Ok(entry(ParamKind::PoRep, sector_size, id))
 }
 
-fn post_entry<Tree: 'static + MerkleTreeTrait>(kind: ParamKind, sector_size: u64) -> Result<ParamEntry> {
+fn post_entry<Tree: 'static + MerkleTreeTrait>(
+    kind: ParamKind,
+    sector_size: u64,
+) -> Result<ParamEntry> {
     let config = post_proof(kind, sector_size)?.as_v1_config();
     let pp = if kind == ParamKind::WindowPoSt {
         window_post_public_params::<Tree>(&config)?
@@ -232,9 +238,14 @@ fn post_entry<Tree: 'static + MerkleTreeTrait>(kind: ParamKind, sector_size: u64
     Ok(entry(kind, sector_size, id))
 }
 
-fn snap_entry<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(sector_size: u64) -> Result<ParamEntry> {
+fn snap_entry<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
+    sector_size: u64,
+) -> Result<ParamEntry> {
     let pp = storage_proofs_update::PublicParams::from_sector_size(sector_size);
-    let id = <EmptySectorUpdateCompound<Tree> as CacheableParameters<EmptySectorUpdateCircuit<Tree>, _>>::cache_identifier(&pp);
+    let id = <EmptySectorUpdateCompound<Tree> as CacheableParameters<
+        EmptySectorUpdateCircuit<Tree>,
+        _,
+    >>::cache_identifier(&pp);
     Ok(entry(ParamKind::SnapDeals, sector_size, id))
 }
 
@@ -253,7 +264,9 @@ fn entry(kind: ParamKind, sector_size: u64, id: String) -> ParamEntry {
 pub fn param_entry(kind: ParamKind, sector_size: u64) -> Result<ParamEntry> {
     match kind {
         ParamKind::PoRep => with_shape!(sector_size, porep_entry, sector_size),
-        ParamKind::WindowPoSt | ParamKind::WinningPoSt => with_shape!(sector_size, post_entry, kind, sector_size),
+        ParamKind::WindowPoSt | ParamKind::WinningPoSt => {
+            with_shape!(sector_size, post_entry, kind, sector_size)
+        }
         ParamKind::SnapDeals => with_shape!(sector_size, snap_entry, sector_size),
     }
 }
@@ -264,7 +277,10 @@ pub fn check(sector_size: u64, kinds: &[ParamKind]) -> Result<Vec<ParamStatus>> 
         .iter()
         .map(|&kind| {
             let entry = param_entry(kind, sector_size)?;
-            let params_bytes = fs::metadata(&entry.params).ok().filter(|m| m.is_file()).map(|m| m.len());
+            let params_bytes = fs::metadata(&entry.params)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
             let vk_valid = File::open(&entry.vk)
                 .ok()
                 .and_then(|f| groth16::VerifyingKey::<Bls12>::read(std::io::BufReader::new(f)).ok())
@@ -357,14 +373,17 @@ fn generate_one(
 ) -> Result<Outcome> {
     let entry = param_entry(kind, sector_size)?;
     if entry.is_present() {
-        progress(Progress::Present { entry: entry.clone() });
+        progress(Progress::Present {
+            entry: entry.clone(),
+        });
         return Ok(Outcome {
             entry,
             generated_in: None,
         });
     }
     let dir = parameter_cache_dir();
-    fs::create_dir_all(&dir).with_context(|| format!("create parameter cache {}", dir.display()))?;
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("create parameter cache {}", dir.display()))?;
     let lock_path = entry.lock_path();
     let lock = OpenOptions::new()
         .create(true)
@@ -374,20 +393,26 @@ fn generate_one(
         .open(&lock_path)
         .with_context(|| format!("open lock file {}", lock_path.display()))?;
     if lock.try_lock_exclusive().is_err() {
-        progress(Progress::WaitingForLock { entry: entry.clone() });
+        progress(Progress::WaitingForLock {
+            entry: entry.clone(),
+        });
         lock.lock_exclusive()
             .with_context(|| format!("lock {}", lock_path.display()))?;
     }
     // Whoever held the lock may have made them.
     if entry.is_present() {
-        progress(Progress::Present { entry: entry.clone() });
+        progress(Progress::Present {
+            entry: entry.clone(),
+        });
         return Ok(Outcome {
             entry,
             generated_in: None,
         });
     }
 
-    progress(Progress::Started { entry: entry.clone() });
+    progress(Progress::Started {
+        entry: entry.clone(),
+    });
     let start = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let generated = std::thread::scope(|scope| {
@@ -405,7 +430,13 @@ fn generate_one(
         let _ = done_tx.send(());
         res
     });
-    generated.with_context(|| format!("generate {} parameters for {}", kind, format_sector_size(sector_size)))?;
+    generated.with_context(|| {
+        format!(
+            "generate {} parameters for {}",
+            kind,
+            format_sector_size(sector_size)
+        )
+    })?;
     let took = start.elapsed();
     progress(Progress::Generated {
         entry: entry.clone(),
@@ -451,17 +482,28 @@ fn build_post<Tree: 'static + MerkleTreeTrait>(entry: &ParamEntry) -> Result<()>
     } else {
         winning_post_public_params::<Tree>(&config)?
     };
-    let circuit = <FallbackPoStCompound<Tree> as CompoundProof<FallbackPoSt<'_, Tree>, FallbackPoStCircuit<Tree>>>::blank_circuit(&pp);
+    let circuit = <FallbackPoStCompound<Tree> as CompoundProof<
+        FallbackPoSt<'_, Tree>,
+        FallbackPoStCircuit<Tree>,
+    >>::blank_circuit(&pp);
     let meta = <FallbackPoStCompound<Tree> as CacheableParameters<FallbackPoStCircuit<Tree>, _>>::cache_meta(&pp);
     let params = groth16::generate_random_parameters::<Bls12, _, _>(circuit, &mut OsRng)
         .context("Groth16 setup")?;
     write_entry(entry, &params, meta.sector_size)
 }
 
-fn build_snap<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(entry: &ParamEntry) -> Result<()> {
+fn build_snap<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
+    entry: &ParamEntry,
+) -> Result<()> {
     let pp = storage_proofs_update::PublicParams::from_sector_size(entry.sector_size);
-    let circuit = <EmptySectorUpdateCompound<Tree> as CompoundProof<EmptySectorUpdate<Tree>, EmptySectorUpdateCircuit<Tree>>>::blank_circuit(&pp);
-    let meta = <EmptySectorUpdateCompound<Tree> as CacheableParameters<EmptySectorUpdateCircuit<Tree>, _>>::cache_meta(&pp);
+    let circuit = <EmptySectorUpdateCompound<Tree> as CompoundProof<
+        EmptySectorUpdate<Tree>,
+        EmptySectorUpdateCircuit<Tree>,
+    >>::blank_circuit(&pp);
+    let meta = <EmptySectorUpdateCompound<Tree> as CacheableParameters<
+        EmptySectorUpdateCircuit<Tree>,
+        _,
+    >>::cache_meta(&pp);
     let params = groth16::generate_random_parameters::<Bls12, _, _>(circuit, &mut OsRng)
         .context("Groth16 setup")?;
     write_entry(entry, &params, meta.sector_size)
@@ -469,11 +511,17 @@ fn build_snap<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(entry: &Par
 
 /// Writes `.params`, `.vk` and `.meta`, each atomically; `.params` last-but-one and `.meta`
 /// last, so an entry is present only when it is complete.
-fn write_entry(entry: &ParamEntry, params: &groth16::Parameters<Bls12>, sector_size: u64) -> Result<()> {
+fn write_entry(
+    entry: &ParamEntry,
+    params: &groth16::Parameters<Bls12>,
+    sector_size: u64,
+) -> Result<()> {
     write_atomic(&entry.params, |w| params.write(w).map_err(Into::into))?;
     write_atomic(&entry.vk, |w| params.vk.write(w).map_err(Into::into))?;
     let meta = serde_json::json!({ "sector_size": sector_size });
-    write_atomic(&entry.meta, |w| serde_json::to_writer(w, &meta).map_err(Into::into))?;
+    write_atomic(&entry.meta, |w| {
+        serde_json::to_writer(w, &meta).map_err(Into::into)
+    })?;
     if let Some(dir) = entry.params.parent() {
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -485,7 +533,9 @@ fn write_entry(entry: &ParamEntry, params: &groth16::Parameters<Bls12>, sector_s
 fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp-{}",
-        path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default(),
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let result = (|| -> Result<()> {
@@ -496,8 +546,10 @@ fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("write {}", tmp.display()))?;
-        file.sync_all().with_context(|| format!("sync {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+        file.sync_all()
+            .with_context(|| format!("sync {}", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -518,7 +570,8 @@ pub fn print_progress(event: Progress) {
             "params: generating {}{} …",
             label(entry),
             match entry.kind {
-                ParamKind::PoRep if entry.sector_size == 2048 => " (about 15–20 minutes on 2 cores)",
+                ParamKind::PoRep if entry.sector_size == 2048 =>
+                    " (about 15–20 minutes on 2 cores)",
                 ParamKind::WinningPoSt if entry.sector_size == 2048 => " (about a minute)",
                 _ => "",
             }
@@ -572,8 +625,16 @@ mod tests {
     #[test]
     fn entries_have_the_library_names() {
         let e = param_entry(ParamKind::PoRep, 2048).expect("entry");
-        let name = e.params.file_name().expect("name").to_string_lossy().into_owned();
-        assert!(name.starts_with("v28-stacked-proof-of-replication-"), "{name}");
+        let name = e
+            .params
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("v28-stacked-proof-of-replication-"),
+            "{name}"
+        );
         assert!(name.ends_with(".params"));
         let w = param_entry(ParamKind::WindowPoSt, 2048).expect("entry");
         let n = param_entry(ParamKind::WinningPoSt, 2048).expect("entry");
@@ -585,7 +646,13 @@ mod tests {
 
     #[test]
     fn large_sizes_are_refused() {
-        let e = generate(32 << 30, &[ParamKind::WindowPoSt], Duration::from_secs(1), &|_| {}).expect_err("too big");
+        let e = generate(
+            32 << 30,
+            &[ParamKind::WindowPoSt],
+            Duration::from_secs(1),
+            &|_| {},
+        )
+        .expect_err("too big");
         assert!(e.to_string().contains("32GiB"), "{e}");
     }
 }

@@ -129,7 +129,11 @@ pub fn zero_piece_commitment(padded_size: u64) -> Result<Commitment> {
 /// Builds the data tree of a full staged file into `cache_dir/sc-02-data-tree-d.dat` and
 /// returns its root (CommD). An existing file or symlink at that path is replaced, never
 /// written through.
-pub fn create_tree_d(proof: RegisteredSealProof, staged_file: &Path, cache_dir: &Path) -> Result<Commitment> {
+pub fn create_tree_d(
+    proof: RegisteredSealProof,
+    staged_file: &Path,
+    cache_dir: &Path,
+) -> Result<Commitment> {
     let sector_size = u64::from(proof.sector_size());
     let file = File::open(staged_file)
         .with_context(|| format!("open staged file {}", staged_file.display()))?;
@@ -249,7 +253,9 @@ pub fn verify_seal(
     proof: &[u8],
 ) -> Result<bool> {
     guard("verify_seal", || {
-        api::seal::verify_seal(proof_type, comm_r, comm_d, prover_id, sector_id, ticket, seed, proof)
+        api::seal::verify_seal(
+            proof_type, comm_r, comm_d, prover_id, sector_id, ticket, seed, proof,
+        )
     })
 }
 
@@ -263,12 +269,18 @@ mod tests {
         assert_eq!(&to_prover_id(0)[..2], &[0, 0]);
         assert_eq!(&to_prover_id(127)[..2], &[127, 0]);
         assert_eq!(&to_prover_id(128)[..3], &[0x80, 0x01, 0]);
-        assert_eq!(&to_prover_id(u64::MAX)[..11], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0]);
+        assert_eq!(
+            &to_prover_id(u64::MAX)[..11],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0]
+        );
     }
 
     #[test]
     fn zero_commitments_match_the_proof_library() {
-        for proof in [RegisteredSealProof::StackedDrg2KiBV1_1, RegisteredSealProof::StackedDrg8MiBV1_1] {
+        for proof in [
+            RegisteredSealProof::StackedDrg2KiBV1_1,
+            RegisteredSealProof::StackedDrg8MiBV1_1,
+        ] {
             let size = u64::from(proof.sector_size());
             let ours = zero_piece_commitment(size).expect("power of two");
             let theirs = api::seal::compute_comm_d(proof, &[]).expect("comm_d");
@@ -289,12 +301,17 @@ mod tests {
         let big = cached_filenames_for_sector(RegisteredSealProof::StackedDrg32GiBV1_1);
         assert_eq!(big.len(), 10);
         assert_eq!(big[7], "sc-02-data-tree-r-last-7.dat");
-        assert_eq!(cached_filenames_for_sector(RegisteredSealProof::StackedDrg64GiBV1_1).len(), 18);
+        assert_eq!(
+            cached_filenames_for_sector(RegisteredSealProof::StackedDrg64GiBV1_1).len(),
+            18
+        );
     }
 
     #[test]
     fn guard_turns_panics_into_errors() {
         let err = guard::<()>("pc1", || panic!("boom")).expect_err("panicked");
-        assert!(err.to_string().contains("pc1: panic in the proof library: boom"));
+        assert!(err
+            .to_string()
+            .contains("pc1: panic in the proof library: boom"));
     }
 }

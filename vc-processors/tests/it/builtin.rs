@@ -26,7 +26,10 @@ fn window_and_winning_post_verify_and_corruption_is_a_fault() {
     let a = seal_through_pc2(&stages, dir.path(), 11, false);
     let b = seal_through_pc2(&stages, dir.path(), 12, true);
     let store = dir.path().join("store");
-    let replicas = vec![persist_copy(&stages, &a, &store), persist_copy(&stages, &b, &store)];
+    let replicas = vec![
+        persist_copy(&stages, &a, &store),
+        persist_copy(&stages, &b, &store),
+    ];
     window_post_verifies(&stages, &replicas);
     winning_post_verifies(&stages, &replicas[1]);
     corrupted_replica_is_a_fault(&stages, &replicas, 12);

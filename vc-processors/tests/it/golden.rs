@@ -9,8 +9,11 @@ use vc_processors::builtin::tasks::*;
 use vc_processors::protocol::{Request, Response, Task};
 
 fn golden(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str::<serde_json::Value>(&text).expect("golden is JSON");
     // The files are pretty-printed for reading; the wire form is compact, in file order.
     minify(&text)
@@ -56,9 +59,14 @@ fn task_and_output<T: Task>(name: &str) -> (T, T::Output) {
     // And inside the envelopes.
     let req = serde_json::to_string(&Request { id: 9, task }).expect("request");
     assert!(req.starts_with(r#"{"id":9,"task":{"#) || req.starts_with(r#"{"id":9,"task":"#));
-    let task = serde_json::from_str::<Request<T>>(&req).expect("request back").task;
+    let task = serde_json::from_str::<Request<T>>(&req)
+        .expect("request back")
+        .task;
     let resp = serde_json::to_string(&Response::ok(9, output)).expect("response");
-    assert!(resp.starts_with(r#"{"id":9,"err_msg":null,"output":"#), "{resp}");
+    assert!(
+        resp.starts_with(r#"{"id":9,"err_msg":null,"output":"#),
+        "{resp}"
+    );
     let output = serde_json::from_str::<Response<T::Output>>(&resp)
         .expect("response back")
         .output
@@ -95,7 +103,10 @@ fn pc1() {
 #[test]
 fn pc2() {
     let (task, out) = task_and_output::<PC2>("pc2");
-    assert_eq!(task.pc1out.registered_proof, RegisteredSealProof::StackedDrg2KiBV1_1);
+    assert_eq!(
+        task.pc1out.registered_proof,
+        RegisteredSealProof::StackedDrg2KiBV1_1
+    );
     assert_eq!(out.comm_d, task.pc1out.comm_d);
 }
 
@@ -108,7 +119,10 @@ fn c2_output_is_a_plain_byte_array() {
 #[test]
 fn snap_encode_and_prove() {
     let (task, _) = task_and_output::<SnapEncode>("snap_encode");
-    assert_eq!(task.registered_proof, RegisteredUpdateProof::StackedDrg32GiBV1);
+    assert_eq!(
+        task.registered_proof,
+        RegisteredUpdateProof::StackedDrg32GiBV1
+    );
     let (task, out) = task_and_output::<SnapProve>("snap_prove");
     assert_eq!(task.vannilla_proofs, vec![vec![1, 2, 3], vec![4, 5, 6]]);
     assert_eq!(out, vec![171, 3, 0, 255]);
@@ -118,14 +132,30 @@ fn snap_encode_and_prove() {
 fn transfer() {
     let (task, out) = task_and_output::<Transfer>("transfer");
     assert!(out);
-    assert_eq!(task.routes[1].opt, Some(TransferOption { is_dir: true, allow_link: true }));
-    assert_eq!(task.stores["ps1"].meta.as_ref().and_then(|m| m.get("Bucket")).map(String::as_str), Some("sectors"));
+    assert_eq!(
+        task.routes[1].opt,
+        Some(TransferOption {
+            is_dir: true,
+            allow_link: true
+        })
+    );
+    assert_eq!(
+        task.stores["ps1"]
+            .meta
+            .as_ref()
+            .and_then(|m| m.get("Bucket"))
+            .map(String::as_str),
+        Some("sectors")
+    );
 }
 
 #[test]
 fn window_post_proofs_are_base64_and_faults_numbers() {
     let (task, out) = task_and_output::<WindowPoSt>("window_post");
-    assert_eq!(task.proof_type, RegisteredPoStProof::StackedDrgWindow32GiBV1_2);
+    assert_eq!(
+        task.proof_type,
+        RegisteredPoStProof::StackedDrgWindow32GiBV1_2
+    );
     assert_eq!(&*out.proofs[0], &[0xa1, 0xb2, 0xc3]);
     let faults: WindowPoStOutput = round_trip("window_post.faults");
     assert_eq!(faults.faults, vec![3, 7]);
@@ -134,7 +164,10 @@ fn window_post_proofs_are_base64_and_faults_numbers() {
 #[test]
 fn winning_post() {
     let (task, out) = task_and_output::<WinningPoSt>("winning_post");
-    assert_eq!(task.proof_type, RegisteredPoStProof::StackedDrgWinning2KiBV1);
+    assert_eq!(
+        task.proof_type,
+        RegisteredPoStProof::StackedDrgWinning2KiBV1
+    );
     assert_eq!(&*out.proofs[0], &[0, 1, 2, 3]);
 }
 
@@ -148,7 +181,10 @@ fn unseal() {
 #[test]
 fn unit_daemon_task() {
     assert_eq!(<() as Task>::STAGE, "EMPTY");
-    assert_eq!(serde_json::to_string(&Request { id: 1, task: () }).expect("req"), r#"{"id":1,"task":null}"#);
+    assert_eq!(
+        serde_json::to_string(&Request { id: 1, task: () }).expect("req"),
+        r#"{"id":1,"task":null}"#
+    );
     assert_eq!(
         serde_json::to_string(&Response::ok(1, ())).expect("resp"),
         r#"{"id":1,"err_msg":null,"output":null}"#
@@ -160,6 +196,10 @@ fn commitments_are_arrays_not_strings() {
     let wire = golden("pc2.output");
     assert!(wire.contains(r#""comm_r":["#));
     // A base64 commitment is refused with an error, not accepted.
-    let bad = wire.replace(&wire[wire.find(r#""comm_r":"#).expect("comm_r")..wire.find(r#","comm_d""#).expect("comm_d")], r#""comm_r":"AAAA""#);
+    let bad = wire.replace(
+        &wire[wire.find(r#""comm_r":"#).expect("comm_r")
+            ..wire.find(r#","comm_d""#).expect("comm_d")],
+        r#""comm_r":"AAAA""#,
+    );
     assert!(serde_json::from_str::<<PC2 as Task>::Output>(&bad).is_err());
 }

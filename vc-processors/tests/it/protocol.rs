@@ -90,7 +90,10 @@ fn round_trip_with_responses_out_of_order() {
     std::thread::sleep(Duration::from_millis(50));
     let t = Instant::now();
     assert_eq!(p.call(op("sleep", 10)).expect("fast"), json!(10));
-    assert!(t.elapsed() < Duration::from_millis(300), "the fast request was not held up by the slow one");
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "the fast request was not held up by the slow one"
+    );
     let (out, took) = slow.join().expect("join");
     assert_eq!(out, json!(400));
     assert!(took >= Duration::from_millis(400));
@@ -114,12 +117,19 @@ fn a_hundred_requests_in_flight_on_one_child() {
         peak = peak.max(p.in_flight());
         std::thread::sleep(Duration::from_millis(5));
     }
-    let outs: Vec<Value> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+    let outs: Vec<Value> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
     for (i, out) in outs.iter().enumerate() {
         assert_eq!(*out, json!((i * i) as u64));
     }
     assert_eq!(peak, 100, "all 100 requests were in flight together");
-    assert!(t.elapsed() < Duration::from_secs(5), "processed concurrently, took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "processed concurrently, took {:?}",
+        t.elapsed()
+    );
     assert_eq!(p.child_pid(), Some(pid), "one child served them all");
 }
 
@@ -139,12 +149,20 @@ fn child_exit_mid_task_fails_every_in_flight_request_at_once_then_restarts() {
     let t = Instant::now();
     let err = p.call(op("exit", 7)).expect_err("the child exits");
     for h in hung {
-        let e = h.join().expect("join").expect_err("in-flight request fails");
+        let e = h
+            .join()
+            .expect("join")
+            .expect_err("in-flight request fails");
         assert!(matches!(e, ProducerError::ChildExited { .. }), "{e}");
     }
     assert!(t.elapsed() < Duration::from_secs(5));
     let msg = err.to_string();
-    assert!(msg.contains("fixture") && msg.contains(&format!("pid {pid}")) && msg.contains("exit status 7"), "{msg}");
+    assert!(
+        msg.contains("fixture")
+            && msg.contains(&format!("pid {pid}"))
+            && msg.contains("exit status 7"),
+        "{msg}"
+    );
     assert_eq!(p.in_flight(), 0);
 
     let new_pid = p.wait_up(Duration::from_secs(10)).expect("restarted");
@@ -173,7 +191,10 @@ fn garbled_response_with_a_readable_id_fails_that_request() {
     let id = p.next_id();
     let t = Instant::now();
     let err = p.call(op("garble", id)).expect_err("garbled");
-    assert!(matches!(err, ProducerError::MalformedResponse { id: got, .. } if got == id), "{err}");
+    assert!(
+        matches!(err, ProducerError::MalformedResponse { id: got, .. } if got == id),
+        "{err}"
+    );
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(p.call(op("sqr", 5)).expect("next request works"), json!(25));
 }
@@ -190,7 +211,10 @@ fn non_utf8_output_fails_its_request_without_killing_the_child() {
     let pid = p.child_pid();
     let id = p.next_id();
     let err = p.call(op("non-utf8", id)).expect_err("invalid utf-8");
-    assert!(matches!(err, ProducerError::MalformedResponse { id: got, .. } if got == id), "{err}");
+    assert!(
+        matches!(err, ProducerError::MalformedResponse { id: got, .. } if got == id),
+        "{err}"
+    );
     assert_eq!(p.child_pid(), pid);
     assert_eq!(p.call(op("sqr", 6)).expect("still works"), json!(36));
 }
@@ -213,15 +237,23 @@ fn output_of_the_wrong_type_is_an_error_not_a_hang() {
 fn processor_errors_and_panics_come_back_as_failures() {
     let p = start(&[]);
     let err = p.call(op("err", 3)).expect_err("fails");
-    assert!(matches!(&err, ProducerError::Failed { message, .. } if message.contains("fixture error 3")), "{err}");
+    assert!(
+        matches!(&err, ProducerError::Failed { message, .. } if message.contains("fixture error 3")),
+        "{err}"
+    );
     let err = p.call(op("panic", 4)).expect_err("panics");
-    assert!(matches!(&err, ProducerError::Failed { message, .. } if message.contains("panic: fixture panic 4")), "{err}");
+    assert!(
+        matches!(&err, ProducerError::Failed { message, .. } if message.contains("panic: fixture panic 4")),
+        "{err}"
+    );
     assert_eq!(p.call(op("sqr", 2)).expect("child survived"), json!(4));
 }
 
 #[test]
 fn wrong_ready_line_fails_start_and_kills_the_child() {
-    let err = Producer::<Op>::start(config(&["--wrong-ready"])).err().expect("refused");
+    let err = Producer::<Op>::start(config(&["--wrong-ready"]))
+        .err()
+        .expect("refused");
     match err {
         ProducerError::UnexpectedReadyLine { pid, line, .. } => {
             assert_eq!(line, "fixture processor not ready");
@@ -249,8 +281,13 @@ fn ready_timeout_kills_the_child() {
 
 #[test]
 fn exit_before_ready_reports_the_status() {
-    let err = Producer::<Op>::start(config(&["--exit-before-ready", "4"])).err().expect("fails");
-    assert!(matches!(&err, ProducerError::ExitedBeforeReady { status, .. } if status.contains("exit status 4")), "{err}");
+    let err = Producer::<Op>::start(config(&["--exit-before-ready", "4"]))
+        .err()
+        .expect("fails");
+    assert!(
+        matches!(&err, ProducerError::ExitedBeforeReady { status, .. } if status.contains("exit status 4")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -307,7 +344,12 @@ fn calls_fail_fast_with_the_reason_while_the_child_is_down() {
     let err = p.call(op("sqr", 1)).expect_err("down");
     assert!(t.elapsed() < Duration::from_millis(200), "failed fast");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("pid {pid}")) && msg.contains("exit status 5") && msg.contains("restarting in"), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {pid}"))
+            && msg.contains("exit status 5")
+            && msg.contains("restarting in"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -328,7 +370,10 @@ fn a_child_that_closes_stdout_is_killed_and_its_requests_fail() {
     let t = Instant::now();
     let err = p.call(op("close-stdout", 0)).expect_err("stdout closed");
     assert!(matches!(err, ProducerError::ChildExited { .. }), "{err}");
-    assert!(err.to_string().contains("closed its stdout and was killed"), "{err}");
+    assert!(
+        err.to_string().contains("closed its stdout and was killed"),
+        "{err}"
+    );
     assert!(t.elapsed() < Duration::from_secs(6));
     assert!(!pid_alive(pid));
     p.wait_up(Duration::from_secs(10)).expect("restarted");
@@ -352,7 +397,10 @@ fn child_environment_follows_the_contract() {
     std::env::set_var("VC_TEST_INHERITED", "from-parent");
     std::env::set_var("VC_TEST_OVERRIDDEN", "from-parent");
     let mut cfg = config(&[]);
-    cfg.envs = vec![("VC_TEST_OVERRIDDEN".into(), "from-config".into()), ("VC_CG_CPUSET".into(), "0".into())];
+    cfg.envs = vec![
+        ("VC_TEST_OVERRIDDEN".into(), "from-config".into()),
+        ("VC_CG_CPUSET".into(), "0".into()),
+    ];
     cfg.numa_preferred = Some(0);
     cfg.cgroup = Some(CgroupPlacement {
         group_name: "vc-test".into(),
@@ -362,20 +410,34 @@ fn child_environment_follows_the_contract() {
     let p: Producer<Op> = Producer::start(cfg.clone()).expect("start");
     let env = |k: &str| p.call(op_arg("env", 0, k)).expect("env");
     assert_eq!(env("VC_TEST_INHERITED"), json!("from-parent"));
-    assert_eq!(env("VC_TEST_OVERRIDDEN"), json!("from-config"), "configured envs win");
+    assert_eq!(
+        env("VC_TEST_OVERRIDDEN"),
+        json!("from-config"),
+        "configured envs win"
+    );
     assert_eq!(env("VENUS_WORKER_NUMA_PREFERRED"), json!("0"));
     assert_eq!(
         env("VC_CG_NAME"),
         json!(format!("vc-test/sub-fixture-{}-3", std::process::id()))
     );
-    assert_eq!(env("VC_CG_CPUSET"), json!("0"), "configured envs override placement variables");
+    assert_eq!(
+        env("VC_CG_CPUSET"),
+        json!("0"),
+        "configured envs override placement variables"
+    );
 
     cfg.inherit_envs = false;
     cfg.numa_preferred = None;
     cfg.cgroup = None;
     let p: Producer<Op> = Producer::start(cfg).expect("start");
-    assert_eq!(p.call(op_arg("env", 0, "VC_TEST_INHERITED")).expect("env"), Value::Null);
-    assert_eq!(p.call(op_arg("env", 0, "VC_TEST_OVERRIDDEN")).expect("env"), json!("from-config"));
+    assert_eq!(
+        p.call(op_arg("env", 0, "VC_TEST_INHERITED")).expect("env"),
+        Value::Null
+    );
+    assert_eq!(
+        p.call(op_arg("env", 0, "VC_TEST_OVERRIDDEN")).expect("env"),
+        json!("from-config")
+    );
 }
 
 #[test]
@@ -408,10 +470,16 @@ fn consumer_bytes_match_what_damocles_producers_expect() {
     stdout.read_line(&mut line).expect("ready");
     assert_eq!(line, "fixture processor ready\n");
 
-    stdin.write_all(b"{\"id\":1,\"task\":{\"op\":\"sqr\",\"n\":2}}\n").expect("write");
-    stdin.write_all(b"{\"id\":2,\"task\":{\"op\":17}}\n").expect("write");
+    stdin
+        .write_all(b"{\"id\":1,\"task\":{\"op\":\"sqr\",\"n\":2}}\n")
+        .expect("write");
+    stdin
+        .write_all(b"{\"id\":2,\"task\":{\"op\":17}}\n")
+        .expect("write");
     stdin.write_all(b"\xff\xfe not even json\n").expect("write");
-    stdin.write_all(b"{\"id\":3,\"task\":{\"op\":\"sleep\",\"n\":200}}\n").expect("write");
+    stdin
+        .write_all(b"{\"id\":3,\"task\":{\"op\":\"sleep\",\"n\":200}}\n")
+        .expect("write");
     drop(stdin); // EOF: the child must still answer request 3, then exit 0.
 
     let mut lines = Vec::new();
@@ -421,7 +489,11 @@ fn consumer_bytes_match_what_damocles_producers_expect() {
     lines.sort();
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[0], r#"{"id":1,"err_msg":null,"output":4}"#);
-    assert!(lines[1].starts_with(r#"{"id":2,"err_msg":"invalid fixture request: "#), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with(r#"{"id":2,"err_msg":"invalid fixture request: "#),
+        "{}",
+        lines[1]
+    );
     assert!(lines[1].ends_with(r#","output":null}"#));
     assert_eq!(lines[2], r#"{"id":3,"err_msg":null,"output":200}"#);
     let status = child.wait().expect("wait");
@@ -442,7 +514,10 @@ fn consumer_concurrency_bound_is_respected() {
         h.join().expect("join");
     }
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(600), "two at a time: {took:?}");
+    assert!(
+        took >= Duration::from_millis(600),
+        "two at a time: {took:?}"
+    );
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 

@@ -166,7 +166,8 @@ pub fn seal_through_pc2(stages: &Stages, root: &Path, number: u64, deal: bool) -
         .expect("pc1");
     assert_eq!(pc1out.comm_d, comm_d, "PC1's CommD matches the pieces");
     // tree_d's root is the same CommD.
-    let root = proofs::create_tree_d(SEAL_PROOF, &staged, &dir.join("tree-d-check")).expect("tree-d");
+    let root =
+        proofs::create_tree_d(SEAL_PROOF, &staged, &dir.join("tree-d-check")).expect("tree-d");
     assert_eq!(root, comm_d);
 
     let pc2 = stages
@@ -208,8 +209,7 @@ pub fn commit_and_verify(stages: &Stages, sector: &Sector) {
     .expect("c1");
     // The C1 output travels as JSON to C2 processors: it must survive the trip.
     let json = serde_json::to_string(&c1).expect("c1 json");
-    let c1: api::seal::SealCommitPhase1Output =
-        serde_json::from_str(&json).expect("c1 json back");
+    let c1: api::seal::SealCommitPhase1Output = serde_json::from_str(&json).expect("c1 json back");
     let out = stages
         .c2
         .process(C2 {
@@ -244,7 +244,10 @@ pub fn commit_and_verify(stages: &Stages, sector: &Sector) {
         seed,
         &bad,
     );
-    assert!(!rejected.unwrap_or(false), "a tampered proof does not verify");
+    assert!(
+        !rejected.unwrap_or(false),
+        "a tampered proof does not verify"
+    );
 }
 
 /// Copies a sealed sector's PoSt files (sealed file and cache) to `to`, through the transfer
@@ -285,7 +288,10 @@ pub fn persist_copy(stages: &Stages, sector: &Sector, to: &Path) -> PoStReplicaI
             meta: None,
         },
     );
-    assert!(stages.transfer.process(Transfer { stores, routes }).expect("transfer"));
+    assert!(stages
+        .transfer
+        .process(Transfer { stores, routes })
+        .expect("transfer"));
     PoStReplicaInfo {
         sector_id: sector.number,
         comm_r: sector.pc2.comm_r,
@@ -300,7 +306,12 @@ fn public_replicas(
 ) -> BTreeMap<SectorId, api::PublicReplicaInfo> {
     replicas
         .iter()
-        .map(|r| (SectorId::from(r.sector_id), api::PublicReplicaInfo::new(proof, r.comm_r)))
+        .map(|r| {
+            (
+                SectorId::from(r.sector_id),
+                api::PublicReplicaInfo::new(proof, r.comm_r),
+            )
+        })
         .collect()
 }
 
@@ -331,7 +342,10 @@ pub fn window_post_verifies(stages: &Stages, replicas: &[PoStReplicaInfo]) {
 
 /// WindowPoSt with one corrupted replica reports exactly that sector as faulty.
 pub fn corrupted_replica_is_a_fault(stages: &Stages, replicas: &[PoStReplicaInfo], corrupt: u64) {
-    let victim = replicas.iter().find(|r| r.sector_id == corrupt).expect("victim");
+    let victim = replicas
+        .iter()
+        .find(|r| r.sector_id == corrupt)
+        .expect("victim");
     let len = fs::metadata(&victim.sealed_file).expect("stat").len() as usize;
     fs::write(&victim.sealed_file, vec![0xA5u8; len]).expect("corrupt");
     let out = stages
@@ -364,8 +378,9 @@ pub fn corrupted_replica_is_a_fault(stages: &Stages, replicas: &[PoStReplicaInfo
 /// WinningPoSt over one replica through the stage; the proof must verify.
 pub fn winning_post_verifies(stages: &Stages, replica: &PoStReplicaInfo) {
     let seed = random32(88);
-    let challenged = api::post::generate_winning_post_sector_challenge(WINNING_PROOF, &seed, 1, prover_id())
-        .expect("challenge");
+    let challenged =
+        api::post::generate_winning_post_sector_challenge(WINNING_PROOF, &seed, 1, prover_id())
+            .expect("challenge");
     assert_eq!(challenged, vec![0], "one sector, index 0");
     let out = stages
         .winning_post
@@ -424,7 +439,10 @@ pub fn snap_up_verifies(stages: &Stages, root: &Path, cc: &Sector) {
             piece_infos: infos.clone(),
         })
         .expect("snap_encode");
-    assert_eq!(enc.comm_d_new, api::seal::compute_comm_d(SEAL_PROOF, &infos).expect("comm_d"));
+    assert_eq!(
+        enc.comm_d_new,
+        api::seal::compute_comm_d(SEAL_PROOF, &infos).expect("comm_d")
+    );
 
     let vanilla = api::update::generate_partition_proofs(
         update_proof,
@@ -478,5 +496,9 @@ pub fn unseal_returns_the_piece(stages: &Stages, sector: &Sector) {
         })
         .expect("unseal");
     assert_eq!(u64::from(written), 1016);
-    assert_eq!(&fs::read(&out).expect("read"), expect, "exactly the original piece bytes");
+    assert_eq!(
+        &fs::read(&out).expect("read"),
+        expect,
+        "exactly the original piece bytes"
+    );
 }

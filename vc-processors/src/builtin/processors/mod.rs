@@ -9,7 +9,9 @@ use std::fs::OpenOptions;
 use std::io::BufWriter;
 
 use anyhow::{Context, Result};
-use filecoin_proofs_api::seal::{SealCommitPhase2Output, SealPreCommitPhase1Output, SealPreCommitPhase2Output};
+use filecoin_proofs_api::seal::{
+    SealCommitPhase2Output, SealPreCommitPhase1Output, SealPreCommitPhase2Output,
+};
 use filecoin_proofs_api::{
     PartitionProofBytes, PrivateReplicaInfo, SectorId, StorageProofsError, UnpaddedBytesAmount,
 };
@@ -51,7 +53,9 @@ macro_rules! builtin {
     };
 }
 
-builtin!(AddPieces, "add_pieces", |this, task| piece::add_pieces(&task));
+builtin!(AddPieces, "add_pieces", |this, task| piece::add_pieces(
+    &task
+));
 
 builtin!(TreeD, "tree_d", |this, task| {
     create_tree_d(task.registered_proof, &task.staged_file, &task.cache_dir)?;
@@ -63,7 +67,10 @@ builtin!(PC2, "pc2", |this, task| pc2(task));
 builtin!(C2, "c2", |this, task| c2(task));
 builtin!(SnapEncode, "snap_encode", |this, task| snap_encode(task));
 builtin!(SnapProve, "snap_prove", |this, task| snap_prove(task));
-builtin!(Transfer, "transfer", |this, task| transfer::transfer(&task, this.allow_links));
+builtin!(Transfer, "transfer", |this, task| transfer::transfer(
+    &task,
+    this.allow_links
+));
 builtin!(WindowPoSt, "window_post", |this, task| window_post(task));
 builtin!(WinningPoSt, "winning_post", |this, task| winning_post(task));
 builtin!(Unseal, "unseal", |this, task| unseal(task));
@@ -87,15 +94,21 @@ fn pc1(task: PC1) -> Result<SealPreCommitPhase1Output> {
 
 fn pc2(task: PC2) -> Result<SealPreCommitPhase2Output> {
     guard("pc2", || {
-        filecoin_proofs_api::seal::seal_pre_commit_phase2(task.pc1out, &task.cache_dir, &task.sealed_file)
+        filecoin_proofs_api::seal::seal_pre_commit_phase2(
+            task.pc1out,
+            &task.cache_dir,
+            &task.sealed_file,
+        )
     })
     .with_context(|| format!("pc2 of {}", task.sealed_file.display()))
 }
 
 fn c2(task: C2) -> Result<SealCommitPhase2Output> {
     let sector = task.sector_id;
-    guard("c2", || filecoin_proofs_api::seal::seal_commit_phase2(task.c1out, task.prover_id, task.sector_id))
-        .with_context(|| format!("c2 of sector {sector:?}"))
+    guard("c2", || {
+        filecoin_proofs_api::seal::seal_commit_phase2(task.c1out, task.prover_id, task.sector_id)
+    })
+    .with_context(|| format!("c2 of sector {sector:?}"))
 }
 
 fn snap_encode(task: SnapEncode) -> Result<SnapEncodeOutput> {
@@ -119,7 +132,11 @@ fn snap_encode(task: SnapEncode) -> Result<SnapEncodeOutput> {
 }
 
 fn snap_prove(task: SnapProve) -> Result<SnapProveOutput> {
-    let vanilla = task.vannilla_proofs.into_iter().map(PartitionProofBytes).collect();
+    let vanilla = task
+        .vannilla_proofs
+        .into_iter()
+        .map(PartitionProofBytes)
+        .collect();
     let proof = guard("snap_prove", || {
         filecoin_proofs_api::update::generate_empty_sector_update_proof_with_vanilla(
             task.registered_proof,
@@ -151,7 +168,12 @@ fn replica_map(
         .map(|r| {
             (
                 SectorId::from(r.sector_id),
-                PrivateReplicaInfo::new(proof_type, r.comm_r, r.cache_dir.clone(), r.sealed_file.clone()),
+                PrivateReplicaInfo::new(
+                    proof_type,
+                    r.comm_r,
+                    r.cache_dir.clone(),
+                    r.sealed_file.clone(),
+                ),
             )
         })
         .collect()
@@ -159,12 +181,13 @@ fn replica_map(
 
 /// The sectors a proof-library error blames, if it is a faulty-sectors error.
 fn faulty_sectors(err: &anyhow::Error) -> Option<Vec<u64>> {
-    err.chain().find_map(|cause| match cause.downcast_ref::<StorageProofsError>() {
-        Some(StorageProofsError::FaultySectors(sectors)) => {
-            Some(sectors.iter().map(|s| u64::from(*s)).collect())
-        }
-        _ => None,
-    })
+    err.chain()
+        .find_map(|cause| match cause.downcast_ref::<StorageProofsError>() {
+            Some(StorageProofsError::FaultySectors(sectors)) => {
+                Some(sectors.iter().map(|s| u64::from(*s)).collect())
+            }
+            _ => None,
+        })
 }
 
 fn window_post(task: WindowPoSt) -> Result<WindowPoStOutput> {

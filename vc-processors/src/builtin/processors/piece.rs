@@ -54,7 +54,12 @@ pub fn add_pieces(task: &AddPieces) -> Result<Vec<PieceInfo>> {
         let describe = || format!("piece {index} ({})", describe_source(&piece.piece_file));
         let reader = open_piece(piece).with_context(describe)?;
         let (info, _) = guard("add_pieces", || {
-            filecoin_proofs_api::seal::write_and_preprocess(proof, reader, &mut file, piece.piece_size)
+            filecoin_proofs_api::seal::write_and_preprocess(
+                proof,
+                reader,
+                &mut file,
+                piece.piece_size,
+            )
         })
         .with_context(describe)?;
         infos.push(info);
@@ -78,7 +83,7 @@ fn check_layout(pieces: &[Piece], sector_size: u64) -> Result<()> {
     for (index, piece) in pieces.iter().enumerate() {
         let unpadded = u64::from(piece.piece_size);
         ensure!(
-            unpadded % 127 == 0,
+            unpadded.is_multiple_of(127),
             "piece {index}: piece_size {unpadded} is not an unpadded size (a multiple of 127)"
         );
         let padded = unpadded / 127 * 128;
@@ -92,7 +97,7 @@ fn check_layout(pieces: &[Piece], sector_size: u64) -> Result<()> {
             piece.payload_size
         );
         ensure!(
-            offset % padded == 0,
+            offset.is_multiple_of(padded),
             "piece {index}: starts at padded offset {offset}, which is not aligned to its padded size {padded}; the piece list must include filler pieces"
         );
         offset += padded;
@@ -109,9 +114,9 @@ fn open_piece(piece: &Piece) -> Result<Box<dyn Read + Send>> {
     let target = u64::from(piece.piece_size);
     let source: Box<dyn Read + Send> = match &piece.piece_file {
         PieceFile::Pledge => return Ok(Box::new(io::repeat(0).take(target))),
-        PieceFile::Local(path) => Box::new(
-            std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?,
-        ),
+        PieceFile::Local(path) => {
+            Box::new(std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?)
+        }
         PieceFile::Url(url) => Box::new(fetch_url(url)?),
     };
     Ok(Box::new(
@@ -136,7 +141,9 @@ impl<R: Read> Read for ExactPayload<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
@@ -154,7 +161,8 @@ impl<R: Read> Read for ExactPayload<R> {
 }
 
 fn http_clients() -> Result<&'static (reqwest::blocking::Client, reqwest::blocking::Client)> {
-    static CLIENTS: OnceLock<(reqwest::blocking::Client, reqwest::blocking::Client)> = OnceLock::new();
+    static CLIENTS: OnceLock<(reqwest::blocking::Client, reqwest::blocking::Client)> =
+        OnceLock::new();
     if let Some(c) = CLIENTS.get() {
         return Ok(c);
     }
@@ -169,7 +177,10 @@ fn http_clients() -> Result<&'static (reqwest::blocking::Client, reqwest::blocki
             .build()
             .context("build the HTTP client for piece downloads")
     };
-    let clients = (build(reqwest::redirect::Policy::none())?, build(reqwest::redirect::Policy::default())?);
+    let clients = (
+        build(reqwest::redirect::Policy::none())?,
+        build(reqwest::redirect::Policy::default())?,
+    );
     Ok(CLIENTS.get_or_init(|| clients))
 }
 
@@ -177,7 +188,9 @@ fn http_clients() -> Result<&'static (reqwest::blocking::Client, reqwest::blocki
 /// (the manager's `/piecestore/` redirects to the market).
 fn fetch_url(url: &str) -> Result<reqwest::blocking::Response> {
     let (direct, following) = http_clients()?;
-    let token = std::env::var(ENV_PIECE_FETCHER_TOKEN).ok().filter(|t| !t.is_empty());
+    let token = std::env::var(ENV_PIECE_FETCHER_TOKEN)
+        .ok()
+        .filter(|t| !t.is_empty());
     let mut req = direct.get(url);
     if let Some(token) = &token {
         req = req.bearer_auth(token);
@@ -200,12 +213,17 @@ fn fetch_url(url: &str) -> Result<reqwest::blocking::Response> {
                 .bearer_auth(token)
                 .header("X-VENUS-API-NAMESPACE", "v1.IMarket");
         }
-        req.send().with_context(|| format!("GET {target} (redirected from {url})"))?
+        req.send()
+            .with_context(|| format!("GET {target} (redirected from {url})"))?
     } else {
         resp
     };
     if !resp.status().is_success() {
-        bail!("get resource {} failed: invalid status code {}", resp.url(), resp.status());
+        bail!(
+            "get resource {} failed: invalid status code {}",
+            resp.url(),
+            resp.status()
+        );
     }
     Ok(resp)
 }
@@ -227,8 +245,13 @@ mod tests {
         // 2 KiB sector: 1016 + 508 + 508 fits and is aligned.
         check_layout(&[piece(1016, 1016), piece(508, 0), piece(508, 0)], 2048).expect("aligned");
         let e = check_layout(&[piece(508, 0), piece(1016, 0)], 2048).expect_err("misaligned");
-        assert!(e.to_string().contains("piece 1: starts at padded offset 512"), "{e}");
-        let e = check_layout(&[piece(1016, 0), piece(1016, 0), piece(127, 0)], 2048).expect_err("too big");
+        assert!(
+            e.to_string()
+                .contains("piece 1: starts at padded offset 512"),
+            "{e}"
+        );
+        let e = check_layout(&[piece(1016, 0), piece(1016, 0), piece(127, 0)], 2048)
+            .expect_err("too big");
         assert!(e.to_string().contains("piece 2"), "{e}");
         let e = check_layout(&[piece(1000, 0)], 2048).expect_err("not unpadded");
         assert!(e.to_string().contains("multiple of 127"), "{e}");
@@ -247,6 +270,9 @@ mod tests {
         };
         let mut buf = Vec::new();
         let e = r.read_to_end(&mut buf).expect_err("short");
-        assert!(e.to_string().contains("after 3 of its 5 payload bytes"), "{e}");
+        assert!(
+            e.to_string().contains("after 3 of its 5 payload bytes"),
+            "{e}"
+        );
     }
 }

@@ -38,7 +38,11 @@ fn transfer_route(route: &TransferRoute, allow_links: bool) -> Result<()> {
     let src = &route.src.uri;
     let dest = &route.dest.uri;
     ensure!(src.is_absolute(), "src path is relative: {}", src.display());
-    ensure!(dest.is_absolute(), "dest path is relative: {}", dest.display());
+    ensure!(
+        dest.is_absolute(),
+        "dest path is relative: {}",
+        dest.display()
+    );
     let src_meta = match fs::metadata(src) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -64,7 +68,8 @@ fn transfer_route(route: &TransferRoute, allow_links: bool) -> Result<()> {
             );
         }
         if !meta.file_type().is_symlink() {
-            let dest_real = fs::canonicalize(dest).with_context(|| format!("resolve {}", dest.display()))?;
+            let dest_real =
+                fs::canonicalize(dest).with_context(|| format!("resolve {}", dest.display()))?;
             ensure!(dest_real != src_real, "src and dest are the same path");
         }
     }
@@ -139,7 +144,10 @@ fn remove_entry(path: &Path, meta: &fs::Metadata) -> Result<()> {
 fn temp_name(dest: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dest.with_file_name(format!(".{name}.transfer-{}-{n}.tmp", std::process::id()))
 }
 
@@ -173,11 +181,13 @@ fn replace_with_symlink(src: &Path, dest: &Path, existing: Option<&fs::Metadata>
 fn copy_file_atomic(src: &Path, dest: &Path) -> Result<()> {
     let tmp = temp_name(dest);
     let result = (|| -> Result<()> {
-        fs::copy(src, &tmp).with_context(|| format!("copy {} to {}", src.display(), tmp.display()))?;
+        fs::copy(src, &tmp)
+            .with_context(|| format!("copy {} to {}", src.display(), tmp.display()))?;
         File::open(&tmp)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("sync {}", tmp.display()))?;
-        fs::rename(&tmp, dest).with_context(|| format!("rename {} to {}", tmp.display(), dest.display()))?;
+        fs::rename(&tmp, dest)
+            .with_context(|| format!("rename {} to {}", tmp.display(), dest.display()))?;
         Ok(())
     })();
     if result.is_err() {
@@ -256,11 +266,23 @@ mod tests {
         )
         .expect("transfer");
         assert!(out);
-        assert_eq!(fs::read(store.join("sealed/s-t01000-1")).expect("read"), b"sealed-bytes");
-        assert_eq!(fs::read(store.join("cache/s-t01000-1/p_aux")).expect("read"), b"paux");
-        assert_eq!(fs::read(store.join("cache/s-t01000-1/sub/t_aux")).expect("read"), b"taux");
+        assert_eq!(
+            fs::read(store.join("sealed/s-t01000-1")).expect("read"),
+            b"sealed-bytes"
+        );
+        assert_eq!(
+            fs::read(store.join("cache/s-t01000-1/p_aux")).expect("read"),
+            b"paux"
+        );
+        assert_eq!(
+            fs::read(store.join("cache/s-t01000-1/sub/t_aux")).expect("read"),
+            b"taux"
+        );
         assert!(store.join("cache/s-t01000-1/sub/empty").is_dir());
-        assert!(!fs::symlink_metadata(store.join("sealed/s-t01000-1")).expect("meta").file_type().is_symlink());
+        assert!(!fs::symlink_metadata(store.join("sealed/s-t01000-1"))
+            .expect("meta")
+            .file_type()
+            .is_symlink());
         // No temporary files left behind.
         let leftovers: Vec<_> = fs::read_dir(store.join("sealed"))
             .expect("read")
@@ -277,9 +299,15 @@ mod tests {
         fs::write(&src, b"x").expect("write");
         let dest = d.path().join("local/sealed");
         transfer(&task(vec![route(&src, &dest, true)]), true).expect("link");
-        assert_eq!(fs::read_link(&dest).expect("is a link"), fs::canonicalize(&src).expect("canon"));
+        assert_eq!(
+            fs::read_link(&dest).expect("is a link"),
+            fs::canonicalize(&src).expect("canon")
+        );
         transfer(&task(vec![route(&src, &dest, true)]), false).expect("copy");
-        assert!(!fs::symlink_metadata(&dest).expect("meta").file_type().is_symlink());
+        assert!(!fs::symlink_metadata(&dest)
+            .expect("meta")
+            .file_type()
+            .is_symlink());
         assert_eq!(fs::read(&dest).expect("read"), b"x");
     }
 
@@ -295,10 +323,16 @@ mod tests {
         let dest = d.path().join("dest");
         std::os::unix::fs::symlink(&precious, &dest).expect("link");
         transfer(&task(vec![route(&src, &dest, false)]), true).expect("copy over link");
-        assert_eq!(fs::read(precious.join("keep")).expect("still there"), b"keep");
+        assert_eq!(
+            fs::read(precious.join("keep")).expect("still there"),
+            b"keep"
+        );
         assert!(!precious.join("new").exists());
         assert_eq!(fs::read(dest.join("new")).expect("copied"), b"new");
-        assert!(!fs::symlink_metadata(&dest).expect("meta").file_type().is_symlink());
+        assert!(!fs::symlink_metadata(&dest)
+            .expect("meta")
+            .file_type()
+            .is_symlink());
     }
 
     #[test]
@@ -309,16 +343,31 @@ mod tests {
         let dir = d.path().join("dir");
         fs::create_dir_all(&dir).expect("mkdir");
         let cases: Vec<(TransferRoute, &str)> = vec![
-            (route(Path::new("rel/src"), &file, false), "src path is relative"),
-            (route(&file, Path::new("rel/dest"), false), "dest path is relative"),
-            (route(&d.path().join("missing"), &file, false), "src path not exists"),
-            (route(&file, &dir, false), "dest entry type is different with src, is_dir=false"),
+            (
+                route(Path::new("rel/src"), &file, false),
+                "src path is relative",
+            ),
+            (
+                route(&file, Path::new("rel/dest"), false),
+                "dest path is relative",
+            ),
+            (
+                route(&d.path().join("missing"), &file, false),
+                "src path not exists",
+            ),
+            (
+                route(&file, &dir, false),
+                "dest entry type is different with src, is_dir=false",
+            ),
             (route(&file, &file, false), "same path"),
             (route(&dir, &dir.join("inside"), false), "into itself"),
         ];
         for (r, want) in cases {
             let e = transfer(&task(vec![r]), true).expect_err(want);
-            assert!(format!("{e:#}").contains(want), "{e:#} should mention {want}");
+            assert!(
+                format!("{e:#}").contains(want),
+                "{e:#} should mention {want}"
+            );
         }
         assert_eq!(fs::read(&file).expect("untouched"), b"f");
     }
