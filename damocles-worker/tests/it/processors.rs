@@ -71,3 +71,66 @@ fn snap_deals_through_child_processes_verify() {
     let cc = seal_through_pc2(&stages, dir.path(), 51, false);
     snap_up_verifies(&stages, dir.path(), &cc);
 }
+
+#[test]
+fn transfer_child_links_unless_links_are_disabled() {
+    use std::collections::HashMap;
+    use vc_processors::builtin::tasks::{Transfer, TransferItem, TransferOption, TransferRoute};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("sealed");
+    std::fs::write(&src, b"replica").expect("write");
+    let task = |dest: &std::path::Path| Transfer {
+        stores: HashMap::new(),
+        routes: vec![TransferRoute {
+            src: TransferItem {
+                store_name: Some("ps".into()),
+                uri: src.clone(),
+            },
+            dest: TransferItem {
+                store_name: None,
+                uri: dest.to_path_buf(),
+            },
+            opt: Some(TransferOption {
+                is_dir: false,
+                allow_link: true,
+            }),
+        }],
+    };
+    let is_link = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .expect("dest exists")
+            .file_type()
+            .is_symlink()
+    };
+
+    let linked = dir.path().join("local/linked");
+    assert!(child::<Transfer>().call(task(&linked)).expect("transfer"));
+    assert!(is_link(&linked), "links are allowed by default");
+
+    let by_flag = dir.path().join("local/by-flag");
+    let mut cfg = ProducerConfig::new("transfer", WORKER);
+    cfg.args = vec!["processor".into(), "transfer".into(), "--disable-link".into()];
+    let p = Producer::<Transfer>::start(cfg).expect("start");
+    assert!(p.call(task(&by_flag)).expect("transfer"));
+    assert!(!is_link(&by_flag), "--disable-link copies");
+
+    let by_env = dir.path().join("local/by-env");
+    let mut cfg = ProducerConfig::new("transfer", WORKER);
+    cfg.args = vec!["processor".into(), "transfer".into()];
+    cfg.envs = vec![("DISABLE_LINK".into(), "true".into())];
+    let p = Producer::<Transfer>::start(cfg).expect("start");
+    assert!(p.call(task(&by_env)).expect("transfer"));
+    assert!(!is_link(&by_env), "DISABLE_LINK=true copies");
+    assert_eq!(std::fs::read(&by_env).expect("read"), b"replica");
+}
+
+#[test]
+fn unknown_stage_fails_with_a_usage_error() {
+    let out = std::process::Command::new(WORKER)
+        .args(["processor", "c1"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'c1'"));
+}

@@ -645,6 +645,16 @@ mod tests {
     }
 
     #[test]
+    fn synthetic_porep_shares_the_interactive_circuit() {
+        use filecoin_proofs::SectorShape2KiB;
+        let synthetic = RegisteredSealProof::StackedDrg2KiBV1_1_Feat_SyntheticPoRep
+            .as_v1_config()
+            .get_cache_identifier::<SectorShape2KiB>()
+            .expect("id");
+        assert_eq!(synthetic, param_entry(ParamKind::PoRep, 2048).expect("entry").id);
+    }
+
+    #[test]
     fn large_sizes_are_refused() {
         let e = generate(
             32 << 30,

@@ -61,6 +61,7 @@ impl Stages {
 
 /// A sector sealed through PC2.
 pub struct Sector {
+    pub proof: RegisteredSealProof,
     pub number: u64,
     pub dir: PathBuf,
     pub staged: PathBuf,
@@ -94,6 +95,17 @@ fn random32(seed: u64) -> [u8; 32] {
 /// Seals a sector through PC2. With `deal`, the sector holds a 1016-byte deal piece (600 bytes
 /// of payload from a local file) plus a pledge filler; otherwise it is a CC sector.
 pub fn seal_through_pc2(stages: &Stages, root: &Path, number: u64, deal: bool) -> Sector {
+    seal_through_pc2_with(stages, root, number, deal, SEAL_PROOF)
+}
+
+/// [`seal_through_pc2`] with another seal proof type (e.g. synthetic PoRep).
+pub fn seal_through_pc2_with(
+    stages: &Stages,
+    root: &Path,
+    number: u64,
+    deal: bool,
+    proof: RegisteredSealProof,
+) -> Sector {
     let dir = root.join(format!("s-t0{MINER}-{number}"));
     let staged = dir.join("unsealed");
     let cache = dir.join("cache");
@@ -130,18 +142,18 @@ pub fn seal_through_pc2(stages: &Stages, root: &Path, number: u64, deal: bool) -
     let infos = stages
         .add_pieces
         .process(AddPieces {
-            seal_proof_type: SEAL_PROOF,
+            seal_proof_type: proof,
             pieces,
             staged_filepath: staged.clone(),
         })
         .expect("add_pieces");
     assert_eq!(infos.len(), if deal { 2 } else { 1 });
-    let comm_d = api::seal::compute_comm_d(SEAL_PROOF, &infos).expect("comm_d");
+    let comm_d = api::seal::compute_comm_d(proof, &infos).expect("comm_d");
 
     let built = stages
         .tree_d
         .process(TreeD {
-            registered_proof: SEAL_PROOF,
+            registered_proof: proof,
             staged_file: staged.clone(),
             cache_dir: prepared.clone(),
         })
@@ -154,7 +166,7 @@ pub fn seal_through_pc2(stages: &Stages, root: &Path, number: u64, deal: bool) -
     let pc1out = stages
         .pc1
         .process(PC1 {
-            registered_proof: SEAL_PROOF,
+            registered_proof: proof,
             cache_path: cache.clone(),
             in_path: staged.clone(),
             out_path: sealed.clone(),
@@ -167,7 +179,7 @@ pub fn seal_through_pc2(stages: &Stages, root: &Path, number: u64, deal: bool) -
     assert_eq!(pc1out.comm_d, comm_d, "PC1's CommD matches the pieces");
     // tree_d's root is the same CommD.
     let root =
-        proofs::create_tree_d(SEAL_PROOF, &staged, &dir.join("tree-d-check")).expect("tree-d");
+        proofs::create_tree_d(proof, &staged, &dir.join("tree-d-check")).expect("tree-d");
     assert_eq!(root, comm_d);
 
     let pc2 = stages
@@ -181,6 +193,7 @@ pub fn seal_through_pc2(stages: &Stages, root: &Path, number: u64, deal: bool) -
     assert_eq!(pc2.comm_d, comm_d);
     assert_ne!(pc2.comm_r, [0u8; 32]);
     Sector {
+        proof,
         number,
         dir,
         staged,
@@ -221,7 +234,7 @@ pub fn commit_and_verify(stages: &Stages, sector: &Sector) {
         .expect("c2");
     assert_eq!(out.proof.len(), 192, "one partition proof of 192 bytes");
     let ok = proofs::verify_seal(
-        SEAL_PROOF,
+        sector.proof,
         sector.pc2.comm_r,
         sector.pc2.comm_d,
         prover_id(),
@@ -235,7 +248,7 @@ pub fn commit_and_verify(stages: &Stages, sector: &Sector) {
     let mut bad = out.proof.clone();
     bad[0] ^= 0xff;
     let rejected = proofs::verify_seal(
-        SEAL_PROOF,
+        sector.proof,
         sector.pc2.comm_r,
         sector.pc2.comm_d,
         prover_id(),
@@ -340,25 +353,35 @@ pub fn window_post_verifies(stages: &Stages, replicas: &[PoStReplicaInfo]) {
     assert!(ok, "the WindowPoSt proof verifies");
 }
 
-/// WindowPoSt with one corrupted replica reports exactly that sector as faulty.
+/// WindowPoSt with one corrupted replica reports exactly that sector as faulty, whether the
+/// damage keeps the bytes valid field elements or not.
 pub fn corrupted_replica_is_a_fault(stages: &Stages, replicas: &[PoStReplicaInfo], corrupt: u64) {
-    let victim = replicas
-        .iter()
-        .find(|r| r.sector_id == corrupt)
-        .expect("victim");
-    let len = fs::metadata(&victim.sealed_file).expect("stat").len() as usize;
-    fs::write(&victim.sealed_file, vec![0xA5u8; len]).expect("corrupt");
-    let out = stages
-        .window_post
-        .process(WindowPoSt {
-            miner_id: MINER,
-            proof_type: WINDOW_PROOF,
-            replicas: replicas.to_vec(),
-            seed: random32(78),
-        })
-        .expect("faults are not an error");
-    assert_eq!(out.faults, vec![corrupt]);
-    assert!(out.proofs.is_empty());
+    let victim = replicas.iter().find(|r| r.sector_id == corrupt).expect("victim");
+    let original = fs::read(&victim.sealed_file).expect("read");
+    // 1: flip the lowest bit of every 32-byte node (still valid field elements).
+    let mut flipped = original.clone();
+    for node in flipped.chunks_mut(32) {
+        node[0] ^= 1;
+    }
+    // 2: bytes that are not field elements at all.
+    let garbage = vec![0xA5u8; original.len()];
+    for (what, bytes) in [("flipped bits", flipped), ("garbage", garbage)] {
+        fs::write(&victim.sealed_file, &bytes).expect("corrupt");
+        let out = stages
+            .window_post
+            .process(WindowPoSt {
+                miner_id: MINER,
+                proof_type: WINDOW_PROOF,
+                replicas: replicas.to_vec(),
+                seed: random32(78),
+            })
+            .unwrap_or_else(|e| panic!("{what}: faults are not an error: {e:#}"));
+        assert_eq!(out.faults, vec![corrupt], "{what}");
+        assert!(out.proofs.is_empty(), "{what}");
+    }
+    // Restored, the sector proves again.
+    fs::write(&victim.sealed_file, &original).expect("restore");
+    window_post_verifies(stages, replicas);
 
     // A missing cache directory is a fault too, not an error.
     let mut missing = replicas.to_vec();

@@ -201,21 +201,75 @@ fn window_post(task: WindowPoSt) -> Result<WindowPoStOutput> {
     }
     let replicas = replica_map(task.proof_type, &task.replicas);
     let prover_id = to_prover_id(task.miner_id);
-    match guard("window_post", || {
+    let err = match guard("window_post", || {
         filecoin_proofs_api::post::generate_window_post(&task.seed, &replicas, prover_id)
     }) {
-        Ok(proofs) => Ok(WindowPoStOutput {
-            proofs: proofs.into_iter().map(|(_, p)| BytesVec(p)).collect(),
-            faults: Vec::new(),
-        }),
-        Err(e) => match faulty_sectors(&e) {
-            Some(faults) => Ok(WindowPoStOutput {
-                proofs: Vec::new(),
-                faults,
-            }),
-            None => Err(e).context(format!("window_post for miner {}", task.miner_id)),
-        },
+        Ok(proofs) => {
+            return Ok(WindowPoStOutput {
+                proofs: proofs.into_iter().map(|(_, p)| BytesVec(p)).collect(),
+                faults: Vec::new(),
+            })
+        }
+        Err(e) => e,
+    };
+    if let Some(faults) = faulty_sectors(&err) {
+        return Ok(WindowPoStOutput {
+            proofs: Vec::new(),
+            faults,
+        });
     }
+    // Some damage (a replica byte that is not a field element, an unreadable tree) makes the
+    // library fail without naming the sector: find it by proving each sector on its own.
+    let faults = check_each_sector(&task, &replicas, prover_id)
+        .with_context(|| format!("window_post for miner {}: {err:#}", task.miner_id))?;
+    if faults.is_empty() {
+        return Err(err).context(format!("window_post for miner {}", task.miner_id));
+    }
+    tracing::warn!(
+        miner = task.miner_id,
+        ?faults,
+        "window_post failed ({err:#}); the sectors that fail on their own are reported as faults"
+    );
+    Ok(WindowPoStOutput {
+        proofs: Vec::new(),
+        faults,
+    })
+}
+
+/// The sectors whose own vanilla proof (for this seed's challenges) cannot be made.
+fn check_each_sector(
+    task: &WindowPoSt,
+    replicas: &BTreeMap<SectorId, PrivateReplicaInfo>,
+    prover_id: filecoin_proofs_api::ProverId,
+) -> Result<Vec<u64>> {
+    let ids: Vec<SectorId> = replicas.keys().copied().collect();
+    let challenges = guard("window_post challenges", || {
+        filecoin_proofs_api::post::generate_fallback_sector_challenges(
+            task.proof_type,
+            &task.seed,
+            &ids,
+            prover_id,
+        )
+    })?;
+    let mut faults = Vec::new();
+    for (id, replica) in replicas {
+        let Some(sector_challenges) = challenges.get(id) else {
+            continue;
+        };
+        let proved = guard("window_post vanilla proof", || {
+            filecoin_proofs_api::post::generate_single_vanilla_proof(
+                task.proof_type,
+                *id,
+                replica,
+                sector_challenges,
+            )
+        });
+        if let Err(e) = proved {
+            tracing::warn!(sector = u64::from(*id), "sector cannot be proven: {e:#}");
+            faults.push(u64::from(*id));
+        }
+    }
+    Ok(faults)
 }
 
 fn winning_post(task: WinningPoSt) -> Result<WinningPoStOutput> {

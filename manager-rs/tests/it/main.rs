@@ -1,0 +1,3 @@
+//! Integration tests of the damocles-manager binary.
+
+mod params;
