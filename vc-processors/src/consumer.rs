@@ -21,7 +21,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use tracing::{debug, info_span, warn};
 
 use crate::protocol::{
-    excerpt, ready_message, salvage_id, trim_line_end, Processor, Request, Response, Task,
+    excerpt, panic_message, ready_message, salvage_id, trim_line_end, Processor, Request, Response,
+    Task,
 };
 
 /// Options of the consumer loop.
@@ -135,24 +136,26 @@ where
         }
         match serde_json::from_slice::<Request<T>>(body) {
             Ok(req) => {
-                slots.acquire();
+                let id = req.id;
+                let slot = Slots::acquire(&slots);
                 let processor = processor.clone();
-                let out = out.clone();
-                let task_slots = slots.clone();
+                let task_out = out.clone();
                 let spawned = std::thread::Builder::new()
-                    .name(format!("{stage}-req-{}", req.id))
+                    .name(format!("{stage}-req-{id}"))
                     .spawn(move || {
-                        let id = req.id;
                         let span = info_span!("request", stage, id);
                         let _enter = span.enter();
                         let response = run_one(&*processor, req);
-                        out.write(id, &response);
-                        task_slots.release();
+                        task_out.write(id, &response);
+                        // The slot is freed when `slot` drops, even if writing panicked.
+                        drop(slot);
                     });
                 if let Err(e) = spawned {
-                    // The thread and its slot were never used: give the slot back ourselves.
-                    slots.release();
-                    warn!(stage, "cannot start a thread for a request: {e}");
+                    // The closure and its slot were dropped with the failed spawn.
+                    warn!(stage, id, "cannot start a thread for the request: {e}");
+                    let resp: Response<T::Output> =
+                        Response::err(id, format!("cannot start a thread for the request: {e}"));
+                    out.write(id, &resp);
                 }
             }
             Err(e) => match salvage_id(body) {
@@ -188,14 +191,7 @@ fn run_one<T: Task, P: Processor<T> + ?Sized>(
         Ok(Ok(output)) => Response::ok(id, output),
         // `{:?}` of anyhow::Error keeps the whole cause chain ("msg\n\nCaused by: …").
         Ok(Err(e)) => Response::err(id, format!("{e:?}")),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic payload".to_string());
-            Response::err(id, format!("panic: {msg}"))
-        }
+        Err(panic) => Response::err(id, format!("panic: {}", panic_message(&*panic))),
     }
 }
 
@@ -249,6 +245,15 @@ impl<W: Write> Output<W> {
     }
 }
 
+/// A slot held by one running request.
+struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// A counting semaphore for request threads.
 struct Slots {
     busy: Mutex<usize>,
@@ -265,12 +270,14 @@ impl Slots {
         }
     }
 
-    fn acquire(&self) {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while *busy >= self.max {
-            busy = self.changed.wait(busy).unwrap_or_else(|p| p.into_inner());
+    /// Waits for a free slot; it is given back when the guard drops.
+    fn acquire(slots: &Arc<Slots>) -> SlotGuard {
+        let mut busy = slots.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy >= slots.max {
+            busy = slots.changed.wait(busy).unwrap_or_else(|p| p.into_inner());
         }
         *busy += 1;
+        SlotGuard(slots.clone())
     }
 
     fn release(&self) {

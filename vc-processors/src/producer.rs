@@ -236,6 +236,12 @@ pub struct ProducerConfig {
     pub backoff: Backoff,
     /// Where the child's stderr goes.
     pub stderr: StderrMode,
+    /// Restart the child when a request times out (the abandoned request may still be running
+    /// in it and holding its resources). Off by default: other requests in flight would fail.
+    pub restart_on_timeout: bool,
+    /// On shutdown, how long the child gets to exit after its stdin is closed before it is
+    /// killed.
+    pub stop_grace: Duration,
 }
 
 impl ProducerConfig {
@@ -255,7 +261,22 @@ impl ProducerConfig {
             auto_restart: true,
             backoff: Backoff::default(),
             stderr: StderrMode::Inherit,
+            restart_on_timeout: false,
+            stop_grace: Duration::from_secs(5),
         }
+    }
+
+    /// The cgroup the child is told to join (`VC_CG_NAME`), if any.
+    pub fn cgroup_name(&self) -> Option<String> {
+        self.cgroup.as_ref().map(|cg| {
+            format!(
+                "{}/sub-{}-{}-{}",
+                cg.group_name.trim_end_matches('/'),
+                self.stage,
+                std::process::id(),
+                cg.index
+            )
+        })
     }
 
     /// The environment the child gets, in the order it is applied.
@@ -273,14 +294,7 @@ impl ProducerConfig {
         if let Some(node) = self.numa_preferred {
             set(ENV_NUMA_PREFERRED.into(), node.to_string().into());
         }
-        if let Some(cg) = &self.cgroup {
-            let name = format!(
-                "{}/sub-{}-{}-{}",
-                cg.group_name.trim_end_matches('/'),
-                self.stage,
-                std::process::id(),
-                cg.index
-            );
+        if let (Some(cg), Some(name)) = (&self.cgroup, self.cgroup_name()) {
             set(ENV_CGROUP_NAME.into(), name.into());
             set(ENV_CGROUP_CPUSET.into(), cg.cpuset.clone().into());
         }
@@ -304,10 +318,14 @@ struct RawResponse {
 }
 
 enum ChildState {
-    /// Spawning or waiting for the ready line.
-    Starting,
+    /// Spawning or waiting for the ready line; `previous` says why it is being restarted.
+    Starting { previous: Option<String> },
     /// Ready: requests go to `writer`.
-    Up { pid: u32, writer: Sender<Vec<u8>> },
+    Up {
+        pid: u32,
+        writer: Sender<Vec<u8>>,
+        child: Arc<Mutex<Child>>,
+    },
     /// Dead, with the reason calls are refused.
     Down { reason: String },
 }
@@ -485,7 +503,7 @@ impl<T: Task> Producer<T> {
             config,
             next_id: AtomicU64::new(1),
             state: Mutex::new(State {
-                child: ChildState::Starting,
+                child: ChildState::Starting { previous: None },
                 inflight: HashMap::new(),
                 shutdown: false,
             }),
@@ -567,7 +585,7 @@ impl<T: Task> Producer<T> {
         let pid = {
             let mut st = shared.lock();
             match &st.child {
-                ChildState::Up { pid, writer } => {
+                ChildState::Up { pid, writer, .. } => {
                     let pid = *pid;
                     if writer.send(line).is_err() {
                         return Err(ProducerError::Unavailable {
@@ -578,10 +596,15 @@ impl<T: Task> Producer<T> {
                     st.inflight.insert(id, (pid, tx));
                     pid
                 }
-                ChildState::Starting => {
+                ChildState::Starting { previous } => {
                     return Err(ProducerError::Unavailable {
                         stage,
-                        reason: "the processor is (re)starting".to_string(),
+                        reason: match previous {
+                            Some(previous) => {
+                                format!("the processor is restarting after: {previous}")
+                            }
+                            None => "the processor is starting".to_string(),
+                        },
                     })
                 }
                 ChildState::Down { reason } => {
@@ -604,9 +627,25 @@ impl<T: Task> Producer<T> {
             Some(after) => match rx.recv_timeout(after) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
-                    let removed = shared.lock().inflight.remove(&id).is_some();
+                    let mut st = shared.lock();
+                    let removed = st.inflight.remove(&id).is_some();
                     if removed {
                         metrics::counter!("vc_processors_requests_failed_total", "stage" => stage.clone(), "reason" => "timeout").increment(1);
+                        match &st.child {
+                            ChildState::Up { pid: up, child, .. }
+                                if *up == pid && shared.config.restart_on_timeout =>
+                            {
+                                warn!(stage, pid, id, "request timed out after {after:?}; restarting the processor");
+                                kill_group(child);
+                            }
+                            _ => warn!(
+                                stage,
+                                pid,
+                                id,
+                                "request timed out after {after:?}; the processor may still be running it"
+                            ),
+                        }
+                        drop(st);
                         return Err(ProducerError::Timeout {
                             stage,
                             pid,
@@ -614,6 +653,7 @@ impl<T: Task> Producer<T> {
                             after,
                         });
                     }
+                    drop(st);
                     // Completed between the timeout and the removal.
                     rx.recv().unwrap_or_else(|_| {
                         Err(ProducerError::Timeout {
@@ -678,12 +718,33 @@ fn describe_exit(status: &ExitStatus) -> String {
     }
 }
 
-fn kill_and_reap(child: &Mutex<Child>) -> String {
+/// Kills the child and everything it started: the child leads its own process group.
+fn kill_group(child: &Mutex<Child>) {
     let mut child = child.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) has no memory effects; a negative pid names the process group that
+        // the child leads (it was started with `process_group(0)`).
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
     let _ = child.kill();
+}
+
+fn kill_and_reap(child: &Mutex<Child>) -> String {
+    kill_group(child);
+    let mut child = child.lock().unwrap_or_else(|p| p.into_inner());
     match child.wait() {
         Ok(status) => describe_exit(&status),
         Err(e) => format!("ended (status unknown: {e})"),
+    }
+}
+
+/// The exit status of the child if it has ended (it is reaped; the status is kept).
+fn exited(child: &Mutex<Child>) -> Option<Result<ExitStatus, std::io::Error>> {
+    let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
+    match c.try_wait() {
+        Ok(Some(status)) => Some(Ok(status)),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
     }
 }
 
@@ -691,19 +752,69 @@ fn kill_and_reap(child: &Mutex<Child>) -> String {
 fn reap(child: &Mutex<Child>, grace: Duration) -> String {
     let deadline = Instant::now() + grace;
     loop {
-        {
-            let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
-            match c.try_wait() {
-                Ok(Some(status)) => return describe_exit(&status),
-                Ok(None) => {}
-                Err(e) => return format!("ended (status unknown: {e})"),
+        match exited(child) {
+            Some(Ok(status)) => {
+                // Anything the child started goes with it.
+                kill_group(child);
+                return describe_exit(&status);
             }
+            Some(Err(e)) => return format!("ended (status unknown: {e})"),
+            None => {}
         }
         if Instant::now() >= deadline {
             let how = kill_and_reap(child);
             return format!("closed its stdout and was killed ({how})");
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Watches a running child until the supervisor has dealt with its end:
+/// - on shutdown (stdin is already closed), gives it `stop_grace` to exit, then kills it;
+/// - when it exits while something it started still holds its stdout open, kills that too,
+///   so the supervisor's read ends.
+fn watch(shared: &Shared, child: &Mutex<Child>, pid: u32) {
+    const POLL: Duration = Duration::from_millis(200);
+    let mut st = shared.lock();
+    loop {
+        if st.shutdown {
+            drop(st);
+            let deadline = Instant::now() + shared.config.stop_grace;
+            while exited(child).is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill_group(child);
+            return;
+        }
+        if !matches!(&st.child, ChildState::Up { pid: p, .. } if *p == pid) {
+            return;
+        }
+        drop(st);
+        if exited(child).is_some() {
+            kill_group(child);
+            return;
+        }
+        st = shared.lock();
+        st = shared
+            .changed
+            .wait_timeout(st, POLL)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// Removes the child's cgroup once it has ended (the child removes it itself on a clean exit).
+fn remove_cgroup(config: &ProducerConfig) {
+    let Some(name) = config.cgroup_name() else {
+        return;
+    };
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/cpuset"] {
+        let dir = std::path::Path::new(root).join(&name);
+        if dir.is_dir() {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                debug!(cgroup = %dir.display(), "cgroup left in place: {e}");
+            }
+        }
     }
 }
 
@@ -720,6 +831,11 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
             StderrMode::Inherit => Stdio::inherit(),
             StderrMode::Log => Stdio::piped(),
         });
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so killing it also ends whatever it started.
+        cmd.process_group(0);
+    }
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
@@ -843,7 +959,7 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
                     // A child that cannot take requests is broken: end it, so the supervisor
                     // fails what is in flight and restarts it.
                     warn!(stage = %wstage, pid, "cannot write to the processor's stdin: {e}; killing it");
-                    let _ = killer.lock().unwrap_or_else(|p| p.into_inner()).kill();
+                    kill_group(&killer);
                     break;
                 }
             }
@@ -989,7 +1105,11 @@ fn supervise(shared: Arc<Shared>, first: Sender<Result<(), ProducerError>>) {
                 kill_and_reap(&child);
                 return;
             }
-            st.child = ChildState::Up { pid, writer };
+            st.child = ChildState::Up {
+                pid,
+                writer,
+                child: child.clone(),
+            };
             shared.changed.notify_all();
         }
         if attempt > 1 {
@@ -1004,31 +1124,18 @@ fn supervise(shared: Arc<Shared>, first: Sender<Result<(), ProducerError>>) {
         }
         let up_since = Instant::now();
 
-        // A watcher that kills the child on shutdown, so the blocking read below ends.
         let watcher = {
             let shared = shared.clone();
             let child = child.clone();
             std::thread::Builder::new()
                 .name(format!("{stage}-watch-{pid}"))
-                .spawn(move || {
-                    let mut st = shared.lock();
-                    loop {
-                        if st.shutdown {
-                            drop(st);
-                            let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
-                            return;
-                        }
-                        if !matches!(&st.child, ChildState::Up { pid: p, .. } if *p == pid) {
-                            return;
-                        }
-                        st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-                    }
-                })
+                .spawn(move || watch(&shared, &child, pid))
         };
 
         let read_error = read_responses(&shared, pid, &mut stdout);
         drop(stdout);
         let mut how = reap(&child, Duration::from_secs(2));
+        remove_cgroup(&shared.config);
         if let Some(err) = read_error {
             how = format!("{err} and it {how}");
         }
@@ -1075,7 +1182,11 @@ fn wait_before_restart(shared: &Shared, delay: &mut Duration, reason: String) ->
             return false;
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            st.child = ChildState::Starting;
+            let previous = match &st.child {
+                ChildState::Down { reason } => Some(reason.clone()),
+                _ => None,
+            };
+            st.child = ChildState::Starting { previous };
             shared.changed.notify_all();
             return true;
         };

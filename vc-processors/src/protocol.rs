@@ -160,6 +160,15 @@ fn leading_id(line: &str) -> Option<u64> {
     rest[..digits].parse().ok()
 }
 
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_string())
+}
+
 /// At most `max` bytes of `line`, lossily decoded, for error messages and logs.
 pub(crate) fn excerpt(line: &[u8], max: usize) -> String {
     let cut = &line[..line.len().min(max)];

@@ -5,7 +5,9 @@
 //!   (`set_mempolicy(MPOL_PREFERRED)`, a preference, not a binding);
 //! - `VC_CG_NAME=<path>` and `VC_CG_CPUSET=<cpus>`: join the cgroup `<path>` with that cpuset.
 //!
-//! The child applies them itself before printing its ready line. Nothing here panics: when the
+//! The child applies them itself before printing its ready line and before it starts any other
+//! thread: both the memory policy and the CPU affinity are per thread, and threads created
+//! afterwards inherit them. Nothing here panics: when the
 //! system does not allow a step (no NUMA node, no cgroup file system, no permission) the child
 //! logs a warning and carries on. When the cgroup cannot be used, the cpuset is still applied as
 //! the CPU affinity of the process, so the CPU restriction holds either way.
@@ -113,7 +115,10 @@ pub fn apply_placement_from_env() -> Placement {
     placement
 }
 
-/// Parses a Linux cpu list such as `0-3,8,10-11`.
+/// The largest CPU number accepted in a cpu list.
+pub const MAX_CPU: usize = 65_535;
+
+/// Parses a Linux cpu list such as `0-3,8,10-11` (CPU numbers up to [`MAX_CPU`]).
 pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
     let mut cpus = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -124,9 +129,18 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
                 if lo > hi {
                     return Err(format!("descending range {part:?}"));
                 }
+                if hi > MAX_CPU {
+                    return Err(format!("cpu {hi} is above {MAX_CPU}"));
+                }
                 cpus.extend(lo..=hi);
             }
-            None => cpus.push(part.parse().map_err(|_| format!("bad cpu {part:?}"))?),
+            None => {
+                let cpu: usize = part.parse().map_err(|_| format!("bad cpu {part:?}"))?;
+                if cpu > MAX_CPU {
+                    return Err(format!("cpu {cpu} is above {MAX_CPU}"));
+                }
+                cpus.push(cpu);
+            }
         }
     }
     if cpus.is_empty() {
@@ -302,6 +316,10 @@ mod tests {
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
         assert!(parse_cpu_list("1-x").is_err());
+        assert!(
+            parse_cpu_list("0-4000000000").is_err(),
+            "no huge allocations"
+        );
     }
 
     #[test]

@@ -110,7 +110,11 @@ fn transfer_child_links_unless_links_are_disabled() {
 
     let by_flag = dir.path().join("local/by-flag");
     let mut cfg = ProducerConfig::new("transfer", WORKER);
-    cfg.args = vec!["processor".into(), "transfer".into(), "--disable-link".into()];
+    cfg.args = vec![
+        "processor".into(),
+        "transfer".into(),
+        "--disable-link".into(),
+    ];
     let p = Producer::<Transfer>::start(cfg).expect("start");
     assert!(p.call(task(&by_flag)).expect("transfer"));
     assert!(!is_link(&by_flag), "--disable-link copies");

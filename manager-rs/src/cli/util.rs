@@ -91,17 +91,7 @@ impl ParamsCommand {
                         "present".to_string()
                     } else {
                         missing.push(s.entry.kind);
-                        let mut parts = Vec::new();
-                        if s.params_bytes.is_none() {
-                            parts.push(".params");
-                        }
-                        if !s.vk_valid {
-                            parts.push(".vk");
-                        }
-                        if !s.meta_present {
-                            parts.push(".meta");
-                        }
-                        format!("MISSING {}", parts.join(" "))
+                        format!("MISSING {}", s.problems().join(" "))
                     };
                     let size = s
                         .params_bytes

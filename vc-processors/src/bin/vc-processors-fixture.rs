@@ -118,13 +118,6 @@ impl Processor<FixtureTask> for Fixture {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut opts = ConsumerOptions::default();
     let mut i = 0;

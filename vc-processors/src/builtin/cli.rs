@@ -144,7 +144,7 @@ pub fn run(cmd: ProcessorCommand) -> Result<()> {
     if cmd.common().max_concurrent > 0 {
         options.max_concurrent = cmd.common().max_concurrent;
     }
-    let builtin = BuiltinProcessor::default();
+    let builtin = BuiltinProcessor::from_env();
     match cmd {
         ProcessorCommand::AddPieces(_) => run_consumer::<AddPieces, _>(builtin, options)?,
         ProcessorCommand::TreeD(_) => run_consumer::<TreeD, _>(builtin, options)?,
@@ -164,6 +164,7 @@ pub fn run(cmd: ProcessorCommand) -> Result<()> {
         ProcessorCommand::Transfer(args) => run_consumer::<Transfer, _>(
             BuiltinProcessor {
                 allow_links: !args.disable_link,
+                ..builtin
             },
             options,
         )?,

@@ -7,6 +7,7 @@
 //! - [`cli`]: the reusable `processor <stage>` entry point.
 
 pub mod cli;
+mod fsutil;
 pub mod params;
 pub mod processors;
 pub mod proofs;

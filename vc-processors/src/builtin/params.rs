@@ -18,12 +18,14 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::fsutil::write_atomic;
+use super::proofs::{seal_proof_for_size, window_post_proof_for_size, winning_post_proof_for_size};
 use anyhow::{bail, Context, Result};
 use bellperson::groth16;
 use blstrs::Bls12;
@@ -31,7 +33,6 @@ use filecoin_proofs::parameters::{
     public_params, window_post_public_params, winning_post_public_params,
 };
 use filecoin_proofs::{with_shape, DefaultPieceHasher, MerkleTreeTrait};
-use filecoin_proofs_api::{RegisteredPoStProof, RegisteredSealProof};
 use fs2::FileExt;
 use rand::rngs::OsRng;
 use storage_proofs_core::compound_proof::CompoundProof;
@@ -112,12 +113,13 @@ pub fn parse_sector_size(s: &str) -> Result<u64, String> {
     let n: u64 = num.trim().parse().map_err(|_| {
         format!("invalid sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB")
     })?;
-    let size = n * mult;
-    match size {
-        2048 | 0x80_0000 | 0x2000_0000 | 0x8_0000_0000 | 0x10_0000_0000 => Ok(size),
-        _ => Err(format!(
+    let size = n.saturating_mul(mult);
+    if super::proofs::SECTOR_SIZES.contains(&size) {
+        Ok(size)
+    } else {
+        Err(format!(
             "unsupported sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB"
-        )),
+        ))
     }
 }
 
@@ -129,36 +131,6 @@ pub fn format_sector_size(size: u64) -> String {
         s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{}KiB", s >> 10),
         s => format!("{s}B"),
     }
-}
-
-fn seal_proof(sector_size: u64) -> Result<RegisteredSealProof> {
-    use RegisteredSealProof::*;
-    Ok(match sector_size {
-        2048 => StackedDrg2KiBV1_1,
-        0x80_0000 => StackedDrg8MiBV1_1,
-        0x2000_0000 => StackedDrg512MiBV1_1,
-        0x8_0000_0000 => StackedDrg32GiBV1_1,
-        0x10_0000_0000 => StackedDrg64GiBV1_1,
-        other => bail!("unsupported sector size {other}"),
-    })
-}
-
-fn post_proof(kind: ParamKind, sector_size: u64) -> Result<RegisteredPoStProof> {
-    use RegisteredPoStProof::*;
-    let window = kind == ParamKind::WindowPoSt;
-    Ok(match (sector_size, window) {
-        (2048, true) => StackedDrgWindow2KiBV1_2,
-        (0x80_0000, true) => StackedDrgWindow8MiBV1_2,
-        (0x2000_0000, true) => StackedDrgWindow512MiBV1_2,
-        (0x8_0000_0000, true) => StackedDrgWindow32GiBV1_2,
-        (0x10_0000_0000, true) => StackedDrgWindow64GiBV1_2,
-        (2048, false) => StackedDrgWinning2KiBV1,
-        (0x80_0000, false) => StackedDrgWinning8MiBV1,
-        (0x2000_0000, false) => StackedDrgWinning512MiBV1,
-        (0x8_0000_0000, false) => StackedDrgWinning32GiBV1,
-        (0x10_0000_0000, false) => StackedDrgWinning64GiBV1,
-        (other, _) => bail!("unsupported sector size {other}"),
-    })
 }
 
 /// The cache entry of one circuit: its identifier and files.
@@ -184,13 +156,30 @@ impl ParamEntry {
         parameter_cache_dir().join(format!("v{VERSION}-{}.lock", self.id))
     }
 
-    /// Whether all three files are present and non-empty.
+    /// What is on disk for this entry.
+    pub fn status(&self) -> ParamStatus {
+        let params_bytes = fs::metadata(&self.params)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let vk_valid = File::open(&self.vk)
+            .ok()
+            .and_then(|f| groth16::VerifyingKey::<Bls12>::read(std::io::BufReader::new(f)).ok())
+            .is_some();
+        let meta_present = fs::metadata(&self.meta)
+            .map(|m| m.is_file() && m.len() > 0)
+            .unwrap_or(false);
+        ParamStatus {
+            entry: self.clone(),
+            params_bytes,
+            vk_valid,
+            meta_present,
+        }
+    }
+
+    /// Whether everything the proof library needs is there (the same test as `check`).
     pub fn is_present(&self) -> bool {
-        [&self.params, &self.vk, &self.meta].iter().all(|p| {
-            fs::metadata(p)
-                .map(|m| m.is_file() && m.len() > 0)
-                .unwrap_or(false)
-        })
+        self.status().is_complete()
     }
 }
 
@@ -199,7 +188,7 @@ impl ParamEntry {
 pub struct ParamStatus {
     /// The entry.
     pub entry: ParamEntry,
-    /// Size of `.params`, if present.
+    /// Size of `.params`, if the file exists.
     pub params_bytes: Option<u64>,
     /// Whether `.vk` is present and reads as a verifying key.
     pub vk_valid: bool,
@@ -212,41 +201,91 @@ impl ParamStatus {
     pub fn is_complete(&self) -> bool {
         self.params_bytes.is_some_and(|n| n > 0) && self.vk_valid && self.meta_present
     }
+
+    /// The files that are missing or unusable, e.g. `[".params (empty)", ".vk"]`.
+    pub fn problems(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        match self.params_bytes {
+            None => out.push(".params"),
+            Some(0) => out.push(".params (empty)"),
+            Some(_) => {}
+        }
+        if !self.vk_valid {
+            out.push(".vk");
+        }
+        if !self.meta_present {
+            out.push(".meta");
+        }
+        out
+    }
 }
 
-fn porep_entry<Tree: 'static + MerkleTreeTrait>(sector_size: u64) -> Result<ParamEntry> {
-    let config = seal_proof(sector_size)?.as_v1_config();
+/// Computes the entry of a PoRep circuit and, with `build`, generates and writes its files.
+fn porep<Tree: 'static + MerkleTreeTrait>(sector_size: u64, build: bool) -> Result<ParamEntry> {
+    let config = seal_proof_for_size(sector_size)?.as_v1_config();
     let pp = public_params::<Tree>(&config)?;
-    let id = <StackedCompound<Tree, DefaultPieceHasher> as CacheableParameters<
-        StackedCircuit<Tree, DefaultPieceHasher>,
-        _,
-    >>::cache_identifier(&pp);
-    Ok(entry(ParamKind::PoRep, sector_size, id))
+    type Compound<Tree> = StackedCompound<Tree, DefaultPieceHasher>;
+    type Circuit<Tree> = StackedCircuit<Tree, DefaultPieceHasher>;
+    let id = <Compound<Tree> as CacheableParameters<Circuit<Tree>, _>>::cache_identifier(&pp);
+    let entry = entry(ParamKind::PoRep, sector_size, id);
+    if build {
+        let circuit = <Compound<Tree> as CompoundProof<
+            StackedDrg<'_, Tree, DefaultPieceHasher>,
+            Circuit<Tree>,
+        >>::blank_circuit(&pp);
+        let meta = <Compound<Tree> as CacheableParameters<Circuit<Tree>, _>>::cache_meta(&pp);
+        setup_and_write(&entry, circuit, meta.sector_size)?;
+    }
+    Ok(entry)
 }
 
-fn post_entry<Tree: 'static + MerkleTreeTrait>(
+/// Computes the entry of a WindowPoSt or WinningPoSt circuit and, with `build`, generates it.
+fn post<Tree: 'static + MerkleTreeTrait>(
     kind: ParamKind,
     sector_size: u64,
+    build: bool,
 ) -> Result<ParamEntry> {
-    let config = post_proof(kind, sector_size)?.as_v1_config();
     let pp = if kind == ParamKind::WindowPoSt {
-        window_post_public_params::<Tree>(&config)?
+        window_post_public_params::<Tree>(&window_post_proof_for_size(sector_size)?.as_v1_config())?
     } else {
-        winning_post_public_params::<Tree>(&config)?
+        winning_post_public_params::<Tree>(
+            &winning_post_proof_for_size(sector_size)?.as_v1_config(),
+        )?
     };
-    let id = <FallbackPoStCompound<Tree> as CacheableParameters<FallbackPoStCircuit<Tree>, _>>::cache_identifier(&pp);
-    Ok(entry(kind, sector_size, id))
+    type Compound<Tree> = FallbackPoStCompound<Tree>;
+    let id =
+        <Compound<Tree> as CacheableParameters<FallbackPoStCircuit<Tree>, _>>::cache_identifier(
+            &pp,
+        );
+    let entry = entry(kind, sector_size, id);
+    if build {
+        let circuit = <Compound<Tree> as CompoundProof<
+            FallbackPoSt<'_, Tree>,
+            FallbackPoStCircuit<Tree>,
+        >>::blank_circuit(&pp);
+        let meta =
+            <Compound<Tree> as CacheableParameters<FallbackPoStCircuit<Tree>, _>>::cache_meta(&pp);
+        setup_and_write(&entry, circuit, meta.sector_size)?;
+    }
+    Ok(entry)
 }
 
-fn snap_entry<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
+/// Computes the entry of the SnapDeals circuit and, with `build`, generates it.
+fn snap<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
     sector_size: u64,
+    build: bool,
 ) -> Result<ParamEntry> {
     let pp = storage_proofs_update::PublicParams::from_sector_size(sector_size);
-    let id = <EmptySectorUpdateCompound<Tree> as CacheableParameters<
-        EmptySectorUpdateCircuit<Tree>,
-        _,
-    >>::cache_identifier(&pp);
-    Ok(entry(ParamKind::SnapDeals, sector_size, id))
+    type Compound<Tree> = EmptySectorUpdateCompound<Tree>;
+    type Circuit<Tree> = EmptySectorUpdateCircuit<Tree>;
+    let id = <Compound<Tree> as CacheableParameters<Circuit<Tree>, _>>::cache_identifier(&pp);
+    let entry = entry(ParamKind::SnapDeals, sector_size, id);
+    if build {
+        let circuit = <Compound<Tree> as CompoundProof<EmptySectorUpdate<Tree>, Circuit<Tree>>>::blank_circuit(&pp);
+        let meta = <Compound<Tree> as CacheableParameters<Circuit<Tree>, _>>::cache_meta(&pp);
+        setup_and_write(&entry, circuit, meta.sector_size)?;
+    }
+    Ok(entry)
 }
 
 fn entry(kind: ParamKind, sector_size: u64, id: String) -> ParamEntry {
@@ -260,39 +299,26 @@ fn entry(kind: ParamKind, sector_size: u64, id: String) -> ParamEntry {
     }
 }
 
+fn entry_or_build(kind: ParamKind, sector_size: u64, build: bool) -> Result<ParamEntry> {
+    match kind {
+        ParamKind::PoRep => with_shape!(sector_size, porep, sector_size, build),
+        ParamKind::WindowPoSt | ParamKind::WinningPoSt => {
+            with_shape!(sector_size, post, kind, sector_size, build)
+        }
+        ParamKind::SnapDeals => with_shape!(sector_size, snap, sector_size, build),
+    }
+}
+
 /// The cache entry of `kind` for `sector_size`.
 pub fn param_entry(kind: ParamKind, sector_size: u64) -> Result<ParamEntry> {
-    match kind {
-        ParamKind::PoRep => with_shape!(sector_size, porep_entry, sector_size),
-        ParamKind::WindowPoSt | ParamKind::WinningPoSt => {
-            with_shape!(sector_size, post_entry, kind, sector_size)
-        }
-        ParamKind::SnapDeals => with_shape!(sector_size, snap_entry, sector_size),
-    }
+    entry_or_build(kind, sector_size, false)
 }
 
 /// Reports what is present for each kind.
 pub fn check(sector_size: u64, kinds: &[ParamKind]) -> Result<Vec<ParamStatus>> {
     kinds
         .iter()
-        .map(|&kind| {
-            let entry = param_entry(kind, sector_size)?;
-            let params_bytes = fs::metadata(&entry.params)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len());
-            let vk_valid = File::open(&entry.vk)
-                .ok()
-                .and_then(|f| groth16::VerifyingKey::<Bls12>::read(std::io::BufReader::new(f)).ok())
-                .is_some();
-            let meta_present = entry.meta.is_file();
-            Ok(ParamStatus {
-                entry,
-                params_bytes,
-                vk_valid,
-                meta_present,
-            })
-        })
+        .map(|&kind| Ok(param_entry(kind, sector_size)?.status()))
         .collect()
 }
 
@@ -426,7 +452,7 @@ fn generate_one(
                 _ => return,
             }
         });
-        let res = build_and_write(&entry);
+        let res = entry_or_build(kind, sector_size, true).map(|_| ());
         let _ = done_tx.send(());
         res
     });
@@ -450,111 +476,21 @@ fn generate_one(
     })
 }
 
-fn build_and_write(entry: &ParamEntry) -> Result<()> {
-    let size = entry.sector_size;
-    match entry.kind {
-        ParamKind::PoRep => with_shape!(size, build_porep, entry),
-        ParamKind::WindowPoSt | ParamKind::WinningPoSt => with_shape!(size, build_post, entry),
-        ParamKind::SnapDeals => with_shape!(size, build_snap, entry),
-    }
-}
-
-fn build_porep<Tree: 'static + MerkleTreeTrait>(entry: &ParamEntry) -> Result<()> {
-    let config = seal_proof(entry.sector_size)?.as_v1_config();
-    let pp = public_params::<Tree>(&config)?;
-    let circuit = <StackedCompound<Tree, DefaultPieceHasher> as CompoundProof<
-        StackedDrg<'_, Tree, DefaultPieceHasher>,
-        StackedCircuit<Tree, DefaultPieceHasher>,
-    >>::blank_circuit(&pp);
-    let meta = <StackedCompound<Tree, DefaultPieceHasher> as CacheableParameters<
-        StackedCircuit<Tree, DefaultPieceHasher>,
-        _,
-    >>::cache_meta(&pp);
-    let params = groth16::generate_random_parameters::<Bls12, _, _>(circuit, &mut OsRng)
-        .context("Groth16 setup")?;
-    write_entry(entry, &params, meta.sector_size)
-}
-
-fn build_post<Tree: 'static + MerkleTreeTrait>(entry: &ParamEntry) -> Result<()> {
-    let config = post_proof(entry.kind, entry.sector_size)?.as_v1_config();
-    let pp = if entry.kind == ParamKind::WindowPoSt {
-        window_post_public_params::<Tree>(&config)?
-    } else {
-        winning_post_public_params::<Tree>(&config)?
-    };
-    let circuit = <FallbackPoStCompound<Tree> as CompoundProof<
-        FallbackPoSt<'_, Tree>,
-        FallbackPoStCircuit<Tree>,
-    >>::blank_circuit(&pp);
-    let meta = <FallbackPoStCompound<Tree> as CacheableParameters<FallbackPoStCircuit<Tree>, _>>::cache_meta(&pp);
-    let params = groth16::generate_random_parameters::<Bls12, _, _>(circuit, &mut OsRng)
-        .context("Groth16 setup")?;
-    write_entry(entry, &params, meta.sector_size)
-}
-
-fn build_snap<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
+/// Runs the Groth16 setup of `circuit` and writes the entry's files: `.params`, `.vk`, and
+/// `.meta` last, each atomically, so an entry looks present only once it is complete.
+fn setup_and_write<C: bellperson::Circuit<blstrs::Scalar>>(
     entry: &ParamEntry,
-) -> Result<()> {
-    let pp = storage_proofs_update::PublicParams::from_sector_size(entry.sector_size);
-    let circuit = <EmptySectorUpdateCompound<Tree> as CompoundProof<
-        EmptySectorUpdate<Tree>,
-        EmptySectorUpdateCircuit<Tree>,
-    >>::blank_circuit(&pp);
-    let meta = <EmptySectorUpdateCompound<Tree> as CacheableParameters<
-        EmptySectorUpdateCircuit<Tree>,
-        _,
-    >>::cache_meta(&pp);
-    let params = groth16::generate_random_parameters::<Bls12, _, _>(circuit, &mut OsRng)
-        .context("Groth16 setup")?;
-    write_entry(entry, &params, meta.sector_size)
-}
-
-/// Writes `.params`, `.vk` and `.meta`, each atomically; `.params` last-but-one and `.meta`
-/// last, so an entry is present only when it is complete.
-fn write_entry(
-    entry: &ParamEntry,
-    params: &groth16::Parameters<Bls12>,
+    circuit: C,
     sector_size: u64,
 ) -> Result<()> {
+    let params = groth16::generate_random_parameters::<Bls12, _, _>(circuit, &mut OsRng)
+        .context("Groth16 setup")?;
     write_atomic(&entry.params, |w| params.write(w).map_err(Into::into))?;
     write_atomic(&entry.vk, |w| params.vk.write(w).map_err(Into::into))?;
     let meta = serde_json::json!({ "sector_size": sector_size });
     write_atomic(&entry.meta, |w| {
         serde_json::to_writer(w, &meta).map_err(Into::into)
-    })?;
-    if let Some(dir) = entry.params.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("sync {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp-{}",
-        path.extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let file = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        let mut w = BufWriter::new(file);
-        write(&mut w).with_context(|| format!("write {}", tmp.display()))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("write {}", tmp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("sync {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 /// Prints progress events to stderr, one line each.
@@ -647,11 +583,15 @@ mod tests {
     #[test]
     fn synthetic_porep_shares_the_interactive_circuit() {
         use filecoin_proofs::SectorShape2KiB;
+        use filecoin_proofs_api::RegisteredSealProof;
         let synthetic = RegisteredSealProof::StackedDrg2KiBV1_1_Feat_SyntheticPoRep
             .as_v1_config()
             .get_cache_identifier::<SectorShape2KiB>()
             .expect("id");
-        assert_eq!(synthetic, param_entry(ParamKind::PoRep, 2048).expect("entry").id);
+        assert_eq!(
+            synthetic,
+            param_entry(ParamKind::PoRep, 2048).expect("entry").id
+        );
     }
 
     #[test]

@@ -10,12 +10,12 @@ use std::fs::{self, File};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use filecoin_proofs::{DefaultPieceHasher, StoreConfig};
 use filecoin_proofs_api::seal::{SealCommitPhase1Output, SealPreCommitPhase2Output};
 use filecoin_proofs_api::{
-    ApiFeature, Commitment, PieceInfo, ProverId, RegisteredSealProof, RegisteredUpdateProof,
-    SectorId, Ticket,
+    ApiFeature, Commitment, PieceInfo, ProverId, RegisteredPoStProof, RegisteredSealProof,
+    RegisteredUpdateProof, SectorId, Ticket,
 };
 use sha2::{Digest, Sha256};
 use storage_proofs_core::cache_key::CacheKey;
@@ -30,14 +30,10 @@ pub const TREE_D_FILE_NAME: &str = "sc-02-data-tree-d.dat";
 pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(res) => res,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic payload".to_string());
-            Err(anyhow!("{what}: panic in the proof library: {msg}"))
-        }
+        Err(panic) => Err(anyhow!(
+            "{what}: panic in the proof library: {}",
+            crate::protocol::panic_message(&*panic)
+        )),
     }
 }
 
@@ -86,17 +82,67 @@ pub fn cached_filenames_for_sector(proof: RegisteredSealProof) -> Vec<String> {
     names
 }
 
+/// Sector sizes the proof library supports, in bytes.
+pub const SECTOR_SIZES: [u64; 5] = [2 << 10, 8 << 20, 512 << 20, 32 << 30, 64 << 30];
+
+fn size_index(sector_size: u64) -> Result<usize> {
+    SECTOR_SIZES
+        .iter()
+        .position(|&s| s == sector_size)
+        .ok_or_else(|| anyhow!("unsupported sector size {sector_size}"))
+}
+
+/// The current (`V1_1`) seal proof for a sector size.
+pub fn seal_proof_for_size(sector_size: u64) -> Result<RegisteredSealProof> {
+    use RegisteredSealProof::*;
+    Ok([
+        StackedDrg2KiBV1_1,
+        StackedDrg8MiBV1_1,
+        StackedDrg512MiBV1_1,
+        StackedDrg32GiBV1_1,
+        StackedDrg64GiBV1_1,
+    ][size_index(sector_size)?])
+}
+
+/// The current WindowPoSt proof (`V1_2`, the chain's `V1_1`) for a sector size.
+pub fn window_post_proof_for_size(sector_size: u64) -> Result<RegisteredPoStProof> {
+    use RegisteredPoStProof::*;
+    Ok([
+        StackedDrgWindow2KiBV1_2,
+        StackedDrgWindow8MiBV1_2,
+        StackedDrgWindow512MiBV1_2,
+        StackedDrgWindow32GiBV1_2,
+        StackedDrgWindow64GiBV1_2,
+    ][size_index(sector_size)?])
+}
+
+/// The WinningPoSt proof for a sector size.
+pub fn winning_post_proof_for_size(sector_size: u64) -> Result<RegisteredPoStProof> {
+    use RegisteredPoStProof::*;
+    Ok([
+        StackedDrgWinning2KiBV1,
+        StackedDrgWinning8MiBV1,
+        StackedDrgWinning512MiBV1,
+        StackedDrgWinning32GiBV1,
+        StackedDrgWinning64GiBV1,
+    ][size_index(sector_size)?])
+}
+
+/// The SnapDeals update proof for a sector size.
+pub fn update_proof_for_size(sector_size: u64) -> Result<RegisteredUpdateProof> {
+    use RegisteredUpdateProof::*;
+    Ok([
+        StackedDrg2KiBV1,
+        StackedDrg8MiBV1,
+        StackedDrg512MiBV1,
+        StackedDrg32GiBV1,
+        StackedDrg64GiBV1,
+    ][size_index(sector_size)?])
+}
+
 /// The SnapDeals update proof that goes with a seal proof.
 pub fn update_proof_for(seal: RegisteredSealProof) -> Result<RegisteredUpdateProof> {
-    use RegisteredUpdateProof::*;
-    Ok(match u64::from(seal.sector_size()) {
-        2048 => StackedDrg2KiBV1,
-        0x80_0000 => StackedDrg8MiBV1,
-        0x2000_0000 => StackedDrg512MiBV1,
-        0x8_0000_0000 => StackedDrg32GiBV1,
-        0x10_0000_0000 => StackedDrg64GiBV1,
-        other => bail!("no update proof for sector size {other}"),
-    })
+    update_proof_for_size(u64::from(seal.sector_size()))
 }
 
 /// Hash of two nodes as used by the data tree: SHA-256 truncated to 254 bits.
@@ -305,6 +351,27 @@ mod tests {
             cached_filenames_for_sector(RegisteredSealProof::StackedDrg64GiBV1_1).len(),
             18
         );
+    }
+
+    #[test]
+    fn proof_tables_agree_with_the_library() {
+        for size in SECTOR_SIZES {
+            assert_eq!(
+                u64::from(seal_proof_for_size(size).expect("seal").sector_size()),
+                size
+            );
+            let window = window_post_proof_for_size(size).expect("window");
+            assert_eq!(u64::from(window.sector_size()), size);
+            assert_eq!(window.typ(), api::PoStType::Window);
+            let winning = winning_post_proof_for_size(size).expect("winning");
+            assert_eq!(u64::from(winning.sector_size()), size);
+            assert_eq!(winning.typ(), api::PoStType::Winning);
+            assert_eq!(
+                u64::from(update_proof_for_size(size).expect("update").sector_size()),
+                size
+            );
+        }
+        assert!(seal_proof_for_size(4096).is_err());
     }
 
     #[test]

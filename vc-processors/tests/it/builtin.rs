@@ -73,7 +73,10 @@ fn snap_deals_encode_and_prove_verify() {
 
 /// A tiny HTTP server: `/piecestore/<name>` redirects to `/market/<name>`, which serves the
 /// piece only with the bearer token and the market namespace header; anything else is 404.
-fn piece_server(payload: Vec<u8>, token: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+fn piece_server(
+    payload: Vec<u8>,
+    token: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -95,18 +98,33 @@ fn piece_server(payload: Vec<u8>, token: &'static str) -> (String, std::sync::Ar
                 }
                 headers.push(h.trim().to_ascii_lowercase());
             }
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let authorized = headers.iter().any(|h| h == &format!("authorization: bearer {token}"));
-            let namespaced = headers.iter().any(|h| h == "x-venus-api-namespace: v1.imarket");
-            seen.lock().expect("log").push(format!("{path} auth={authorized} ns={namespaced}"));
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let authorized = headers
+                .iter()
+                .any(|h| h == &format!("authorization: bearer {token}"));
+            let namespaced = headers
+                .iter()
+                .any(|h| h == "x-venus-api-namespace: v1.imarket");
+            seen.lock()
+                .expect("log")
+                .push(format!("{path} auth={authorized} ns={namespaced}"));
             let response: Vec<u8> = if let Some(name) = path.strip_prefix("/piecestore/") {
                 format!("HTTP/1.1 302 Found\r\nLocation: /market/{name}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
             } else if path.starts_with("/market/") && authorized && namespaced {
-                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", payload.len()).into_bytes();
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                )
+                .into_bytes();
                 r.extend_from_slice(&payload);
                 r
             } else if path.starts_with("/market/") {
-                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec()
             } else {
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
             };
@@ -123,11 +141,13 @@ fn add_pieces_fetches_http_pieces_through_the_redirect_with_the_token() {
 
     let payload: Vec<u8> = (0..700u32).map(|i| (i % 253) as u8).collect();
     let (base, log) = piece_server(payload.clone(), "s3cret");
-    std::env::set_var("PIECE_FETCHER_TOKEN", "s3cret");
     let dir = tempfile::tempdir().expect("tmp");
     let local = dir.path().join("piece");
     std::fs::write(&local, &payload).expect("write");
-    let builtin = vc_processors::builtin::BuiltinProcessor::default();
+    let builtin = vc_processors::builtin::BuiltinProcessor {
+        piece_token: Some("s3cret".to_string()),
+        ..Default::default()
+    };
     let task = |file: PieceFile, staged: &str| AddPieces {
         seal_proof_type: SEAL_PROOF,
         pieces: vec![Piece {
@@ -138,9 +158,14 @@ fn add_pieces_fetches_http_pieces_through_the_redirect_with_the_token() {
         staged_filepath: dir.path().join(staged),
     };
     let from_http = builtin
-        .process(task(PieceFile::Url(format!("{base}/piecestore/baga-test")), "a"))
+        .process(task(
+            PieceFile::Url(format!("{base}/piecestore/baga-test")),
+            "a",
+        ))
         .expect("http piece");
-    let from_file = builtin.process(task(PieceFile::Local(local), "b")).expect("local piece");
+    let from_file = builtin
+        .process(task(PieceFile::Local(local), "b"))
+        .expect("local piece");
     assert_eq!(from_http, from_file, "same commitment either way");
     assert_eq!(
         std::fs::read(dir.path().join("a")).expect("a"),
@@ -162,6 +187,11 @@ fn add_pieces_fetches_http_pieces_through_the_redirect_with_the_token() {
     // A source shorter than its payload is an error, not a wrong commitment.
     let short = dir.path().join("short");
     std::fs::write(&short, &payload[..100]).expect("write");
-    let err = builtin.process(task(PieceFile::Local(short), "d")).expect_err("short");
-    assert!(format!("{err:#}").contains("after 100 of its 700 payload bytes"), "{err:#}");
+    let err = builtin
+        .process(task(PieceFile::Local(short), "d"))
+        .expect_err("short");
+    assert!(
+        format!("{err:#}").contains("after 100 of its 700 payload bytes"),
+        "{err:#}"
+    );
 }

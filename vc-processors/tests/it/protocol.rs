@@ -68,6 +68,15 @@ fn start(args: &[&str]) -> Producer<Op> {
     Producer::start(config(args)).expect("fixture starts")
 }
 
+/// Polls `cond` until it holds, failing the test after `limit`.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn pid_alive(pid: u32) -> bool {
     // A reaped child has no /proc entry; a zombie would still show "Z".
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -82,21 +91,18 @@ fn round_trip_with_responses_out_of_order() {
     assert_eq!(p.call(op("sqr", 12)).expect("sqr"), json!(144));
     let slow = {
         let p = p.clone();
-        std::thread::spawn(move || {
-            let t = Instant::now();
-            (p.call(op("sleep", 400)).expect("slow"), t.elapsed())
-        })
+        std::thread::spawn(move || p.call(op("sleep", 3000)).expect("slow"))
     };
-    std::thread::sleep(Duration::from_millis(50));
-    let t = Instant::now();
+    wait_for("the slow request", Duration::from_secs(10), || {
+        p.in_flight() == 1
+    });
     assert_eq!(p.call(op("sleep", 10)).expect("fast"), json!(10));
-    assert!(
-        t.elapsed() < Duration::from_millis(300),
-        "the fast request was not held up by the slow one"
+    assert_eq!(
+        p.in_flight(),
+        1,
+        "the fast answer came back while the slow one was pending"
     );
-    let (out, took) = slow.join().expect("join");
-    assert_eq!(out, json!(400));
-    assert!(took >= Duration::from_millis(400));
+    assert_eq!(slow.join().expect("join"), json!(3000));
     assert!(p.next_id() >= 4, "ids increase per request");
 }
 
@@ -108,14 +114,14 @@ fn a_hundred_requests_in_flight_on_one_child() {
     let handles: Vec<_> = (0..100u64)
         .map(|i| {
             let p = p.clone();
-            std::thread::spawn(move || p.call(op_arg("sqr", i, "300")).expect("sqr"))
+            std::thread::spawn(move || p.call(op_arg("sqr", i, "2000")).expect("sqr"))
         })
         .collect();
-    // While they sleep, all of them are in flight at once.
+    // Each request sleeps 2 s in the child: sample until all 100 are in flight together.
     let mut peak = 0;
-    while t.elapsed() < Duration::from_millis(250) {
+    while peak < 100 && !handles.iter().all(|h| h.is_finished()) {
         peak = peak.max(p.in_flight());
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let outs: Vec<Value> = handles
         .into_iter()
@@ -126,8 +132,8 @@ fn a_hundred_requests_in_flight_on_one_child() {
     }
     assert_eq!(peak, 100, "all 100 requests were in flight together");
     assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "processed concurrently, took {:?}",
+        t.elapsed() < Duration::from_secs(30),
+        "processed concurrently (one at a time would take 200 s), took {:?}",
         t.elapsed()
     );
     assert_eq!(p.child_pid(), Some(pid), "one child served them all");
@@ -143,9 +149,9 @@ fn child_exit_mid_task_fails_every_in_flight_request_at_once_then_restarts() {
             std::thread::spawn(move || p.call(op("hang", 0)))
         })
         .collect();
-    while p.in_flight() < 5 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("5 hung requests", Duration::from_secs(10), || {
+        p.in_flight() == 5
+    });
     let t = Instant::now();
     let err = p.call(op("exit", 7)).expect_err("the child exits");
     for h in hung {
@@ -179,7 +185,7 @@ fn hung_task_times_out_and_the_child_stays_usable() {
     let t = Instant::now();
     let err = p.call(op("hang", 0)).expect_err("times out");
     assert!(matches!(err, ProducerError::Timeout { .. }), "{err}");
-    assert!(t.elapsed() >= Duration::from_millis(300) && t.elapsed() < Duration::from_secs(3));
+    assert!(t.elapsed() >= Duration::from_millis(300) && t.elapsed() < Duration::from_secs(10));
     assert!(err.to_string().contains("within 300ms"), "{err}");
     assert_eq!(p.in_flight(), 0);
     assert_eq!(p.call(op("sqr", 4)).expect("still usable"), json!(16));
@@ -269,7 +275,7 @@ fn ready_timeout_kills_the_child() {
     cfg.ready_timeout = Duration::from_millis(300);
     let t = Instant::now();
     let err = Producer::<Op>::start(cfg).err().expect("times out");
-    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(t.elapsed() < Duration::from_secs(10));
     match err {
         ProducerError::ReadyTimeout { pid, after, .. } => {
             assert_eq!(after, Duration::from_millis(300));
@@ -293,7 +299,7 @@ fn exit_before_ready_reports_the_status() {
 #[test]
 fn slow_start_within_the_timeout_is_fine() {
     let mut cfg = config(&["--ready-delay-ms", "700"]);
-    cfg.ready_timeout = Duration::from_secs(5);
+    cfg.ready_timeout = Duration::from_secs(20);
     let t = Instant::now();
     let p: Producer<Op> = Producer::start(cfg).expect("slow start");
     assert!(t.elapsed() >= Duration::from_millis(700));
@@ -311,18 +317,26 @@ fn restarts_retry_with_backoff_until_the_child_comes_up() {
     // Make every restart fail, then kill the child: the producer keeps trying.
     std::fs::write(&flag, b"").expect("flag");
     let _ = p.call(op("exit", 1));
-    std::thread::sleep(Duration::from_millis(900));
-    let err = p.call(op("sqr", 1)).expect_err("down while restarts fail");
-    let msg = err.to_string();
-    assert!(matches!(err, ProducerError::Unavailable { .. }), "{msg}");
-    let attempt: u64 = msg
-        .split("restart attempt ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(attempt >= 3, "several restart attempts were made: {msg}");
-    assert!(msg.contains("exit status 9"), "{msg}");
+    let attempts = |msg: &str| -> u64 {
+        msg.split("restart attempt ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut last = String::new();
+    wait_for(
+        "three failed restart attempts",
+        Duration::from_secs(20),
+        || match p.call(op("sqr", 1)) {
+            Err(e @ ProducerError::Unavailable { .. }) => {
+                last = e.to_string();
+                attempts(&last) >= 3
+            }
+            other => panic!("expected the processor to be down, got {other:?}"),
+        },
+    );
+    assert!(last.contains("exit status 9"), "{last}");
 
     std::fs::remove_file(&flag).expect("unflag");
     let second = p.wait_up(Duration::from_secs(10)).expect("comes back");
@@ -342,7 +356,10 @@ fn calls_fail_fast_with_the_reason_while_the_child_is_down() {
     let _ = p.call(op("exit", 5));
     let t = Instant::now();
     let err = p.call(op("sqr", 1)).expect_err("down");
-    assert!(t.elapsed() < Duration::from_millis(200), "failed fast");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "failed fast, without waiting for the restart"
+    );
     let msg = err.to_string();
     assert!(
         msg.contains(&format!("pid {pid}"))
@@ -374,7 +391,7 @@ fn a_child_that_closes_stdout_is_killed_and_its_requests_fail() {
         err.to_string().contains("closed its stdout and was killed"),
         "{err}"
     );
-    assert!(t.elapsed() < Duration::from_secs(6));
+    assert!(t.elapsed() < Duration::from_secs(15));
     assert!(!pid_alive(pid));
     p.wait_up(Duration::from_secs(10)).expect("restarted");
     assert_eq!(p.call(op("sqr", 9)).expect("works"), json!(81));
@@ -440,18 +457,44 @@ fn child_environment_follows_the_contract() {
     );
 }
 
+/// The first CPU this process may run on.
+fn first_allowed_cpu() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string();
+    list.split([',', '-']).next().expect("a cpu").to_string()
+}
+
 #[test]
 fn cpuset_placement_restricts_the_child_even_without_cgroup_rights() {
+    let cpu = first_allowed_cpu();
     let mut cfg = config(&[]);
     cfg.cgroup = Some(CgroupPlacement {
         group_name: "vc-test".into(),
-        cpuset: "0".into(),
+        cpuset: cpu.clone(),
         index: 0,
     });
     cfg.numa_preferred = Some(999);
     cfg.stderr = StderrMode::Log;
     let p: Producer<Op> = Producer::start(cfg).expect("starts despite an impossible NUMA node");
-    assert_eq!(p.call(op("cpus", 0)).expect("cpus"), json!("0"));
+    assert_eq!(p.call(op("cpus", 0)).expect("cpus"), json!(cpu));
+    // The cgroup made for the child is removed once it is gone.
+    let name = format!("vc-test/sub-fixture-{}-0", std::process::id());
+    drop(p);
+    wait_for(
+        "the child's cgroup to be removed",
+        Duration::from_secs(15),
+        || {
+            !std::path::Path::new("/sys/fs/cgroup").join(&name).exists()
+                && !std::path::Path::new("/sys/fs/cgroup/cpuset")
+                    .join(&name)
+                    .exists()
+        },
+    );
 }
 
 /// Drives the fixture by hand, byte for byte, the way damocles' Go producer does: the ready
@@ -518,7 +561,7 @@ fn consumer_concurrency_bound_is_respected() {
         took >= Duration::from_millis(600),
         "two at a time: {took:?}"
     );
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 #[test]

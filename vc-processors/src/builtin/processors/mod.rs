@@ -25,15 +25,34 @@ pub mod piece;
 pub mod transfer;
 
 /// Runs every builtin task in this process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BuiltinProcessor {
     /// Whether transfer may make symlinks (`opt.allow_link`); true unless `--disable-link`.
     pub allow_links: bool,
+    /// Bearer token for piece downloads (`PIECE_FETCHER_TOKEN`).
+    pub piece_token: Option<String>,
 }
 
 impl Default for BuiltinProcessor {
+    /// Links allowed, no piece token.
     fn default() -> Self {
-        BuiltinProcessor { allow_links: true }
+        BuiltinProcessor {
+            allow_links: true,
+            piece_token: None,
+        }
+    }
+}
+
+impl BuiltinProcessor {
+    /// Links allowed, and the piece token from `PIECE_FETCHER_TOKEN` (how the worker passes it
+    /// to add_pieces, in-process or in a child).
+    pub fn from_env() -> Self {
+        BuiltinProcessor {
+            allow_links: true,
+            piece_token: std::env::var(piece::ENV_PIECE_FETCHER_TOKEN)
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }
     }
 }
 
@@ -54,7 +73,8 @@ macro_rules! builtin {
 }
 
 builtin!(AddPieces, "add_pieces", |this, task| piece::add_pieces(
-    &task
+    &task,
+    this.piece_token.as_deref()
 ));
 
 builtin!(TreeD, "tree_d", |this, task| {
@@ -150,13 +170,42 @@ fn snap_prove(task: SnapProve) -> Result<SnapProveOutput> {
     Ok(proof.0)
 }
 
-/// Sectors whose sealed file or cache directory is missing: they cannot be proven.
-fn missing_files(replicas: &[PoStReplicaInfo]) -> Vec<u64> {
-    replicas
-        .iter()
-        .filter(|r| !r.sealed_file.is_file() || !r.cache_dir.is_dir())
-        .map(|r| r.sector_id)
-        .collect()
+/// Sectors whose sealed file or cache directory does not exist: they cannot be proven. Any
+/// other error reaching them (EIO, a stale mount) is returned: it may pass, and declaring a
+/// fault on chain for it would be wrong.
+fn missing_files(replicas: &[PoStReplicaInfo]) -> Result<Vec<u64>> {
+    let mut missing = Vec::new();
+    for r in replicas {
+        for (path, want_dir) in [(&r.sealed_file, false), (&r.cache_dir, true)] {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() == want_dir => {}
+                Ok(_) => {
+                    missing.push(r.sector_id);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    missing.push(r.sector_id);
+                    break;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("sector {}: stat {}", r.sector_id, path.display())
+                    })
+                }
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Whether an error is an I/O failure that may pass (as opposed to missing or bad data).
+fn is_transient_io(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::*;
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| !matches!(e.kind(), NotFound | UnexpectedEof | InvalidData))
+    })
 }
 
 fn replica_map(
@@ -192,7 +241,7 @@ fn faulty_sectors(err: &anyhow::Error) -> Option<Vec<u64>> {
 
 fn window_post(task: WindowPoSt) -> Result<WindowPoStOutput> {
     anyhow::ensure!(!task.replicas.is_empty(), "window_post: no replicas");
-    let missing = missing_files(&task.replicas);
+    let missing = missing_files(&task.replicas)?;
     if !missing.is_empty() {
         return Ok(WindowPoStOutput {
             proofs: Vec::new(),
@@ -265,6 +314,9 @@ fn check_each_sector(
             )
         });
         if let Err(e) = proved {
+            if is_transient_io(&e) {
+                return Err(e).context(format!("sector {}", u64::from(*id)));
+            }
             tracing::warn!(sector = u64::from(*id), "sector cannot be proven: {e:#}");
             faults.push(u64::from(*id));
         }
@@ -274,7 +326,7 @@ fn check_each_sector(
 
 fn winning_post(task: WinningPoSt) -> Result<WinningPoStOutput> {
     anyhow::ensure!(!task.replicas.is_empty(), "winning_post: no replicas");
-    let missing = missing_files(&task.replicas);
+    let missing = missing_files(&task.replicas)?;
     anyhow::ensure!(
         missing.is_empty(),
         "winning_post for miner {}: files of sectors {missing:?} are missing",

@@ -23,8 +23,11 @@ use super::super::tasks::{AddPieces, Piece, PieceFile};
 /// Environment variable with the bearer token for piece downloads.
 pub const ENV_PIECE_FETCHER_TOKEN: &str = "PIECE_FETCHER_TOKEN";
 
-/// Runs an add_pieces task.
-pub fn add_pieces(task: &AddPieces) -> Result<Vec<PieceInfo>> {
+/// How long a piece download may deliver no data before it fails.
+pub const PIECE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs an add_pieces task; `token` is the bearer token for piece downloads.
+pub fn add_pieces(task: &AddPieces, token: Option<&str>) -> Result<Vec<PieceInfo>> {
     let proof = task.seal_proof_type;
     let sector_size = u64::from(proof.sector_size());
     check_layout(&task.pieces, sector_size)?;
@@ -52,7 +55,7 @@ pub fn add_pieces(task: &AddPieces) -> Result<Vec<PieceInfo>> {
     let mut infos = Vec::with_capacity(task.pieces.len());
     for (index, piece) in task.pieces.iter().enumerate() {
         let describe = || format!("piece {index} ({})", describe_source(&piece.piece_file));
-        let reader = open_piece(piece).with_context(describe)?;
+        let reader = open_piece(piece, token).with_context(describe)?;
         let (info, _) = guard("add_pieces", || {
             filecoin_proofs_api::seal::write_and_preprocess(
                 proof,
@@ -110,14 +113,17 @@ fn check_layout(pieces: &[Piece], sector_size: u64) -> Result<()> {
 }
 
 /// A reader of exactly `piece_size` bytes for one piece.
-fn open_piece(piece: &Piece) -> Result<Box<dyn Read + Send>> {
+fn open_piece(piece: &Piece, token: Option<&str>) -> Result<Box<dyn Read + Send>> {
     let target = u64::from(piece.piece_size);
     let source: Box<dyn Read + Send> = match &piece.piece_file {
         PieceFile::Pledge => return Ok(Box::new(io::repeat(0).take(target))),
         PieceFile::Local(path) => {
             Box::new(std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?)
         }
-        PieceFile::Url(url) => Box::new(fetch_url(url)?),
+        PieceFile::Url(url) => Box::new(IdleTimeoutReader::spawn(
+            fetch_url(url, token)?,
+            PIECE_IDLE_TIMEOUT,
+        )),
     };
     Ok(Box::new(
         ExactPayload {
@@ -186,11 +192,8 @@ fn http_clients() -> Result<&'static (reqwest::blocking::Client, reqwest::blocki
 
 /// GETs a piece. A 3xx answer is followed once with the token and the market namespace header
 /// (the manager's `/piecestore/` redirects to the market).
-fn fetch_url(url: &str) -> Result<reqwest::blocking::Response> {
+fn fetch_url(url: &str, token: Option<&str>) -> Result<reqwest::blocking::Response> {
     let (direct, following) = http_clients()?;
-    let token = std::env::var(ENV_PIECE_FETCHER_TOKEN)
-        .ok()
-        .filter(|t| !t.is_empty());
     let mut req = direct.get(url);
     if let Some(token) = &token {
         req = req.bearer_auth(token);
@@ -228,6 +231,87 @@ fn fetch_url(url: &str) -> Result<reqwest::blocking::Response> {
     Ok(resp)
 }
 
+/// A reader that fails when its source delivers nothing for `idle`: the source is read on a
+/// helper thread that hands over chunks. (A stalled connection keeps that thread until the
+/// connection ends; TCP keepalive ends a dead one.)
+struct IdleTimeoutReader {
+    chunks: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    idle: Duration,
+    done: bool,
+}
+
+impl IdleTimeoutReader {
+    fn spawn<R: Read + Send + 'static>(mut source: R, idle: Duration) -> Self {
+        let (tx, chunks) = crossbeam_channel::bounded(4);
+        let spawned = std::thread::Builder::new()
+            .name("piece-download".to_string())
+            .spawn(move || loop {
+                let mut chunk = vec![0u8; 1 << 16];
+                match source.read(&mut chunk) {
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() || n == 0 {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            });
+        let (tx_err, rx_err) = crossbeam_channel::bounded(1);
+        let chunks = match spawned {
+            Ok(_) => chunks,
+            Err(e) => {
+                let _ = tx_err.send(Err(e));
+                rx_err
+            }
+        };
+        IdleTimeoutReader {
+            chunks,
+            current: Vec::new(),
+            pos: 0,
+            idle,
+            done: false,
+        }
+    }
+}
+
+impl Read for IdleTimeoutReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.chunks.recv_timeout(self.idle) {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the piece source sent no data for {:?}", self.idle),
+                    ))
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::other("the piece download thread ended"))
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +343,27 @@ mod tests {
         assert!(e.to_string().contains("power of two"), "{e}");
         let e = check_layout(&[piece(127, 128)], 2048).expect_err("payload too large");
         assert!(e.to_string().contains("payload size 128"), "{e}");
+    }
+
+    #[test]
+    fn idle_sources_time_out_and_fast_ones_pass_through() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut r =
+            IdleTimeoutReader::spawn(std::io::Cursor::new(data.clone()), Duration::from_secs(5));
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).expect("read");
+        assert_eq!(out, data);
+
+        struct Stall;
+        impl Read for Stall {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(0)
+            }
+        }
+        let mut r = IdleTimeoutReader::spawn(Stall, Duration::from_millis(100));
+        let e = r.read(&mut [0u8; 8]).expect_err("stalls");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]

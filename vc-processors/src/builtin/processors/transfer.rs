@@ -7,17 +7,19 @@
 //! - otherwise `src` is copied.
 //!
 //! Unlike damocles: a file copy goes to a temporary name beside `dest`, is fsynced and then
-//! renamed over `dest`, so `dest` is never seen half-written; a directory copy recreates empty
-//! directories too; an existing `dest` that is a symlink is replaced as a link and its target
-//! is never touched; copying a path onto itself or a directory into itself is refused.
+//! renamed over `dest`, so `dest` is never seen half-written; a directory is copied beside
+//! `dest` and swapped in, recreating empty directories too; an existing `dest` that is a
+//! symlink is replaced as a link and its target is never touched; copying a path onto itself,
+//! a directory into itself, or over a directory that contains the source is refused, and so is
+//! a symlink loop inside a copied tree.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use super::super::fsutil::{copy_file_atomic, rename_into_place, sync_dir, temp_path_beside};
 use super::super::tasks::{Transfer, TransferRoute};
 
 /// Runs a transfer task. `allow_links` is false under `--disable-link` / `DISABLE_LINK`.
@@ -71,10 +73,17 @@ fn transfer_route(route: &TransferRoute, allow_links: bool) -> Result<()> {
             let dest_real =
                 fs::canonicalize(dest).with_context(|| format!("resolve {}", dest.display()))?;
             ensure!(dest_real != src_real, "src and dest are the same path");
+            // Replacing dest would delete src with it.
+            ensure!(
+                !src_real.starts_with(&dest_real),
+                "src {} is inside dest {}, which would be replaced",
+                src.display(),
+                dest.display()
+            );
         }
     }
     if src_is_dir {
-        let dest_abs = absolute_parent_resolved(dest)?;
+        let dest_abs = resolve_parent(dest)?;
         ensure!(
             !dest_abs.starts_with(&src_real),
             "cannot copy directory {} into itself ({})",
@@ -83,51 +92,39 @@ fn transfer_route(route: &TransferRoute, allow_links: bool) -> Result<()> {
         );
     }
 
-    let link = allow_links && route.opt.map(|o| o.allow_link).unwrap_or(false);
-    create_parent(dest)?;
-    if link {
-        return replace_with_symlink(&src_real, dest, dest_existing.as_ref());
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
-    if src_is_dir {
-        if let Some(meta) = &dest_existing {
-            remove_entry(dest, meta)?;
-        }
-        copy_dir(src, dest)
+    let link = allow_links && route.opt.map(|o| o.allow_link).unwrap_or(false);
+    if link {
+        replace_with_symlink(&src_real, dest, dest_existing.as_ref())
+    } else if src_is_dir {
+        replace_with_dir_copy(src, dest, dest_existing.as_ref())
     } else {
         copy_file_atomic(src, dest)
     }
 }
 
-/// `dest` with its parent resolved (dest itself may not exist yet).
-fn absolute_parent_resolved(dest: &Path) -> Result<PathBuf> {
+/// `dest` with its existing ancestors resolved (dest itself may not exist yet).
+fn resolve_parent(dest: &Path) -> Result<PathBuf> {
     let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
         bail!("dest {} has no parent directory", dest.display());
     };
-    let mut resolved = parent.to_path_buf();
-    // Resolve the longest existing prefix of the parent.
+    let mut existing = parent.to_path_buf();
     let mut missing = Vec::new();
-    while !resolved.exists() {
-        match (resolved.file_name(), resolved.parent()) {
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
             (Some(n), Some(p)) => {
                 missing.push(n.to_owned());
-                resolved = p.to_path_buf();
+                existing = p.to_path_buf();
             }
             _ => break,
         }
     }
-    let mut out = fs::canonicalize(&resolved).unwrap_or(resolved);
-    for n in missing.into_iter().rev() {
-        out.push(n);
-    }
+    let mut out = fs::canonicalize(&existing).unwrap_or(existing);
+    out.extend(missing.into_iter().rev());
     out.push(name);
     Ok(out)
-}
-
-fn create_parent(dest: &Path) -> Result<()> {
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    }
-    Ok(())
 }
 
 /// Removes a file, a symlink (never its target) or a whole directory.
@@ -141,22 +138,6 @@ fn remove_entry(path: &Path, meta: &fs::Metadata) -> Result<()> {
     res.with_context(|| format!("remove existing {}", path.display()))
 }
 
-fn temp_name(dest: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.transfer-{}-{n}.tmp", std::process::id()))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("sync directory {}", dir.display()))
-}
-
 /// Makes `dest` a symlink to `src`, replacing a file or link atomically, or a directory.
 fn replace_with_symlink(src: &Path, dest: &Path, existing: Option<&fs::Metadata>) -> Result<()> {
     if let Some(meta) = existing {
@@ -164,44 +145,62 @@ fn replace_with_symlink(src: &Path, dest: &Path, existing: Option<&fs::Metadata>
             remove_entry(dest, meta)?;
         }
     }
-    let tmp = temp_name(dest);
+    let tmp = temp_path_beside(dest);
     std::os::unix::fs::symlink(src, &tmp)
         .with_context(|| format!("create symlink {} -> {}", tmp.display(), src.display()))?;
+    rename_into_place(&tmp, dest)
+}
+
+/// Copies the tree `src` beside `dest`, then swaps it in: until the last rename the old
+/// `dest` is intact, and a failed copy leaves it untouched.
+fn replace_with_dir_copy(src: &Path, dest: &Path, existing: Option<&fs::Metadata>) -> Result<()> {
+    let tmp = temp_path_beside(dest);
+    let mut ancestors = Vec::new();
+    if let Err(e) = copy_dir(src, &tmp, &mut ancestors) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let old = match existing {
+        Some(meta) if meta.is_dir() => {
+            let old = temp_path_beside(dest);
+            fs::rename(dest, &old)
+                .with_context(|| format!("move aside {} to {}", dest.display(), old.display()))?;
+            Some(old)
+        }
+        Some(meta) => {
+            remove_entry(dest, meta)?;
+            None
+        }
+        None => None,
+    };
     if let Err(e) = fs::rename(&tmp, dest) {
-        let _ = fs::remove_file(&tmp);
+        if let Some(old) = &old {
+            let _ = fs::rename(old, dest);
+        }
+        let _ = fs::remove_dir_all(&tmp);
         return Err(e).with_context(|| format!("rename {} to {}", tmp.display(), dest.display()));
     }
     if let Some(parent) = dest.parent() {
         sync_dir(parent)?;
     }
-    Ok(())
-}
-
-/// Copies a file to a temporary name, fsyncs it and renames it over `dest`.
-fn copy_file_atomic(src: &Path, dest: &Path) -> Result<()> {
-    let tmp = temp_name(dest);
-    let result = (|| -> Result<()> {
-        fs::copy(src, &tmp)
-            .with_context(|| format!("copy {} to {}", src.display(), tmp.display()))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("sync {}", tmp.display()))?;
-        fs::rename(&tmp, dest)
-            .with_context(|| format!("rename {} to {}", tmp.display(), dest.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    if let Some(parent) = dest.parent() {
-        sync_dir(parent)?;
+    if let Some(old) = old {
+        fs::remove_dir_all(&old).with_context(|| format!("remove old copy {}", old.display()))?;
     }
     Ok(())
 }
 
-/// Copies a directory tree; files are copied atomically, symlinks are followed.
-fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
+/// Copies a directory tree, following symlinks; a link back to a directory being copied is
+/// refused instead of recursing forever.
+fn copy_dir(src: &Path, dest: &Path, ancestors: &mut Vec<(u64, u64)>) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(src).with_context(|| format!("stat {}", src.display()))?;
+    let key = (meta.dev(), meta.ino());
+    ensure!(
+        !ancestors.contains(&key),
+        "symlink loop: {} leads back to a directory being copied",
+        src.display()
+    );
+    ancestors.push(key);
     fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
     for entry in fs::read_dir(src).with_context(|| format!("read {}", src.display()))? {
         let entry = entry.with_context(|| format!("read {}", src.display()))?;
@@ -209,11 +208,12 @@ fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
         let to = dest.join(entry.file_name());
         let meta = fs::metadata(&from).with_context(|| format!("stat {}", from.display()))?;
         if meta.is_dir() {
-            copy_dir(&from, &to)?;
+            copy_dir(&from, &to, ancestors)?;
         } else {
             copy_file_atomic(&from, &to)?;
         }
     }
+    ancestors.pop();
     sync_dir(dest)
 }
 
@@ -341,7 +341,7 @@ mod tests {
         let file = d.path().join("f");
         fs::write(&file, b"f").expect("write");
         let dir = d.path().join("dir");
-        fs::create_dir_all(&dir).expect("mkdir");
+        fs::create_dir_all(dir.join("sub")).expect("mkdir");
         let cases: Vec<(TransferRoute, &str)> = vec![
             (
                 route(Path::new("rel/src"), &file, false),
@@ -361,6 +361,7 @@ mod tests {
             ),
             (route(&file, &file, false), "same path"),
             (route(&dir, &dir.join("inside"), false), "into itself"),
+            (route(&dir.join("sub"), &dir, false), "is inside dest"),
         ];
         for (r, want) in cases {
             let e = transfer(&task(vec![r]), true).expect_err(want);
@@ -370,6 +371,29 @@ mod tests {
             );
         }
         assert_eq!(fs::read(&file).expect("untouched"), b"f");
+        assert!(dir.join("sub").is_dir(), "the source inside dest survived");
+    }
+
+    #[test]
+    fn symlink_loops_are_refused_and_the_old_dest_survives() {
+        let d = tempfile::tempdir().expect("tmp");
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("a")).expect("mkdir");
+        std::os::unix::fs::symlink(&src, src.join("a/back")).expect("loop");
+        let dest = d.path().join("dest");
+        fs::create_dir_all(&dest).expect("mkdir");
+        fs::write(dest.join("old"), b"old").expect("write");
+        let e = transfer(&task(vec![route(&src, &dest, false)]), true).expect_err("loop");
+        assert!(format!("{e:#}").contains("symlink loop"), "{e:#}");
+        assert_eq!(fs::read(dest.join("old")).expect("old dest intact"), b"old");
+        let names: Vec<_> = fs::read_dir(d.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".tmp")),
+            "temporary copy removed: {names:?}"
+        );
     }
 
     #[test]
