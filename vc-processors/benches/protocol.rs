@@ -102,7 +102,11 @@ fn throughput(p: Arc<dyn Processor<Op>>, callers: usize, window: Duration) -> f6
 }
 
 fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    if d < Duration::from_micros(10) {
+        format!("{} ns", d.as_nanos())
+    } else {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    }
 }
 
 fn main() {
