@@ -331,17 +331,21 @@ fn public_replicas(
         .collect()
 }
 
+fn window_post_task(replicas: &[PoStReplicaInfo], seed: ChallengeSeed) -> WindowPoSt {
+    WindowPoSt {
+        miner_id: MINER,
+        proof_type: WINDOW_PROOF,
+        replicas: replicas.to_vec(),
+        seed,
+    }
+}
+
 /// WindowPoSt over `replicas` through the stage; the proof must verify.
 pub fn window_post_verifies(stages: &Stages, replicas: &[PoStReplicaInfo]) {
     let seed = random32(77);
     let out = stages
         .window_post
-        .process(WindowPoSt {
-            miner_id: MINER,
-            proof_type: WINDOW_PROOF,
-            replicas: replicas.to_vec(),
-            seed,
-        })
+        .process(window_post_task(replicas, seed))
         .expect("window_post");
     assert!(out.faults.is_empty(), "no faults: {:?}", out.faults);
     assert_eq!(out.proofs.len(), 1);
@@ -375,12 +379,7 @@ pub fn corrupted_replica_is_a_fault(stages: &Stages, replicas: &[PoStReplicaInfo
         fs::write(&victim.sealed_file, &bytes).expect("corrupt");
         let out = stages
             .window_post
-            .process(WindowPoSt {
-                miner_id: MINER,
-                proof_type: WINDOW_PROOF,
-                replicas: replicas.to_vec(),
-                seed: random32(78),
-            })
+            .process(window_post_task(replicas, random32(78)))
             .unwrap_or_else(|e| panic!("{what}: faults are not an error: {e:#}"));
         assert_eq!(out.faults, vec![corrupt], "{what}");
         assert!(out.proofs.is_empty(), "{what}");
@@ -394,12 +393,7 @@ pub fn corrupted_replica_is_a_fault(stages: &Stages, replicas: &[PoStReplicaInfo
     missing[0].cache_dir = missing[0].cache_dir.join("gone");
     let out = stages
         .window_post
-        .process(WindowPoSt {
-            miner_id: MINER,
-            proof_type: WINDOW_PROOF,
-            replicas: missing.clone(),
-            seed: random32(79),
-        })
+        .process(window_post_task(&missing, random32(79)))
         .expect("faults are not an error");
     assert_eq!(out.faults, vec![missing[0].sector_id]);
 }
