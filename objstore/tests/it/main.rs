@@ -1,0 +1,5 @@
+//! objstore: the C example plugin through the loader (conformance and loader errors), panics
+//! in Rust plugins, and a leak check of the C plugin under valgrind.
+
+mod cplugin;
+mod panics;
