@@ -20,7 +20,23 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-step "build (tests, binaries and benches)"
+TOOLS="${DAMOCLES_TOOLS_DIR:-/var/tmp/damocles-tools}"
+step "S3 test server (built once per machine into $TOOLS)"
+# s3s-fs from crates.io with S3's 404 for directory keys (tools/s3-test-server); rebuilt only
+# when its sources change.
+stamp="$(cat tools/s3-test-server/Cargo.toml tools/s3-test-server/Cargo.lock tools/s3-test-server/src/*.rs | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$TOOLS/bin/damocles-s3-test-server" ] || [ "$(cat "$TOOLS/damocles-s3-test-server.stamp" 2>/dev/null)" != "$stamp" ]; then
+  cargo install --locked --force --path tools/s3-test-server --root "$TOOLS" --target-dir "$TOOLS/target"
+  echo "$stamp" > "$TOOLS/damocles-s3-test-server.stamp"
+fi
+export DAMOCLES_S3_TEST_SERVER="$TOOLS/bin/damocles-s3-test-server"
+
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "valgrind is required (the objstore plugins are leak-checked under it): apt-get install valgrind" >&2
+  exit 1
+fi
+
+step "build (tests, binaries, plugins and benches)"
 cargo build --workspace --all-targets
 
 step "parameters for 2 KiB sectors (generated once per machine into $FIL_PROOFS_PARAMETER_CACHE)"

@@ -832,7 +832,7 @@ pub const fn plugin_table<S: Plugin>() -> ObjstorePluginV1 {
 /// Exports a [`Plugin`] type as an objstore plugin: defines the `objstore_plugin_entry`
 /// symbol. Build the crate as a `cdylib`.
 ///
-/// ```ignore
+/// ```text
 /// objstore::export_plugin!(MyStore);
 /// ```
 #[macro_export]
