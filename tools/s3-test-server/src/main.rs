@@ -160,6 +160,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         };
+        // Without this, small responses wait for the client's delayed ACK (~40 ms each).
+        let _ = socket.set_nodelay(true);
         let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
