@@ -144,7 +144,8 @@ typedef struct objstore_plugin_v1 {
     void (*writer_abort)(void *writer);
 
     int32_t (*remove)(void *store, objstore_str path, objstore_error *err);
-    /* Calls `emit` once per object at or below `prefix` (empty: all), in any order. */
+    /* Calls `emit` once per object below `prefix`, which works like a directory ("a/b" lists
+       "a/b/c" but not "a/b" itself nor "a/bc"; empty: all), in any order. */
     int32_t (*list)(void *store, objstore_str prefix, void *ctx, objstore_list_fn emit,
                     objstore_error *err);
     /* Calls `emit` with the local file path of the object, or returns OBJSTORE_UNSUPPORTED. */

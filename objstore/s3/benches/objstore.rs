@@ -28,7 +28,11 @@ const RANGE: u64 = 16 << 10;
 
 fn plugin(name: &str) -> Arc<PluginLibrary> {
     let exe = std::env::current_exe().expect("exe");
-    let profile = exe.parent().and_then(|d| d.parent()).expect("profile dir").to_path_buf();
+    let profile = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("profile dir")
+        .to_path_buf();
     for dir in [profile.clone(), profile.join("deps")] {
         if let Ok(lib) = PluginLibrary::load_by_name(&dir, name) {
             return lib;
@@ -49,7 +53,10 @@ impl RangeReader for DirectFile {
         let mut buf = vec![0u8; RANGE as usize];
         let mut done = 0;
         while done < buf.len() {
-            let n = self.0.read_at(&mut buf[done..], offset + done as u64).expect("pread");
+            let n = self
+                .0
+                .read_at(&mut buf[done..], offset + done as u64)
+                .expect("pread");
             if n == 0 {
                 break;
             }
@@ -106,7 +113,10 @@ fn read_case(reader: Arc<dyn RangeReader>, in_flight: usize, secs: u64) -> ReadF
             })
         })
         .collect();
-    let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().expect("reader")).collect();
+    let mut all: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("reader"))
+        .collect();
     let elapsed = start.elapsed().as_secs_f64();
     all.sort();
     let pick = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize];
@@ -129,7 +139,9 @@ fn put_direct(path: &Path, size: u64) -> f64 {
 
 fn put_store(store: &dyn ObjectStore, path: &str, size: u64) -> f64 {
     let t = Instant::now();
-    let n = store.put(path, &mut PatternReader::new(9, size)).expect("put");
+    let n = store
+        .put(path, &mut PatternReader::new(9, size))
+        .expect("put");
     assert_eq!(n, size);
     size as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64()
 }
@@ -170,9 +182,13 @@ fn main() {
     let s3 = Arc::new(plugin("s3").open(s3cfg).expect("s3 plugin")) as Arc<dyn ObjectStore>;
 
     // The 256 MiB object, in both stores.
-    fs.put("bench/obj", &mut PatternReader::new(1, OBJECT)).expect("fs put");
-    s3.put("bench/obj", &mut PatternReader::new(1, OBJECT)).expect("s3 put");
-    let direct: Arc<dyn RangeReader> = Arc::new(DirectFile(File::open(root.join("bench/obj")).expect("open")));
+    fs.put("bench/obj", &mut PatternReader::new(1, OBJECT))
+        .expect("fs put");
+    s3.put("bench/obj", &mut PatternReader::new(1, OBJECT))
+        .expect("s3 put");
+    let direct: Arc<dyn RangeReader> = Arc::new(DirectFile(
+        File::open(root.join("bench/obj")).expect("open"),
+    ));
     let fsr: Arc<dyn RangeReader> = Arc::new(Store(fs.clone(), "bench/obj"));
     let s3r: Arc<dyn RangeReader> = Arc::new(Store(s3.clone(), "bench/obj"));
 
@@ -183,8 +199,16 @@ fn main() {
     );
     for in_flight in [1usize, 64] {
         let d = read_case(direct.clone(), in_flight, secs);
-        for (name, r) in [("direct", &direct), ("fs plugin", &fsr), ("s3 plugin", &s3r)] {
-            let f = if name == "direct" { ReadFigures { ..d } } else { read_case(r.clone(), in_flight, secs) };
+        for (name, r) in [
+            ("direct", &direct),
+            ("fs plugin", &fsr),
+            ("s3 plugin", &s3r),
+        ] {
+            let f = if name == "direct" {
+                ReadFigures { ..d }
+            } else {
+                read_case(r.clone(), in_flight, secs)
+            };
             println!(
                 "{:<10} {:<12} {:>12} {:>12} {:>12.1} {:>10} {:>16.3}",
                 in_flight,

@@ -12,11 +12,11 @@
 //! |---|---|---|
 //! | `Bucket` | bucket name | required |
 //! | `Endpoint` | service URL, e.g. `http://127.0.0.1:9000` | AWS |
-//! | `Region` | region | `us-east-1` |
+//! | `Region` | region | `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1` |
 //! | `Prefix` | key prefix inside the bucket | none |
 //! | `PathStyle` | `true`: `endpoint/bucket/key`; `false`: `bucket.endpoint/key` | `true` |
 //! | `AccessKey`, `SecretKey`, `SessionToken` | credentials | environment |
-//! | `AllowHttp` | allow plain HTTP | `true` if `Endpoint` is `http://` |
+//! | `AllowHttp` | allow plain HTTP | `true` if the endpoint (`Endpoint`, else `AWS_ENDPOINT`) is `http://` |
 //! | `ConnectTimeoutSecs` | connection timeout | 5 |
 //! | `RequestTimeoutSecs` | timeout of one request | 300 |
 //! | `MaxRetries` | retries of a failed request, with exponential backoff | 5 |
@@ -145,15 +145,19 @@ impl S3Store {
         if !prefix.is_empty() {
             objpath::validate(&prefix).map_err(|e| invalid(format!("Meta.Prefix: {e}")))?;
         }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let endpoint = meta.get("Endpoint").map(str::to_string);
-        let allow_http = meta
-            .flag(
-                "AllowHttp",
-                endpoint
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("http://")),
-            )
-            .map_err(invalid)?;
+        let plain_http = endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT"))
+            .is_some_and(|e| e.starts_with("http://"));
+        let allow_http = meta.flag("AllowHttp", plain_http).map_err(invalid)?;
+        let region = meta
+            .get("Region")
+            .map(str::to_string)
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_string());
         let path_style = meta.flag("PathStyle", true).map_err(invalid)?;
         let connect_timeout = meta.parse("ConnectTimeoutSecs", 5u64).map_err(invalid)?;
         let request_timeout = meta.parse("RequestTimeoutSecs", 300u64).map_err(invalid)?;
@@ -182,7 +186,7 @@ impl S3Store {
 
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&bucket)
-            .with_region(meta.get("Region").unwrap_or("us-east-1"))
+            .with_region(&region)
             .with_virtual_hosted_style_request(!path_style)
             .with_allow_http(allow_http)
             .with_client_options(
@@ -320,7 +324,10 @@ impl ObjectStore for S3Store {
         let key = self.key(path);
         // Services parse range ends as signed 64-bit numbers.
         let end = range.offset.saturating_add(range.len).min(i64::MAX as u64);
-        match self.runtime.block_on(self.client.get_range(&key, range.offset..end)) {
+        match self
+            .runtime
+            .block_on(self.client.get_range(&key, range.offset..end))
+        {
             Ok(bytes) => Ok(bytes.to_vec()),
             Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound {
                 instance: self.instance().to_string(),
