@@ -7,7 +7,7 @@
 //! - [`abi`]: the versioned C ABI of plugins (`include/objstore.h`) and
 //!   [`export_plugin!`] for Rust plugins;
 //! - [`plugin`]: the host side, loading a plugin library and opening stores through it;
-//! - [`AsyncStore`] (feature `tokio`): the same store for async code, run on the blocking pool;
+//! - `AsyncStore` (feature `tokio`): the same store for async code, run on the blocking pool;
 //! - `conformance` (feature `conformance`): the suite every backend must pass.
 //!
 //! The store knows nothing about sectors: callers name objects by path

@@ -170,7 +170,7 @@ pub const PUT_CHUNK: usize = 1 << 20;
 /// starts at or after the end reads nothing.
 ///
 /// All methods block the calling thread and may be called from many threads at once. Async
-/// code uses [`crate::AsyncStore`] (feature `tokio`), which runs them on the blocking pool.
+/// code uses `AsyncStore` (feature `tokio`), which runs them on the blocking pool.
 pub trait ObjectStore: Send + Sync {
     /// The effective configuration.
     fn config(&self) -> &StoreConfig;
