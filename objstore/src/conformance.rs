@@ -6,10 +6,81 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::plugin::PluginLibrary;
 use crate::store::{ByteRange, ObjectMeta, ObjectStore};
+
+/// Loads the plugin `name` built with the running test or benchmark: it sits in the profile
+/// directory (`cargo build`) or its `deps/` (`cargo test`).
+pub fn built_plugin(name: &str) -> Arc<PluginLibrary> {
+    let exe = std::env::current_exe().expect("the test executable");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the build profile directory")
+        .to_path_buf();
+    let dirs = [profile.clone(), profile.join("deps")];
+    for dir in &dirs {
+        if let Ok(lib) = PluginLibrary::load_by_name(dir, name) {
+            return lib;
+        }
+    }
+    panic!(
+        "plugin {name:?} is not built in {} nor its deps/",
+        profile.display()
+    );
+}
+
+/// The directory [`built_plugin`] found plugin `name` in.
+pub fn built_plugin_dir(name: &str) -> PathBuf {
+    built_plugin(name)
+        .path()
+        .parent()
+        .expect("a plugin file has a directory")
+        .to_path_buf()
+}
+
+/// Environment variable marking the nested run of [`check_under_valgrind`].
+pub const UNDER_VALGRIND: &str = "OBJSTORE_UNDER_VALGRIND";
+
+/// Runs the tests of the running test binary whose names contain `filter` under valgrind and
+/// fails unless valgrind reports no definite leak and no invalid access, and `expected` tests
+/// passed. In the nested run itself (marked by [`UNDER_VALGRIND`]) it does nothing.
+pub fn check_under_valgrind(filter: &str, expected: usize) {
+    if std::env::var_os(UNDER_VALGRIND).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test executable");
+    let out = std::process::Command::new("valgrind")
+        .args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--error-exitcode=99",
+            "--quiet",
+        ])
+        .arg(&exe)
+        .args([filter, "--test-threads=1"])
+        .env(UNDER_VALGRIND, "1")
+        .output()
+        .expect("run valgrind (the test set-up requires it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "valgrind found problems (status {}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    assert!(
+        stdout.contains(&format!("{expected} passed")),
+        "{expected} tests ran under valgrind:\n{stdout}"
+    );
+}
+
+/// The number of cases [`conformance_tests!`](crate::conformance_tests) generates.
+pub const CASES: usize = 12;
 
 /// What a backend provides to the suite.
 pub trait Harness {

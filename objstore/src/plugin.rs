@@ -338,17 +338,6 @@ impl StoreHandle {
             ))
         }
     }
-
-    fn refuse_if_read_only(&self, op: &'static str, path: &str) -> Result<()> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly {
-                instance: self.instance.clone(),
-                op,
-                path: path.to_string(),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// A store opened through a plugin.
@@ -619,7 +608,7 @@ impl ObjectStore for PluginStore {
 
     fn writer(&self, path: &str) -> Result<Box<dyn ObjectWriter>> {
         path::validate(path)?;
-        self.inner.refuse_if_read_only("put", path)?;
+        self.inner.config.ensure_writable("put", path)?;
         let mut writer: *mut c_void = std::ptr::null_mut();
         let mut err = ObjstoreError::default();
         // SAFETY: live handle; borrowed path; our output.
@@ -649,7 +638,7 @@ impl ObjectStore for PluginStore {
 
     fn delete(&self, path: &str) -> Result<()> {
         path::validate(path)?;
-        self.inner.refuse_if_read_only("delete", path)?;
+        self.inner.config.ensure_writable("delete", path)?;
         let mut err = ObjstoreError::default();
         // SAFETY: live handle; borrowed path.
         let code = unsafe {

@@ -74,6 +74,18 @@ impl StoreConfig {
             &self.name
         }
     }
+
+    /// [`crate::Error::ReadOnly`] for `op` on `path` if the store is read-only.
+    pub fn ensure_writable(&self, op: &'static str, path: &str) -> Result<()> {
+        if self.read_only {
+            return Err(crate::Error::ReadOnly {
+                instance: self.instance().to_string(),
+                op,
+                path: path.to_string(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Capacity and usage of a store, where the backend knows them.

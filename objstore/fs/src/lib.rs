@@ -193,17 +193,6 @@ impl FsStore {
         }
         Ok(())
     }
-
-    fn refuse_if_read_only(&self, op: &'static str, path: &str) -> Result<()> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly {
-                instance: self.instance().to_string(),
-                op,
-                path: path.to_string(),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// The file-system type of a statfs magic number.
@@ -283,7 +272,7 @@ impl ObjectStore for FsStore {
     }
 
     fn writer(&self, path: &str) -> Result<Box<dyn ObjectWriter>> {
-        self.refuse_if_read_only("put", path)?;
+        self.config.ensure_writable("put", path)?;
         let dest = self.resolve(path)?;
         if fs::metadata(&dest).map(|m| m.is_dir()).unwrap_or(false) {
             return Err(Error::backend_msg(
@@ -322,7 +311,7 @@ impl ObjectStore for FsStore {
     }
 
     fn delete(&self, path: &str) -> Result<()> {
-        self.refuse_if_read_only("delete", path)?;
+        self.config.ensure_writable("delete", path)?;
         let full = self.resolve(path)?;
         match fs::symlink_metadata(&full) {
             Ok(m) if m.is_dir() => return Err(self.not_found(path)),

@@ -21,25 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use objstore::conformance::PatternReader;
-use objstore::{ByteRange, ObjectStore, PluginLibrary, StoreConfig};
+use objstore::{ByteRange, ObjectStore, StoreConfig};
 
 const OBJECT: u64 = 256 << 20;
 const RANGE: u64 = 16 << 10;
-
-fn plugin(name: &str) -> Arc<PluginLibrary> {
-    let exe = std::env::current_exe().expect("exe");
-    let profile = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("profile dir")
-        .to_path_buf();
-    for dir in [profile.clone(), profile.join("deps")] {
-        if let Ok(lib) = PluginLibrary::load_by_name(&dir, name) {
-            return lib;
-        }
-    }
-    panic!("plugin {name} not found under {}", profile.display());
-}
 
 /// One way of reading 16 KiB at an offset.
 trait RangeReader: Send + Sync {
@@ -165,7 +150,7 @@ fn main() {
     let root: PathBuf = dir.path().join("fs");
     std::fs::create_dir_all(&root).expect("root");
     let fs = Arc::new(
-        plugin("fs")
+        objstore::conformance::built_plugin("fs")
             .open(StoreConfig::new("bench-fs", root.to_string_lossy()))
             .expect("fs plugin"),
     ) as Arc<dyn ObjectStore>;
@@ -179,7 +164,11 @@ fn main() {
     ] {
         s3cfg.meta.insert(k.into(), v.into());
     }
-    let s3 = Arc::new(plugin("s3").open(s3cfg).expect("s3 plugin")) as Arc<dyn ObjectStore>;
+    let s3 = Arc::new(
+        objstore::conformance::built_plugin("s3")
+            .open(s3cfg)
+            .expect("s3 plugin"),
+    ) as Arc<dyn ObjectStore>;
 
     // The 256 MiB object, in both stores.
     fs.put("bench/obj", &mut PatternReader::new(1, OBJECT))

@@ -248,17 +248,6 @@ impl S3Store {
             .map(|m| m.size)
             .map_err(|e| self.err("stat", path, e))
     }
-
-    fn refuse_if_read_only(&self, op: &'static str, path: &str) -> Result<()> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly {
-                instance: self.instance().to_string(),
-                op,
-                path: path.to_string(),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// Merges ranges that are closer than `gap` (sorted by start); returns the merged ranges.
@@ -396,7 +385,7 @@ impl ObjectStore for S3Store {
 
     fn writer(&self, path: &str) -> Result<Box<dyn ObjectWriter>> {
         objpath::validate(path)?;
-        self.refuse_if_read_only("put", path)?;
+        self.config.ensure_writable("put", path)?;
         Ok(Box::new(S3Writer {
             client: self.client.clone(),
             handle: self.runtime.handle().clone(),
@@ -412,7 +401,7 @@ impl ObjectStore for S3Store {
 
     fn delete(&self, path: &str) -> Result<()> {
         objpath::validate(path)?;
-        self.refuse_if_read_only("delete", path)?;
+        self.config.ensure_writable("delete", path)?;
         // S3 deletes of a missing key succeed: check first, like every backend.
         self.size(path)?;
         let key = self.key(path);

@@ -151,35 +151,12 @@ fn a_rejected_config_is_an_invalid_config_error_with_the_plugins_reason() {
     assert!(err.to_string().contains("Meta.reject"), "{err}");
 }
 
-/// The C plugin's conformance run under valgrind: no definite leak and no invalid access on
-/// either side of the boundary.
+/// The plugin's conformance run under valgrind: no definite leak and no invalid access on
+/// either side of the C boundary.
 #[test]
 fn conformance_through_the_c_plugin_is_clean_under_valgrind() {
-    if std::env::var_os("OBJSTORE_UNDER_VALGRIND").is_some() {
-        return; // this very run is the one being checked
-    }
-    let exe = std::env::current_exe().expect("exe");
-    let out = Command::new("valgrind")
-        .args([
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--error-exitcode=99",
-            "--quiet",
-        ])
-        .arg(&exe)
-        .args(["cplugin::conformance::", "--test-threads=1"])
-        .env("OBJSTORE_UNDER_VALGRIND", "1")
-        .output()
-        .expect("run valgrind (it is part of the test set-up)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "valgrind found problems (status {}):\n{stderr}\n{stdout}",
-        out.status
-    );
-    assert!(
-        stdout.contains("12 passed"),
-        "the conformance cases ran under valgrind:\n{stdout}"
+    objstore::conformance::check_under_valgrind(
+        "cplugin::conformance::",
+        objstore::conformance::CASES,
     );
 }

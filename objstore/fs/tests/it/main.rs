@@ -1,38 +1,15 @@
 //! objstore-fs: the conformance suite directly and through the C ABI, plus what is special to
 //! file stores.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use objstore::conformance::Harness;
 use objstore::{Error, ObjectStore, PluginLibrary, StoreConfig};
 use objstore_fs::FsStore;
 
-/// The directory holding the workspace's build outputs (`target/<profile>`).
-pub fn build_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
-}
-
-/// The directory holding the fs plugin built with this test (`cargo build` puts it in the
-/// profile directory, `cargo test` only in `deps/`).
-pub fn plugin_dir() -> PathBuf {
-    let dir = build_dir();
-    for candidate in [dir.clone(), dir.join("deps")] {
-        if candidate.join("libobjstore_fs.so").is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "libobjstore_fs.so is not in {} nor its deps/",
-        dir.display()
-    );
-}
-
 /// The fs plugin library built with this test.
-pub fn fs_plugin() -> Arc<PluginLibrary> {
-    PluginLibrary::load(&plugin_dir().join("libobjstore_fs.so")).unwrap_or_else(|e| panic!("{e}"))
+fn fs_plugin() -> Arc<PluginLibrary> {
+    objstore::conformance::built_plugin("fs")
 }
 
 struct Direct {
@@ -92,7 +69,8 @@ mod plugin {
 fn the_plugin_reports_its_name_and_loads_by_name() {
     let lib = fs_plugin();
     assert_eq!(lib.name(), "fs");
-    let by_name = PluginLibrary::load_by_name(&plugin_dir(), "fs").expect("by name");
+    let dir = objstore::conformance::built_plugin_dir("fs");
+    let by_name = PluginLibrary::load_by_name(&dir, "fs").expect("by name");
     assert_eq!(by_name.name(), "fs");
 }
 
@@ -192,35 +170,9 @@ fn temporary_files_are_invisible_and_local_paths_are_the_files() {
     assert!(info.total.expect("total") > 0);
 }
 
-/// The fs plugin's conformance run under valgrind: no definite leak and no invalid access on
+/// The plugin's conformance run under valgrind: no definite leak and no invalid access on
 /// either side of the C boundary.
 #[test]
 fn conformance_through_the_plugin_is_clean_under_valgrind() {
-    if std::env::var_os("OBJSTORE_UNDER_VALGRIND").is_some() {
-        return; // this very run is the one being checked
-    }
-    let exe = std::env::current_exe().expect("exe");
-    let out = std::process::Command::new("valgrind")
-        .args([
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--error-exitcode=99",
-            "--quiet",
-        ])
-        .arg(&exe)
-        .args(["plugin::", "--test-threads=1"])
-        .env("OBJSTORE_UNDER_VALGRIND", "1")
-        .output()
-        .expect("run valgrind (it is part of the test set-up)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "valgrind found problems (status {}):\n{stderr}\n{stdout}",
-        out.status
-    );
-    assert!(
-        stdout.contains("12 passed"),
-        "the conformance cases ran under valgrind:\n{stdout}"
-    );
+    objstore::conformance::check_under_valgrind("plugin::", objstore::conformance::CASES);
 }

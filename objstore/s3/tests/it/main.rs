@@ -3,7 +3,6 @@
 
 mod server;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use objstore::conformance::Harness;
@@ -11,26 +10,8 @@ use objstore::{Error, ObjectStore, PluginLibrary, StoreConfig};
 use objstore_s3::S3Store;
 use server::S3Server;
 
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    let profile = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("profile dir")
-        .to_path_buf();
-    for dir in [profile.clone(), profile.join("deps")] {
-        if dir.join("libobjstore_s3.so").is_file() {
-            return dir;
-        }
-    }
-    panic!(
-        "libobjstore_s3.so is not in {} nor its deps/",
-        profile.display()
-    );
-}
-
 fn s3_plugin() -> Arc<PluginLibrary> {
-    PluginLibrary::load(&plugin_dir().join("libobjstore_s3.so")).unwrap_or_else(|e| panic!("{e}"))
+    objstore::conformance::built_plugin("s3")
 }
 
 /// A store config for `server`, with a 5 MiB part size so the 64 MiB case goes multipart.
@@ -181,39 +162,14 @@ fn an_unreachable_endpoint_fails_in_bounded_time() {
 
 #[test]
 fn the_plugin_loads_by_name() {
-    let lib = PluginLibrary::load_by_name(&plugin_dir(), "s3").expect("by name");
+    let dir = objstore::conformance::built_plugin_dir("s3");
+    let lib = PluginLibrary::load_by_name(&dir, "s3").expect("by name");
     assert_eq!(lib.name(), "s3");
 }
 
-/// The S3 plugin's conformance run under valgrind: no definite leak and no invalid access on
+/// The plugin's conformance run under valgrind: no definite leak and no invalid access on
 /// either side of the C boundary.
 #[test]
 fn conformance_through_the_plugin_is_clean_under_valgrind() {
-    if std::env::var_os("OBJSTORE_UNDER_VALGRIND").is_some() {
-        return; // this very run is the one being checked
-    }
-    let exe = std::env::current_exe().expect("exe");
-    let out = std::process::Command::new("valgrind")
-        .args([
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--error-exitcode=99",
-            "--quiet",
-        ])
-        .arg(&exe)
-        .args(["plugin::", "--test-threads=1"])
-        .env("OBJSTORE_UNDER_VALGRIND", "1")
-        .output()
-        .expect("run valgrind (it is part of the test set-up)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "valgrind found problems (status {}):\n{stderr}\n{stdout}",
-        out.status
-    );
-    assert!(
-        stdout.contains("12 passed"),
-        "the conformance cases ran under valgrind:\n{stdout}"
-    );
+    objstore::conformance::check_under_valgrind("plugin::", objstore::conformance::CASES);
 }
