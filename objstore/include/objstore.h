@@ -23,7 +23,8 @@
  *     writer_abort(writer). A store is closed only after all its readers and writers.
  *
  * Threads: the functions taking a store handle may be called from many threads at once. A
- * reader or writer is used by one thread at a time.
+ * reader or writer is used by one thread at a time. No function pointer in the table may be
+ * NULL: the host refuses such a table.
  *
  * Strings are UTF-8 and NOT NUL-terminated: always use `len`.
  *
@@ -107,7 +108,8 @@ typedef struct objstore_info {
     char kind[OBJSTORE_FS_TYPE_CAP];
 } objstore_info;
 
-/* Receives one list entry; `path` is borrowed for the duration of the call. */
+/* Receives one list entry; `path` is borrowed for the duration of the call. A callback never
+   calls back into the plugin, so a plugin may hold its own locks while calling it. */
 typedef void (*objstore_list_fn)(void *ctx, objstore_str path, uint64_t size);
 /* Receives one string; borrowed for the duration of the call. */
 typedef void (*objstore_str_fn)(void *ctx, objstore_str value);

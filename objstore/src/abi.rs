@@ -70,6 +70,18 @@ impl ObjstoreStr {
         }
     }
 
+    /// A copy of the bytes.
+    ///
+    /// # Safety
+    /// As for [`Self::as_str`].
+    pub unsafe fn to_vec(self) -> Vec<u8> {
+        if self.len == 0 || self.ptr.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the caller guarantees ptr/len describe live memory.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }.to_vec()
+    }
+
     /// The string, or an error naming `what` if it is not UTF-8.
     ///
     /// # Safety
@@ -196,8 +208,61 @@ pub type ListFn = unsafe extern "C" fn(ctx: *mut c_void, path: ObjstoreStr, size
 /// Receives one string.
 pub type StrFn = unsafe extern "C" fn(ctx: *mut c_void, value: ObjstoreStr);
 
-/// The function table of ABI version 1 (`objstore_plugin_v1`).
+/// `open(config, &store, err)`.
+pub type OpenFn =
+    unsafe extern "C" fn(*const ObjstoreConfig, *mut *mut c_void, *mut ObjstoreError) -> i32;
+/// `close(store)`, `reader_close(reader)`, `writer_abort(writer)`.
+pub type ReleaseFn = unsafe extern "C" fn(*mut c_void);
+/// `info(store, &info, err)`.
+pub type InfoFn = unsafe extern "C" fn(*mut c_void, *mut ObjstoreInfo, *mut ObjstoreError) -> i32;
+/// `stat(store, path, &size, err)`.
+pub type StatFn =
+    unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut u64, *mut ObjstoreError) -> i32;
+/// `read_at(store, path, offset, buf, len, &read, err)`.
+pub type ReadAtFn = unsafe extern "C" fn(
+    *mut c_void,
+    ObjstoreStr,
+    u64,
+    *mut u8,
+    usize,
+    *mut usize,
+    *mut ObjstoreError,
+) -> i32;
+/// `read_ranges(store, path, ranges, n, buf, buf_len, read, err)`.
+pub type ReadRangesFn = unsafe extern "C" fn(
+    *mut c_void,
+    ObjstoreStr,
+    *const ObjstoreRange,
+    usize,
+    *mut u8,
+    usize,
+    *mut u64,
+    *mut ObjstoreError,
+) -> i32;
+/// `reader_open(store, path, &reader, err)`, `writer_open(store, path, &writer, err)`.
+pub type HandleOpenFn =
+    unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut *mut c_void, *mut ObjstoreError) -> i32;
+/// `reader_read(reader, buf, cap, &n, err)`.
+pub type ReaderReadFn =
+    unsafe extern "C" fn(*mut c_void, *mut u8, usize, *mut usize, *mut ObjstoreError) -> i32;
+/// `writer_write(writer, buf, len, err)`.
+pub type WriterWriteFn =
+    unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut ObjstoreError) -> i32;
+/// `writer_commit(writer, &size, err)`.
+pub type WriterCommitFn = unsafe extern "C" fn(*mut c_void, *mut u64, *mut ObjstoreError) -> i32;
+/// `remove(store, path, err)`.
+pub type RemoveFn = unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut ObjstoreError) -> i32;
+/// `list(store, prefix, ctx, emit, err)`.
+pub type ListCallFn =
+    unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut c_void, ListFn, *mut ObjstoreError) -> i32;
+/// `local_path(store, path, ctx, emit, err)`, `full_path(…)`.
+pub type StrCallFn =
+    unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut c_void, StrFn, *mut ObjstoreError) -> i32;
+
+/// The function table of ABI version 1 (`objstore_plugin_v1`). The function pointers are
+/// `Option`s because a plugin written in C may leave one NULL; the host refuses such a table.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct ObjstorePluginV1 {
     /// Must be [`ABI_VERSION`]; read before anything else.
     pub abi_version: u32,
@@ -206,79 +271,39 @@ pub struct ObjstorePluginV1 {
     /// Plugin name.
     pub name: ObjstoreStr,
     /// Opens a store.
-    pub open:
-        unsafe extern "C" fn(*const ObjstoreConfig, *mut *mut c_void, *mut ObjstoreError) -> i32,
+    pub open: Option<OpenFn>,
     /// Closes a store.
-    pub close: unsafe extern "C" fn(*mut c_void),
+    pub close: Option<ReleaseFn>,
     /// Capacity and usage.
-    pub info: unsafe extern "C" fn(*mut c_void, *mut ObjstoreInfo, *mut ObjstoreError) -> i32,
+    pub info: Option<InfoFn>,
     /// Size of an object.
-    pub stat: unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut u64, *mut ObjstoreError) -> i32,
+    pub stat: Option<StatFn>,
     /// Reads one range into a host buffer.
-    pub read_at: unsafe extern "C" fn(
-        *mut c_void,
-        ObjstoreStr,
-        u64,
-        *mut u8,
-        usize,
-        *mut usize,
-        *mut ObjstoreError,
-    ) -> i32,
+    pub read_at: Option<ReadAtFn>,
     /// Reads many ranges into one host buffer.
-    pub read_ranges: unsafe extern "C" fn(
-        *mut c_void,
-        ObjstoreStr,
-        *const ObjstoreRange,
-        usize,
-        *mut u8,
-        usize,
-        *mut u64,
-        *mut ObjstoreError,
-    ) -> i32,
+    pub read_ranges: Option<ReadRangesFn>,
     /// Opens a streaming reader.
-    pub reader_open:
-        unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut *mut c_void, *mut ObjstoreError) -> i32,
+    pub reader_open: Option<HandleOpenFn>,
     /// Reads the next chunk.
-    pub reader_read:
-        unsafe extern "C" fn(*mut c_void, *mut u8, usize, *mut usize, *mut ObjstoreError) -> i32,
+    pub reader_read: Option<ReaderReadFn>,
     /// Closes a reader.
-    pub reader_close: unsafe extern "C" fn(*mut c_void),
+    pub reader_close: Option<ReleaseFn>,
     /// Opens a streaming writer.
-    pub writer_open:
-        unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut *mut c_void, *mut ObjstoreError) -> i32,
+    pub writer_open: Option<HandleOpenFn>,
     /// Writes a chunk.
-    pub writer_write:
-        unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut ObjstoreError) -> i32,
+    pub writer_write: Option<WriterWriteFn>,
     /// Commits (consumes the writer).
-    pub writer_commit: unsafe extern "C" fn(*mut c_void, *mut u64, *mut ObjstoreError) -> i32,
+    pub writer_commit: Option<WriterCommitFn>,
     /// Aborts (consumes the writer).
-    pub writer_abort: unsafe extern "C" fn(*mut c_void),
+    pub writer_abort: Option<ReleaseFn>,
     /// Deletes an object.
-    pub remove: unsafe extern "C" fn(*mut c_void, ObjstoreStr, *mut ObjstoreError) -> i32,
+    pub remove: Option<RemoveFn>,
     /// Lists objects through a callback.
-    pub list: unsafe extern "C" fn(
-        *mut c_void,
-        ObjstoreStr,
-        *mut c_void,
-        ListFn,
-        *mut ObjstoreError,
-    ) -> i32,
+    pub list: Option<ListCallFn>,
     /// The local path of an object, through a callback.
-    pub local_path: unsafe extern "C" fn(
-        *mut c_void,
-        ObjstoreStr,
-        *mut c_void,
-        StrFn,
-        *mut ObjstoreError,
-    ) -> i32,
+    pub local_path: Option<StrCallFn>,
     /// The display location of an object, through a callback.
-    pub full_path: unsafe extern "C" fn(
-        *mut c_void,
-        ObjstoreStr,
-        *mut c_void,
-        StrFn,
-        *mut ObjstoreError,
-    ) -> i32,
+    pub full_path: Option<StrCallFn>,
 }
 
 // SAFETY: the table is immutable data (function pointers and a pointer to a static string).
@@ -558,15 +583,18 @@ pub unsafe extern "C" fn read_ranges_tramp<S: Plugin>(
         } else {
             unsafe { std::slice::from_raw_parts(ranges, n) }
         };
-        let wanted: u64 = ranges.iter().map(|r| r.len).sum();
-        if wanted > buf_len as u64 {
+        let wanted = ranges
+            .iter()
+            .try_fold(0u64, |acc, r| acc.checked_add(r.len));
+        let Some(wanted) = wanted.filter(|w| *w <= buf_len as u64) else {
             return Err(Error::backend_msg(
                 "",
                 "get_ranges",
                 path,
-                format!("buffer of {buf_len} bytes is smaller than the {wanted} bytes asked for"),
+                format!("the ranges ask for more than the {buf_len}-byte buffer holds"),
             ));
-        }
+        };
+        let _ = wanted;
         let ranges: Vec<ByteRange> = ranges
             .iter()
             .map(|r| ByteRange::new(r.offset, r.len))
@@ -809,23 +837,23 @@ pub const fn plugin_table<S: Plugin>() -> ObjstorePluginV1 {
             ptr: S::NAME.as_ptr(),
             len: S::NAME.len(),
         },
-        open: open_tramp::<S>,
-        close: close_tramp::<S>,
-        info: info_tramp::<S>,
-        stat: stat_tramp::<S>,
-        read_at: read_at_tramp::<S>,
-        read_ranges: read_ranges_tramp::<S>,
-        reader_open: reader_open_tramp::<S>,
-        reader_read: reader_read_tramp,
-        reader_close: reader_close_tramp,
-        writer_open: writer_open_tramp::<S>,
-        writer_write: writer_write_tramp,
-        writer_commit: writer_commit_tramp,
-        writer_abort: writer_abort_tramp,
-        remove: remove_tramp::<S>,
-        list: list_tramp::<S>,
-        local_path: local_path_tramp::<S>,
-        full_path: full_path_tramp::<S>,
+        open: Some(open_tramp::<S>),
+        close: Some(close_tramp::<S>),
+        info: Some(info_tramp::<S>),
+        stat: Some(stat_tramp::<S>),
+        read_at: Some(read_at_tramp::<S>),
+        read_ranges: Some(read_ranges_tramp::<S>),
+        reader_open: Some(reader_open_tramp::<S>),
+        reader_read: Some(reader_read_tramp),
+        reader_close: Some(reader_close_tramp),
+        writer_open: Some(writer_open_tramp::<S>),
+        writer_write: Some(writer_write_tramp),
+        writer_commit: Some(writer_commit_tramp),
+        writer_abort: Some(writer_abort_tramp),
+        remove: Some(remove_tramp::<S>),
+        list: Some(list_tramp::<S>),
+        local_path: Some(local_path_tramp::<S>),
+        full_path: Some(full_path_tramp::<S>),
     }
 }
 

@@ -88,11 +88,71 @@ pub enum LoadError {
     },
 }
 
+/// The function table of a loaded plugin, every function checked non-null.
+#[derive(Clone, Copy)]
+struct HostTable {
+    open: abi::OpenFn,
+    close: abi::ReleaseFn,
+    info: abi::InfoFn,
+    stat: abi::StatFn,
+    read_at: abi::ReadAtFn,
+    read_ranges: abi::ReadRangesFn,
+    reader_open: abi::HandleOpenFn,
+    reader_read: abi::ReaderReadFn,
+    reader_close: abi::ReleaseFn,
+    writer_open: abi::HandleOpenFn,
+    writer_write: abi::WriterWriteFn,
+    writer_commit: abi::WriterCommitFn,
+    writer_abort: abi::ReleaseFn,
+    remove: abi::RemoveFn,
+    list: abi::ListCallFn,
+    local_path: abi::StrCallFn,
+    full_path: abi::StrCallFn,
+}
+
+impl HostTable {
+    /// The table with every function present, or the names of those left NULL.
+    fn check(t: &ObjstorePluginV1) -> Result<Self, String> {
+        macro_rules! build {
+            ($($field:ident),*) => {{
+                let missing: Vec<&str> = [$((stringify!($field), t.$field.is_none())),*]
+                    .into_iter()
+                    .filter(|(_, none)| *none)
+                    .map(|(name, _)| name)
+                    .collect();
+                match ($(t.$field,)*) {
+                    ($(Some($field),)*) => Ok(HostTable { $($field),* }),
+                    _ => Err(format!("function {} is NULL", missing.join(", "))),
+                }
+            }};
+        }
+        build!(
+            open,
+            close,
+            info,
+            stat,
+            read_at,
+            read_ranges,
+            reader_open,
+            reader_read,
+            reader_close,
+            writer_open,
+            writer_write,
+            writer_commit,
+            writer_abort,
+            remove,
+            list,
+            local_path,
+            full_path
+        )
+    }
+}
+
 /// A loaded plugin library.
 pub struct PluginLibrary {
     path: PathBuf,
     name: String,
-    table: *const ObjstorePluginV1,
+    table: HostTable,
     // Dropped last: the table points into it. None for a plugin linked into this program.
     _lib: Option<libloading::Library>,
 }
@@ -136,6 +196,10 @@ impl PluginLibrary {
                 path: path.to_path_buf(),
             });
         }
+        // An absolute path, so the dynamic loader does not search its own directories instead.
+        let path = &std::path::absolute(path).map_err(|_| LoadError::NotFound {
+            path: path.to_path_buf(),
+        })?;
         // SAFETY: loading a library runs its initialisers; plugins are trusted code chosen by
         // the operator's config.
         let lib = unsafe { libloading::Library::new(path) }.map_err(|source| LoadError::Open {
@@ -187,20 +251,24 @@ impl PluginLibrary {
                 expected: abi::ABI_VERSION,
             });
         }
-        // SAFETY: the version matches, so the table has the v1 layout.
-        let table_ref = unsafe { &*table };
+        // SAFETY: the version matches: the table starts with the v1 header fields.
+        let struct_size = unsafe { std::ptr::addr_of!((*table).struct_size).read() };
         let want = std::mem::size_of::<ObjstorePluginV1>();
-        if (table_ref.struct_size as usize) < want {
+        if (struct_size as usize) < want {
             return Err(LoadError::BadTable {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "struct_size {} is smaller than {want}",
-                    table_ref.struct_size
-                ),
+                reason: format!("struct_size {struct_size} is smaller than {want}"),
             });
         }
+        // SAFETY: the table is at least a whole v1 table; its function pointers are Options,
+        // so NULL entries are valid values (refused just below).
+        let copy: ObjstorePluginV1 = unsafe { std::ptr::read(table) };
+        let host = HostTable::check(&copy).map_err(|reason| LoadError::BadTable {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         // SAFETY: the name is static data of the plugin.
-        let name = unsafe { table_ref.name.as_str("plugin name") }
+        let name = unsafe { copy.name.as_str("plugin name") }
             .map_err(|e| LoadError::BadTable {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
@@ -209,7 +277,7 @@ impl PluginLibrary {
         Ok(Arc::new(PluginLibrary {
             path: path.to_path_buf(),
             name,
-            table,
+            table: host,
             _lib: lib,
         }))
     }
@@ -240,9 +308,8 @@ impl PluginLibrary {
         &self.path
     }
 
-    fn table(&self) -> &ObjstorePluginV1 {
-        // SAFETY: checked at load; lives as long as `_lib`.
-        unsafe { &*self.table }
+    fn table(&self) -> &HostTable {
+        &self.table
     }
 
     /// Opens a store with `config`; a config the plugin refuses is
@@ -321,7 +388,7 @@ impl Drop for StoreHandle {
 }
 
 impl StoreHandle {
-    fn table(&self) -> &ObjstorePluginV1 {
+    fn table(&self) -> &HostTable {
         self.lib.table()
     }
 
@@ -362,23 +429,13 @@ const CLAMP_ABOVE: u64 = 16 << 20;
 unsafe extern "C" fn collect_list(ctx: *mut c_void, path: ObjstoreStr, size: u64) {
     // SAFETY: `ctx` is the Vec passed by `list`; `path` lives during the call.
     let out = unsafe { &mut *(ctx as *mut Vec<(Vec<u8>, u64)>) };
-    let bytes = if path.len == 0 || path.ptr.is_null() {
-        Vec::new()
-    } else {
-        unsafe { std::slice::from_raw_parts(path.ptr, path.len) }.to_vec()
-    };
-    out.push((bytes, size));
+    out.push((unsafe { path.to_vec() }, size));
 }
 
 unsafe extern "C" fn collect_str(ctx: *mut c_void, value: ObjstoreStr) {
     // SAFETY: `ctx` is the Option<Vec<u8>> passed by the caller; `value` lives during the call.
     let out = unsafe { &mut *(ctx as *mut Option<Vec<u8>>) };
-    let bytes = if value.len == 0 || value.ptr.is_null() {
-        Vec::new()
-    } else {
-        unsafe { std::slice::from_raw_parts(value.ptr, value.len) }.to_vec()
-    };
-    *out = Some(bytes);
+    *out = Some(unsafe { value.to_vec() });
 }
 
 impl PluginStore {
@@ -559,11 +616,16 @@ impl ObjectStore for PluginStore {
     fn get_ranges(&self, path: &str, ranges: &[ByteRange]) -> Result<Vec<Vec<u8>>> {
         path::validate(path)?;
         if ranges.is_empty() {
+            // Nothing to read, but a missing object is still NotFound.
+            self.stat(path)?;
             return Ok(Vec::new());
         }
         let ranges = self.clamp(path, ranges)?;
-        let total = ranges.iter().map(|r| r.len).sum::<u64>();
-        let total = usize::try_from(total).map_err(|_| {
+        let total = ranges
+            .iter()
+            .try_fold(0u64, |acc, r| acc.checked_add(r.len))
+            .and_then(|t| usize::try_from(t).ok());
+        let total = total.ok_or_else(|| {
             Error::backend_msg(
                 &self.inner.instance,
                 "get_ranges",

@@ -11,6 +11,7 @@
  * Test-only switches (used by the loader tests):
  *   -DMEMSTORE_ABI_VERSION=N   report another ABI version
  *   -DMEMSTORE_NO_ENTRY        do not export objstore_plugin_entry
+ *   -DMEMSTORE_NULL_LIST       leave the `list` function NULL
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -211,8 +212,10 @@ static int32_t mem_read_ranges(void *handle, objstore_str path, const objstore_r
                                uint8_t *buf, size_t buf_len, uint64_t *read, objstore_error *err) {
     store *st = handle;
     uint64_t need = 0;
-    for (size_t r = 0; r < n; r++) need += ranges[r].len;
-    if (need > buf_len) return fail(err, OBJSTORE_BACKEND, "buffer smaller than the ranges");
+    for (size_t r = 0; r < n; r++) {
+        if (ranges[r].len > (uint64_t)buf_len - need) return fail(err, OBJSTORE_BACKEND, "buffer smaller than the ranges");
+        need += ranges[r].len;
+    }
     pthread_mutex_lock(&st->space->lock);
     long i = find(st->space, path);
     if (i >= 0) {
@@ -363,6 +366,9 @@ static int32_t mem_remove(void *handle, objstore_str path, objstore_error *err) 
     return i >= 0 ? OBJSTORE_OK : fail(err, OBJSTORE_NOT_FOUND, "no such object");
 }
 
+#ifdef MEMSTORE_NULL_LIST
+__attribute__((unused))
+#endif
 static int32_t mem_list(void *handle, objstore_str prefix, void *ctx, objstore_list_fn emit, objstore_error *err) {
     store *st = handle;
     (void)err;
@@ -422,7 +428,11 @@ static const objstore_plugin_v1 TABLE = {
     .writer_commit = mem_writer_commit,
     .writer_abort = mem_writer_abort,
     .remove = mem_remove,
+#ifdef MEMSTORE_NULL_LIST
+    .list = NULL,
+#else
     .list = mem_list,
+#endif
     .local_path = mem_local_path,
     .full_path = mem_full_path,
 };

@@ -73,12 +73,31 @@ impl FsStore {
         }
     }
 
+    /// A missing file, or a path through a file (`a/b/c` where `a/b` is a file), is NotFound.
     fn io_error(&self, op: &'static str, path: &str, e: io::Error) -> Error {
-        if e.kind() == io::ErrorKind::NotFound {
-            self.not_found(path)
-        } else {
-            Error::backend(self.instance(), op, path, e)
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => self.not_found(path),
+            _ => Error::backend(self.instance(), op, path, e),
         }
+    }
+
+    /// Creates `dir` and its missing parents below the root, fsyncing each parent so the new
+    /// directories survive a crash along with the object put in them.
+    fn create_dirs(&self, dir: &Path, path: &str) -> Result<()> {
+        let rel = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        let mut at = self.root.clone();
+        for component in rel.components() {
+            let parent = at.clone();
+            at.push(component);
+            match fs::create_dir(&at) {
+                Ok(()) => File::open(&parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::backend(self.instance(), "put", path, e))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && at.is_dir() => {}
+                Err(e) => return Err(Error::backend(self.instance(), "put", path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// The file of an object, after checking the path (and, when strict, that no component is
@@ -272,8 +291,8 @@ impl ObjectStore for FsStore {
     }
 
     fn writer(&self, path: &str) -> Result<Box<dyn ObjectWriter>> {
-        self.config.ensure_writable("put", path)?;
         let dest = self.resolve(path)?;
+        self.config.ensure_writable("put", path)?;
         if fs::metadata(&dest).map(|m| m.is_dir()).unwrap_or(false) {
             return Err(Error::backend_msg(
                 self.instance(),
@@ -286,7 +305,7 @@ impl ObjectStore for FsStore {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
-        fs::create_dir_all(&dir).map_err(|e| Error::backend(self.instance(), "put", path, e))?;
+        self.create_dirs(&dir, path)?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = dest
             .file_name()
@@ -311,8 +330,8 @@ impl ObjectStore for FsStore {
     }
 
     fn delete(&self, path: &str) -> Result<()> {
-        self.config.ensure_writable("delete", path)?;
         let full = self.resolve(path)?;
+        self.config.ensure_writable("delete", path)?;
         match fs::symlink_metadata(&full) {
             Ok(m) if m.is_dir() => return Err(self.not_found(path)),
             Ok(_) => {}
@@ -327,7 +346,12 @@ impl ObjectStore for FsStore {
         let dir = if prefix.is_empty() {
             self.root.clone()
         } else {
-            self.root.join(prefix)
+            match self.resolve(prefix) {
+                Ok(dir) => dir,
+                // A strict store does not look through symlinks: nothing is below one.
+                Err(Error::NotRegularFile { .. }) => return Ok(out),
+                Err(e) => return Err(e),
+            }
         };
         if dir.is_dir() {
             self.walk(&dir, prefix, &mut out)?;
@@ -337,6 +361,8 @@ impl ObjectStore for FsStore {
     }
 
     fn local_path(&self, path: &str) -> Result<Option<PathBuf>> {
+        // The object must exist (and be a regular file, or a link to one unless strict).
+        self.open_object("local_path", path)?;
         Ok(Some(self.resolve(path)?))
     }
 
@@ -409,4 +435,5 @@ impl Plugin for FsStore {
     }
 }
 
+#[cfg(feature = "plugin")]
 objstore::export_plugin!(FsStore);

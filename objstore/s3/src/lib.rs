@@ -4,9 +4,11 @@
 //! (`libobjstore_s3.so`). Objects are keys under an optional prefix in one bucket:
 //! `sealed/s-t01000-1` is the key `<Prefix>/sealed/s-t01000-1`.
 //!
-//! Settings come from `Meta` (keys below), and credentials and region may also come from the
-//! usual environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT`, …); `Meta` wins.
+//! Settings come from `Meta` (keys below). Where `Meta` is silent, these environment variables
+//! are used: `AWS_ENDPOINT` (or `AWS_ENDPOINT_URL`), `AWS_REGION` (or `AWS_DEFAULT_REGION`),
+//! `AWS_ALLOW_HTTP`, and the credentials `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`. Credentials are taken as a whole: when `Meta` has `AccessKey`, no
+//! credential comes from the environment.
 //!
 //! | `Meta` key | meaning | default |
 //! |---|---|---|
@@ -18,7 +20,7 @@
 //! | `AccessKey`, `SecretKey`, `SessionToken` | credentials | environment |
 //! | `AllowHttp` | allow plain HTTP | `true` if the endpoint (`Endpoint`, else `AWS_ENDPOINT`) is `http://` |
 //! | `ConnectTimeoutSecs` | connection timeout | 5 |
-//! | `RequestTimeoutSecs` | timeout of one request | 300 |
+//! | `ReadTimeoutSecs` | longest wait for data on a connection (there is no limit on a whole request: a sector read can take long) | 60 |
 //! | `MaxRetries` | retries of a failed request, with exponential backoff | 5 |
 //! | `RetryTimeoutSecs` | give up retrying after | 180 |
 //! | `PartSize` | multipart part size in bytes (at least 5 MiB) | 8 MiB |
@@ -27,9 +29,14 @@
 //! | `RangeCoalesceBytes` | ranges closer than this are fetched as one request | 1 MiB |
 //!
 //! A put buffers at most one part before deciding: a smaller object is one PUT request; a
-//! larger one is a multipart upload holding at most `PartsInFlight + 1` parts in memory,
-//! aborted if the put fails or the writer is dropped. S3 deletes of a missing key succeed, so
-//! `delete` checks first and reports NotFound like every backend.
+//! larger one is a multipart upload holding at most `PartsInFlight + 2` parts in memory,
+//! aborted if the put fails or the writer is dropped. S3 allows 10 000 parts, so an object may
+//! be at most `PartSize × 10 000` bytes (78 GiB with the default part size). S3 deletes of a
+//! missing key succeed, so `delete` checks first and reports NotFound like every backend.
+//! Nearby ranges of a `get_ranges` call are merged into requests of at most 16 MiB.
+//!
+//! Every method blocks; the store's requests run on one runtime shared by all S3 stores of the
+//! process. Async code uses `objstore::AsyncStore`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -54,6 +61,26 @@ use objstore::{
 
 /// Smallest multipart part S3 accepts (except the last).
 const MIN_PART: usize = 5 << 20;
+/// Most parts of one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+/// Largest request `get_ranges` makes by merging nearby ranges.
+const MAX_MERGED: u64 = 16 << 20;
+
+/// The runtime every S3 store of the process runs its requests on. It is never shut down, so
+/// readers and writers outlive their store safely and dropping a store never blocks.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("objstore-s3")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::backend("s3", "open", "", e))?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
 
 /// Tunables read from `Meta`.
 #[derive(Debug, Clone)]
@@ -72,7 +99,7 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     tuning: Tuning,
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
 }
 
 /// `Meta` with case-insensitive keys.
@@ -125,14 +152,47 @@ fn map_err(instance: &str, op: &'static str, path: &str, e: object_store::Error)
 }
 
 impl S3Store {
-    /// Opens a store from `config` (see the module documentation for the `Meta` keys).
+    /// Opens a store from `config` (see the module documentation for the `Meta` keys), with
+    /// this process's environment.
     pub fn open(config: StoreConfig) -> Result<Self> {
+        Self::open_with_env(config, &|key| std::env::var(key).ok())
+    }
+
+    /// Opens a store, reading the environment variables through `env`.
+    pub fn open_with_env(
+        config: StoreConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let instance = config.instance().to_string();
         let invalid = |reason: String| Error::InvalidConfig {
             instance: instance.clone(),
             reason,
         };
         let meta = Meta::new(&config.meta);
+        const KNOWN: [&str; 17] = [
+            "bucket",
+            "endpoint",
+            "region",
+            "prefix",
+            "pathstyle",
+            "accesskey",
+            "secretkey",
+            "sessiontoken",
+            "allowhttp",
+            "connecttimeoutsecs",
+            "readtimeoutsecs",
+            "maxretries",
+            "retrytimeoutsecs",
+            "partsize",
+            "partsinflight",
+            "rangesinflight",
+            "rangecoalescebytes",
+        ];
+        for key in config.meta.keys() {
+            if !KNOWN.contains(&key.to_ascii_lowercase().as_str()) {
+                tracing::warn!(%instance, "Meta.{key} is not an S3 store setting; ignored");
+            }
+        }
         let bucket = meta
             .get("Bucket")
             .ok_or_else(|| invalid("Meta.Bucket is required for an S3 store".to_string()))?
@@ -145,13 +205,21 @@ impl S3Store {
         if !prefix.is_empty() {
             objpath::validate(&prefix).map_err(|e| invalid(format!("Meta.Prefix: {e}")))?;
         }
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let endpoint = meta.get("Endpoint").map(str::to_string);
-        let plain_http = endpoint
-            .clone()
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        let endpoint = meta
+            .get("Endpoint")
+            .map(str::to_string)
             .or_else(|| env("AWS_ENDPOINT"))
+            .or_else(|| env("AWS_ENDPOINT_URL"));
+        let plain_http = endpoint
+            .as_deref()
             .is_some_and(|e| e.starts_with("http://"));
-        let allow_http = meta.flag("AllowHttp", plain_http).map_err(invalid)?;
+        let allow_http = match env("AWS_ALLOW_HTTP") {
+            Some(v) if meta.get("AllowHttp").is_none() => {
+                matches!(v.to_ascii_lowercase().as_str(), "true" | "1")
+            }
+            _ => meta.flag("AllowHttp", plain_http).map_err(invalid)?,
+        };
         let region = meta
             .get("Region")
             .map(str::to_string)
@@ -160,7 +228,7 @@ impl S3Store {
             .unwrap_or_else(|| "us-east-1".to_string());
         let path_style = meta.flag("PathStyle", true).map_err(invalid)?;
         let connect_timeout = meta.parse("ConnectTimeoutSecs", 5u64).map_err(invalid)?;
-        let request_timeout = meta.parse("RequestTimeoutSecs", 300u64).map_err(invalid)?;
+        let read_timeout = meta.parse("ReadTimeoutSecs", 60u64).map_err(invalid)?;
         let max_retries = meta.parse("MaxRetries", 5usize).map_err(invalid)?;
         let retry_timeout = meta.parse("RetryTimeoutSecs", 180u64).map_err(invalid)?;
         let tuning = Tuning {
@@ -180,11 +248,30 @@ impl S3Store {
                 tuning.part_size
             )));
         }
+        // Credentials as a whole: from Meta, or else from the environment.
+        let (access_key, secret_key, token) = match meta.get("AccessKey") {
+            Some(key) => (
+                Some(key.to_string()),
+                meta.get("SecretKey").map(str::to_string),
+                meta.get("SessionToken").map(str::to_string),
+            ),
+            None => (
+                env("AWS_ACCESS_KEY_ID"),
+                env("AWS_SECRET_ACCESS_KEY"),
+                env("AWS_SESSION_TOKEN"),
+            ),
+        };
+        if access_key.is_some() != secret_key.is_some() {
+            return Err(invalid(
+                "an access key needs its secret key (Meta.AccessKey with Meta.SecretKey, or AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY)"
+                    .to_string(),
+            ));
+        }
 
         // The HTTP client uses rustls; give it the ring provider once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
 
-        let mut builder = AmazonS3Builder::from_env()
+        let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&bucket)
             .with_region(&region)
             .with_virtual_hosted_style_request(!path_style)
@@ -193,7 +280,8 @@ impl S3Store {
                 ClientOptions::new()
                     .with_allow_http(allow_http)
                     .with_connect_timeout(Duration::from_secs(connect_timeout))
-                    .with_timeout(Duration::from_secs(request_timeout)),
+                    .with_timeout_disabled()
+                    .with_read_timeout(Duration::from_secs(read_timeout)),
             )
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
@@ -203,38 +291,38 @@ impl S3Store {
         if let Some(endpoint) = &endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        if let Some(key) = meta.get("AccessKey") {
-            builder = builder.with_access_key_id(key);
+        if let (Some(key), Some(secret)) = (access_key, secret_key) {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
         }
-        if let Some(secret) = meta.get("SecretKey") {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(token) = meta.get("SessionToken") {
+        if let Some(token) = token {
             builder = builder.with_token(token);
         }
         let client = builder.build().map_err(|e| invalid(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("objstore-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::backend(&instance, "open", "", e))?;
         Ok(S3Store {
             config,
             client: Arc::new(client),
             bucket,
             prefix,
             tuning,
-            runtime,
+            runtime: runtime()?,
         })
     }
 
-    fn key(&self, path: &str) -> KeyPath {
-        if self.prefix.is_empty() {
-            KeyPath::from(path)
+    /// The key of an object: `<Prefix>/<path>`, used as it is (no percent-encoding), so keys
+    /// written by other clients are reachable and `list` gives back the same names. A path
+    /// the service could not take as a key is an invalid path.
+    fn key(&self, path: &str) -> Result<KeyPath> {
+        let raw = if self.prefix.is_empty() {
+            path.to_string()
         } else {
-            KeyPath::from(format!("{}/{path}", self.prefix))
-        }
+            format!("{}/{path}", self.prefix)
+        };
+        KeyPath::parse(&raw).map_err(|e| Error::InvalidPath {
+            path: path.to_string(),
+            reason: format!("not a valid S3 key: {e}"),
+        })
     }
 
     fn err(&self, op: &'static str, path: &str, e: object_store::Error) -> Error {
@@ -242,7 +330,7 @@ impl S3Store {
     }
 
     fn size(&self, path: &str) -> Result<u64> {
-        let key = self.key(path);
+        let key = self.key(path)?;
         self.runtime
             .block_on(self.client.head(&key))
             .map(|m| m.size)
@@ -250,14 +338,22 @@ impl S3Store {
     }
 }
 
-/// Merges ranges that are closer than `gap` (sorted by start); returns the merged ranges.
-fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {
+/// Merges the non-empty ranges into disjoint requests sorted by start: overlapping or touching
+/// ranges always merge; ranges closer than `gap` merge while the request stays within
+/// `max_span` bytes.
+fn coalesce(ranges: &[Range<u64>], gap: u64, max_span: u64) -> Vec<Range<u64>> {
     let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
     sorted.sort_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::new();
     for r in sorted {
         match out.last_mut() {
-            Some(last) if r.start <= last.end.saturating_add(gap) => last.end = last.end.max(r.end),
+            Some(last)
+                if r.start <= last.end
+                    || (r.start <= last.end.saturating_add(gap)
+                        && r.end.max(last.end) - last.start <= max_span) =>
+            {
+                last.end = last.end.max(r.end)
+            }
             _ => out.push(r),
         }
     }
@@ -288,7 +384,7 @@ impl ObjectStore for S3Store {
 
     fn get(&self, path: &str) -> Result<ObjectReader> {
         objpath::validate(path)?;
-        let key = self.key(path);
+        let key = self.key(path)?;
         let result = self
             .runtime
             .block_on(self.client.get(&key))
@@ -310,7 +406,7 @@ impl ObjectStore for S3Store {
             return Ok(Vec::new());
         }
         // One GET: the service clamps a range that runs past the end.
-        let key = self.key(path);
+        let key = self.key(path)?;
         // Services parse range ends as signed 64-bit numbers.
         let end = range.offset.saturating_add(range.len).min(i64::MAX as u64);
         match self
@@ -318,10 +414,7 @@ impl ObjectStore for S3Store {
             .block_on(self.client.get_range(&key, range.offset..end))
         {
             Ok(bytes) => Ok(bytes.to_vec()),
-            Err(object_store::Error::NotFound { .. }) => Err(Error::NotFound {
-                instance: self.instance().to_string(),
-                path: path.to_string(),
-            }),
+            Err(e @ object_store::Error::NotFound { .. }) => Err(self.err("get_range", path, e)),
             // A range that starts at or past the end is refused by the service: that reads
             // nothing. Anything else stays an error.
             Err(e) => match self.size(path)? {
@@ -337,8 +430,8 @@ impl ObjectStore for S3Store {
         // missing object NotFound even when every range is empty).
         let size = self.size(path)?;
         let wanted: Vec<Range<u64>> = ranges.iter().map(|r| r.clamp(size)).collect();
-        let merged = coalesce(&wanted, self.tuning.coalesce);
-        let key = self.key(path);
+        let merged = coalesce(&wanted, self.tuning.coalesce, MAX_MERGED);
+        let key = self.key(path)?;
         let client = self.client.clone();
         let fetched: Vec<Bytes> = self
             .runtime
@@ -389,7 +482,7 @@ impl ObjectStore for S3Store {
         Ok(Box::new(S3Writer {
             client: self.client.clone(),
             handle: self.runtime.handle().clone(),
-            key: self.key(path),
+            key: self.key(path)?,
             tuning: self.tuning.clone(),
             buffer: Vec::new(),
             upload: None,
@@ -404,7 +497,7 @@ impl ObjectStore for S3Store {
         self.config.ensure_writable("delete", path)?;
         // S3 deletes of a missing key succeed: check first, like every backend.
         self.size(path)?;
-        let key = self.key(path);
+        let key = self.key(path)?;
         self.runtime
             .block_on(self.client.delete(&key))
             .map_err(|e| self.err("delete", path, e))
@@ -415,7 +508,7 @@ impl ObjectStore for S3Store {
         let base = if prefix.is_empty() {
             (!self.prefix.is_empty()).then(|| KeyPath::from(self.prefix.as_str()))
         } else {
-            Some(self.key(prefix))
+            Some(self.key(prefix)?)
         };
         let strip = if self.prefix.is_empty() {
             String::new()
@@ -428,7 +521,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| self.err("list", prefix, e))?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
-            let key = m.location.to_string();
+            let key = m.location.as_ref().to_string();
             let Some(rel) = key.strip_prefix(&strip) else {
                 continue;
             };
@@ -449,7 +542,11 @@ impl ObjectStore for S3Store {
     }
 
     fn full_path(&self, path: &str) -> String {
-        format!("s3://{}/{}", self.bucket, self.key(path))
+        if self.prefix.is_empty() {
+            format!("s3://{}/{path}", self.bucket)
+        } else {
+            format!("s3://{}/{}/{path}", self.bucket, self.prefix)
+        }
     }
 }
 
@@ -507,6 +604,18 @@ impl S3Writer {
 impl ObjectWriter for S3Writer {
     fn write(&mut self, mut data: &[u8]) -> Result<()> {
         self.written += data.len() as u64;
+        let limit = self.tuning.part_size as u64 * MAX_PARTS;
+        if self.written > limit {
+            return Err(Error::backend_msg(
+                &self.instance,
+                "put",
+                &self.path,
+                format!(
+                    "the object is larger than {limit} bytes, the most 10000 parts of Meta.PartSize = {} can hold",
+                    self.tuning.part_size
+                ),
+            ));
+        }
         if self.upload.is_none() {
             let room = self.tuning.part_size - self.buffer.len();
             if data.len() <= room {
@@ -532,7 +641,8 @@ impl ObjectWriter for S3Writer {
             ));
         };
         while !data.is_empty() {
-            // At most PartsInFlight parts uploading, plus the one being filled.
+            // At most PartsInFlight parts uploading, one more started by this write, and the
+            // one being filled.
             self.handle
                 .block_on(multipart.wait_for_capacity(self.tuning.parts_in_flight))
                 .map_err(|e| map_err(&self.instance, "put", &self.path, e))?;
@@ -565,9 +675,13 @@ impl ObjectWriter for S3Writer {
 impl Drop for S3Writer {
     fn drop(&mut self) {
         if let Some(multipart) = self.upload.take() {
-            if let Err(e) = self.handle.block_on(multipart.abort()) {
-                tracing::warn!(instance = %self.instance, path = %self.path, "aborting a multipart upload failed: {e}");
-            }
+            // Abort in the background: a drop must not block (it may run on a runtime thread).
+            let (instance, path) = (self.instance.clone(), self.path.clone());
+            self.handle.spawn(async move {
+                if let Err(e) = multipart.abort().await {
+                    tracing::warn!(%instance, %path, "aborting a multipart upload failed: {e}");
+                }
+            });
         }
     }
 }
@@ -580,6 +694,7 @@ impl Plugin for S3Store {
     }
 }
 
+#[cfg(feature = "plugin")]
 objstore::export_plugin!(S3Store);
 
 #[cfg(test)]
@@ -589,14 +704,24 @@ mod tests {
     #[test]
     fn nearby_ranges_are_merged() {
         assert_eq!(
-            coalesce(&[0..10, 12..20, 100..110], 5),
+            coalesce(&[0..10, 12..20, 100..110], 5, 1000),
             vec![0..20, 100..110]
         );
-        assert_eq!(coalesce(&[50..60, 0..10], 0), vec![0..10, 50..60]);
+        assert_eq!(coalesce(&[50..60, 0..10], 0, 1000), vec![0..10, 50..60]);
         assert_eq!(
-            coalesce(&[0..10, 5..8, 3..3], 0),
+            coalesce(&[0..10, 5..8, 3..3], 0, 1000),
             vec![0..10],
             "contained and empty ranges"
+        );
+        assert_eq!(
+            coalesce(&[0..10, 12..20, 22..30], 5, 21),
+            vec![0..20, 22..30],
+            "nearby ranges stop merging at the span limit"
+        );
+        assert_eq!(
+            coalesce(&[0..10, 5..40], 5, 20),
+            vec![0..40],
+            "overlapping ranges always merge"
         );
     }
 

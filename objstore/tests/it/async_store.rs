@@ -1,25 +1,83 @@
 //! `AsyncStore`: a blocking store used from async code, on the blocking pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use objstore::conformance::Harness;
-use objstore::{AsyncStore, ByteRange, Error};
+use objstore::{
+    AsyncStore, ByteRange, Error, InstanceInfo, ObjectMeta, ObjectReader, ObjectStat, ObjectStore,
+    ObjectWriter, Result, StoreConfig,
+};
+
+/// Delegates to a real store and records the threads that call it.
+struct Recording {
+    inner: Arc<dyn ObjectStore>,
+    threads: Mutex<Vec<ThreadId>>,
+}
+
+impl Recording {
+    fn seen(&self) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::thread::current().id());
+    }
+}
+
+impl ObjectStore for Recording {
+    fn config(&self) -> &StoreConfig {
+        self.inner.config()
+    }
+    fn info(&self) -> Result<InstanceInfo> {
+        self.seen();
+        self.inner.info()
+    }
+    fn stat(&self, path: &str) -> Result<ObjectStat> {
+        self.seen();
+        self.inner.stat(path)
+    }
+    fn get(&self, path: &str) -> Result<ObjectReader> {
+        self.seen();
+        self.inner.get(path)
+    }
+    fn get_range(&self, path: &str, range: ByteRange) -> Result<Vec<u8>> {
+        self.seen();
+        self.inner.get_range(path, range)
+    }
+    fn get_ranges(&self, path: &str, ranges: &[ByteRange]) -> Result<Vec<Vec<u8>>> {
+        self.seen();
+        self.inner.get_ranges(path, ranges)
+    }
+    fn writer(&self, path: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.seen();
+        self.inner.writer(path)
+    }
+    fn delete(&self, path: &str) -> Result<()> {
+        self.seen();
+        self.inner.delete(path)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.seen();
+        self.inner.list(prefix)
+    }
+    fn local_path(&self, path: &str) -> Result<Option<std::path::PathBuf>> {
+        self.inner.local_path(path)
+    }
+    fn full_path(&self, path: &str) -> String {
+        self.inner.full_path(path)
+    }
+}
 
 #[tokio::test(flavor = "current_thread")]
-async fn async_callers_get_the_same_store_without_blocking_the_runtime() {
+async fn async_callers_get_the_same_store_off_the_runtime_thread() {
     let h = crate::cplugin::harness();
-    let store = AsyncStore::new(h.open(false));
-    // A ticker on the same single-threaded runtime keeps running while the store works.
-    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let ticker = {
-        let ticks = ticks.clone();
-        tokio::spawn(async move {
-            loop {
-                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-    };
+    let recording = Arc::new(Recording {
+        inner: h.open(false),
+        threads: Mutex::new(Vec::new()),
+    });
+    let store = AsyncStore::new(recording.clone());
+    let runtime_thread = std::thread::current().id();
+
     let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
     assert_eq!(
         store.put_bytes("a/obj", data.clone()).await.expect("put"),
@@ -48,10 +106,19 @@ async fn async_callers_get_the_same_store_without_blocking_the_runtime() {
         store.stat("a/obj").await,
         Err(Error::NotFound { .. })
     ));
-    assert!(store.info().await.expect("info").kind == "memory");
-    ticker.abort();
+    assert_eq!(store.info().await.expect("info").kind, "memory");
+
+    let threads = recording
+        .threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     assert!(
-        ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the runtime kept running"
+        threads.len() >= 9,
+        "every call reached the store: {threads:?}"
+    );
+    assert!(
+        threads.iter().all(|t| *t != runtime_thread),
+        "no store call ran on the runtime's own thread"
     );
 }

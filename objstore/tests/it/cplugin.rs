@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use objstore::conformance::Harness;
 use objstore::{Error, LoadError, ObjectStore, PluginLibrary, StoreConfig};
@@ -12,15 +12,19 @@ fn manifest_dir() -> PathBuf {
 }
 
 /// Builds a variant of the C plugin (with extra `-D` flags) into a directory kept for the
-/// whole test process; returns the library path.
+/// whole test process; returns the library path. Tests running at once share one build per
+/// variant, and the file appears only once complete.
 pub(crate) fn build_c_plugin(variant: &str, defines: &[&str]) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static BUILDING: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("tmp"));
     let out = dir.path().join(variant).join("libobjstore_cmem.so");
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
     if out.is_file() {
         return out;
     }
     std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    let partial = out.with_extension("so.partial");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let status = Command::new(&cc)
         .args([
@@ -31,13 +35,14 @@ pub(crate) fn build_c_plugin(variant: &str, defines: &[&str]) -> PathBuf {
         .args(defines)
         .arg(manifest_dir().join("examples/c/memstore.c"))
         .arg("-o")
-        .arg(&out)
+        .arg(&partial)
         .status()
         .unwrap_or_else(|e| panic!("run the C compiler {cc}: {e}"));
     assert!(
         status.success(),
         "{cc} failed to build the C plugin ({variant})"
     );
+    std::fs::rename(&partial, &out).expect("rename the built plugin");
     out
 }
 
@@ -118,6 +123,14 @@ fn a_library_without_the_entry_symbol_is_refused() {
     let err = PluginLibrary::load(&lib).expect_err("no entry");
     assert!(matches!(err, LoadError::MissingSymbol { .. }), "{err}");
     assert!(err.to_string().contains("objstore_plugin_entry"), "{err}");
+}
+
+#[test]
+fn a_table_with_a_null_function_is_refused() {
+    let lib = build_c_plugin("null-list", &["-DMEMSTORE_NULL_LIST"]);
+    let err = PluginLibrary::load(&lib).expect_err("null function");
+    assert!(matches!(err, LoadError::BadTable { .. }), "{err}");
+    assert!(err.to_string().contains("function list is NULL"), "{err}");
 }
 
 #[test]

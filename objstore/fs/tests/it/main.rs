@@ -132,6 +132,10 @@ fn strict_stores_refuse_symlinks_and_lax_ones_follow_them() {
         strict.list("").expect("list").is_empty(),
         "symlinks are not objects"
     );
+    assert!(
+        strict.list("linkdir").expect("list").is_empty(),
+        "nothing is listed through a link"
+    );
 
     cfg.strict = false;
     let lax = FsStore::open(cfg).expect("open");
@@ -150,13 +154,36 @@ fn strict_stores_refuse_symlinks_and_lax_ones_follow_them() {
 }
 
 #[test]
+fn a_path_through_a_file_is_not_found() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = FsStore::open(StoreConfig::new("s", dir.path().to_string_lossy())).expect("open");
+    store.put("x/1", &mut &b"file"[..]).expect("put");
+    assert!(matches!(store.stat("x/1/foo"), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.delete("x/1/foo"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get("x/1/foo").map(|_| ()),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
 fn temporary_files_are_invisible_and_local_paths_are_the_files() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = FsStore::open(StoreConfig::new("s", dir.path().to_string_lossy())).expect("open");
     let mut w = store.writer("sealed/s-t01000-1").expect("writer");
     w.write(b"half").expect("write");
     // While writing, the object does not exist and its temporary file is not listed.
-    assert!(store.stat("sealed/s-t01000-1").is_err());
+    assert!(matches!(
+        store.stat("sealed/s-t01000-1"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.local_path("sealed/s-t01000-1"),
+        Err(Error::NotFound { .. })
+    ));
     assert!(store.list("").expect("list").is_empty());
     assert_eq!(w.commit().expect("commit"), 4);
     let local = store

@@ -29,7 +29,7 @@ fn config(server: &S3Server, prefix: &str, read_only: bool) -> StoreConfig {
         ("PartsInFlight", "2"),
         ("RangesInFlight", "8"),
         ("MaxRetries", "2"),
-        ("RequestTimeoutSecs", "60"),
+        ("ReadTimeoutSecs", "60"),
     ] {
         cfg.meta.insert(k.to_string(), v.to_string());
     }
@@ -116,19 +116,74 @@ fn wrong_credentials_are_a_backend_error_not_not_found() {
 }
 
 #[test]
-fn credentials_can_come_from_the_environment() {
+fn credentials_and_endpoint_can_come_from_the_environment() {
     let server = S3Server::start();
     let mut cfg = config(&server, "env", false);
-    cfg.meta.remove("AccessKey");
-    cfg.meta.remove("SecretKey");
-    // This test binary's own environment is what `from_env` reads.
-    std::env::set_var("AWS_ACCESS_KEY_ID", server::ACCESS_KEY);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", server::SECRET_KEY);
-    let store = S3Store::open(cfg).expect("open");
+    for key in ["AccessKey", "SecretKey", "Endpoint"] {
+        cfg.meta.remove(key);
+    }
+    let env = |key: &str| match key {
+        "AWS_ACCESS_KEY_ID" => Some(server::ACCESS_KEY.to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some(server::SECRET_KEY.to_string()),
+        "AWS_ENDPOINT" => Some(server.endpoint.clone()),
+        _ => None,
+    };
+    let store = S3Store::open_with_env(cfg, &env).expect("open");
     store
         .put("x", &mut &b"from env"[..])
         .expect("put with env credentials");
     assert_eq!(store.stat("x").expect("stat").size, 8);
+}
+
+#[test]
+fn meta_credentials_are_not_mixed_with_an_environment_token() {
+    let server = S3Server::start();
+    let env =
+        |key: &str| (key == "AWS_SESSION_TOKEN").then(|| "a-token-for-other-keys".to_string());
+    let store = S3Store::open_with_env(config(&server, "mix", false), &env).expect("open");
+    store
+        .put("x", &mut &b"signed with Meta's keys only"[..])
+        .expect("the environment's token is not added to Meta's keys");
+}
+
+#[test]
+fn an_access_key_without_its_secret_is_refused() {
+    let server = S3Server::start();
+    let mut cfg = config(&server, "half", false);
+    cfg.meta.remove("SecretKey");
+    let err = S3Store::open_with_env(cfg, &|_| None).expect_err("half credentials");
+    assert!(err.to_string().contains("needs its secret key"), "{err}");
+}
+
+#[test]
+fn keys_are_used_as_they_are() {
+    let server = S3Server::start();
+    let store = S3Store::open(config(&server, "raw", false)).expect("open");
+    let name = "odd/a~b[1]^c";
+    store.put(name, &mut &b"odd"[..]).expect("put");
+    let listed: Vec<String> = store
+        .list("odd")
+        .expect("list")
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    assert_eq!(listed, [name], "list gives back the name it was given");
+    assert_eq!(
+        store
+            .stat(&listed[0])
+            .expect("stat of the listed name")
+            .size,
+        3
+    );
+    assert!(
+        server
+            .root
+            .join(server::BUCKET)
+            .join("raw")
+            .join(name)
+            .is_file(),
+        "the key is not encoded"
+    );
 }
 
 #[test]
