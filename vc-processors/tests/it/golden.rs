@@ -3,53 +3,23 @@
 
 use std::path::PathBuf;
 
+use crate::golden_json;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vc_processors::builtin::tasks::*;
 use vc_processors::protocol::{Request, Response, Task};
 
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
 fn golden(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.json"));
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str::<serde_json::Value>(&text).expect("golden is JSON");
-    // The files are pretty-printed for reading; the wire form is compact, in file order.
-    minify(&text)
+    golden_json::golden(&fixtures(), name)
 }
 
-/// Drops the whitespace outside strings, keeping key order.
-fn minify(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Parses the golden file as `V`, re-serialises it and compares byte for byte.
 fn round_trip<V: Serialize + DeserializeOwned>(name: &str) -> V {
-    let wire = golden(name);
-    let value: V = serde_json::from_str(&wire).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let back = serde_json::to_string(&value).expect("serialise");
-    assert_eq!(back, wire, "{name} does not round-trip exactly");
-    value
+    golden_json::round_trip(&fixtures(), name)
 }
 
 fn task_and_output<T: Task>(name: &str) -> (T, T::Output) {

@@ -8,4 +8,7 @@ mod builtin;
 #[cfg(feature = "builtin")]
 mod golden;
 #[cfg(feature = "builtin")]
+#[path = "../../../tests/support/golden_json.rs"]
+mod golden_json;
+#[cfg(feature = "builtin")]
 mod sealing;
