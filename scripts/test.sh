@@ -20,6 +20,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+step "system packages (libclang for the RocksDB bindings, valgrind)"
+bash scripts/system-deps.sh
+
 TOOLS="${DAMOCLES_TOOLS_DIR:-/var/tmp/damocles-tools}"
 step "S3 test server (built once per machine into $TOOLS)"
 # s3s-fs from crates.io with S3's 404 for directory keys (tools/s3-test-server); rebuilt only
@@ -31,10 +34,6 @@ if [ ! -x "$TOOLS/bin/damocles-s3-test-server" ] || [ "$(cat "$TOOLS/damocles-s3
 fi
 export DAMOCLES_S3_TEST_SERVER="$TOOLS/bin/damocles-s3-test-server"
 
-if ! command -v valgrind >/dev/null 2>&1; then
-  echo "valgrind is required (the objstore plugins are leak-checked under it): apt-get install valgrind" >&2
-  exit 1
-fi
 
 step "build (tests, binaries, plugins and benches)"
 cargo build --workspace --all-targets

@@ -1,6 +1,22 @@
 //! damocles-manager: the manager of a damocles sealing cluster.
 //!
-//! So far it offers the parameter tooling (`util params generate|check`); the daemon, the
-//! worker-facing API and the devnet chain come with their own issues.
+//! It serves the worker-facing `Venus.*` API at `/rpc/v0` ([`rpc`]), keeps every sector's
+//! state in RocksDB ([`kv`], [`sectors`]), manages the persist stores through objstore
+//! ([`stores`]), batches chain messages ([`commit`]), queues deals ([`deals`]) and reaches a
+//! chain through the [`chain::Chain`] trait, whose first implementation is an embedded devnet
+//! that verifies real proofs ([`chain::devnet`]).
 
+pub mod chain;
 pub mod cli;
+pub mod commit;
+pub mod config;
+pub mod daemon;
+pub mod deals;
+pub mod error;
+pub mod kv;
+pub mod proofs;
+pub mod rpc;
+pub mod sealer;
+pub mod sectors;
+pub mod stores;
+pub mod util;

@@ -129,3 +129,65 @@ pub mod go_string {
         Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
     }
 }
+
+/// Multicodec of a data commitment CID (`fil-commitment-unsealed`).
+pub const FIL_COMMITMENT_UNSEALED: u64 = 0xf101;
+/// Multicodec of a replica commitment CID (`fil-commitment-sealed`).
+pub const FIL_COMMITMENT_SEALED: u64 = 0xf102;
+/// Multihash code of CommD / CommP (`sha2-256-trunc254-padded`).
+pub const SHA2_256_TRUNC254_PADDED: u64 = 0x1012;
+/// Multihash code of CommR (`poseidon-bls12_381-a2-fc1`).
+pub const POSEIDON_BLS12_381_A1_FC1: u64 = 0xb401;
+
+fn commitment_cid(codec: u64, hash: u64, comm: &Commitment) -> Cid {
+    // A 32-byte digest always fits the 64-byte multihash.
+    let mh = cid::multihash::Multihash::<64>::wrap(hash, comm)
+        .unwrap_or_else(|_| unreachable!("32-byte digest fits a 64-byte multihash"));
+    Cid(cid::Cid::new_v1(codec, mh).to_string())
+}
+
+fn cid_commitment(c: &Cid, codec: u64, hash: u64, what: &str) -> Result<Commitment, String> {
+    let parsed = cid::Cid::from_str(c.as_str()).map_err(|e| format!("invalid CID {c}: {e}"))?;
+    if parsed.codec() != codec || parsed.hash().code() != hash {
+        return Err(format!(
+            "{c} is not a {what} CID (codec {:#x}, hash {:#x})",
+            parsed.codec(),
+            parsed.hash().code()
+        ));
+    }
+    parsed
+        .hash()
+        .digest()
+        .try_into()
+        .map_err(|_| format!("{c}: the {what} digest is not 32 bytes"))
+}
+
+/// The CID of a data or piece commitment (CommD, CommP).
+pub fn data_commitment_cid(comm: &Commitment) -> Cid {
+    commitment_cid(FIL_COMMITMENT_UNSEALED, SHA2_256_TRUNC254_PADDED, comm)
+}
+
+/// The CID of a replica commitment (CommR, the sealed CID).
+pub fn replica_commitment_cid(comm: &Commitment) -> Cid {
+    commitment_cid(FIL_COMMITMENT_SEALED, POSEIDON_BLS12_381_A1_FC1, comm)
+}
+
+/// The commitment inside a data or piece commitment CID.
+pub fn data_commitment_of(c: &Cid) -> Result<Commitment, String> {
+    cid_commitment(
+        c,
+        FIL_COMMITMENT_UNSEALED,
+        SHA2_256_TRUNC254_PADDED,
+        "data commitment",
+    )
+}
+
+/// The commitment inside a replica commitment CID.
+pub fn replica_commitment_of(c: &Cid) -> Result<Commitment, String> {
+    cid_commitment(
+        c,
+        FIL_COMMITMENT_SEALED,
+        POSEIDON_BLS12_381_A1_FC1,
+        "replica commitment",
+    )
+}

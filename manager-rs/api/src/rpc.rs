@@ -175,3 +175,128 @@ pub trait WorkerWdPoStApi {
         error_reason: String,
     ) -> RpcResult<()>;
 }
+
+/// The administration methods the manager's CLI calls (manager-spec §2.5, the subset served).
+#[cfg_attr(all(feature = "server", feature = "client"), rpc(server, client))]
+#[cfg_attr(all(feature = "server", not(feature = "client")), rpc(server))]
+#[cfg_attr(all(feature = "client", not(feature = "server")), rpc(client))]
+pub trait SealerCliApi {
+    /// Sectors in the online or offline store, filtered by job.
+    #[method(name = "Venus.ListSectors")]
+    async fn list_sectors(
+        &self,
+        state: SectorWorkerState,
+        job: SectorJob,
+    ) -> RpcResult<Vec<SectorState>>;
+
+    /// One sector from the online or offline store.
+    #[method(name = "Venus.FindSector")]
+    async fn find_sector(&self, state: SectorWorkerState, sid: SectorId) -> RpcResult<SectorState>;
+
+    /// One sector, online first, then offline.
+    #[method(name = "Venus.FindSectorInAllStates")]
+    async fn find_sector_in_all_states(&self, sid: SectorId) -> RpcResult<SectorState>;
+
+    /// Sectors holding a deal.
+    #[method(name = "Venus.FindSectorsWithDeal")]
+    async fn find_sectors_with_deal(
+        &self,
+        state: SectorWorkerState,
+        deal_id: DealId,
+    ) -> RpcResult<Vec<SectorState>>;
+
+    /// The sector holding a piece.
+    #[method(name = "Venus.FindSectorWithPiece")]
+    async fn find_sector_with_piece(
+        &self,
+        state: SectorWorkerState,
+        piece: Cid,
+    ) -> RpcResult<Option<SectorState>>;
+
+    /// Stores a sector state (`false` if it exists and `override_existing` is not set).
+    #[method(name = "Venus.ImportSector")]
+    async fn import_sector(
+        &self,
+        state: SectorWorkerState,
+        sector: SectorState,
+        override_existing: bool,
+    ) -> RpcResult<bool>;
+
+    /// Moves an offline sector back online.
+    #[method(name = "Venus.RestoreSector")]
+    async fn restore_sector(&self, sid: SectorId, forced: bool) -> RpcResult<()>;
+
+    /// Moves a sector that is on chain offline and releases its reservation.
+    #[method(name = "Venus.FinalizeSector")]
+    async fn finalize_sector(&self, sid: SectorId) -> RpcResult<()>;
+
+    /// What one worker last said.
+    #[method(name = "Venus.WorkerGetPingInfo")]
+    async fn worker_get_ping_info(&self, name: String) -> RpcResult<Option<WorkerPingInfo>>;
+
+    /// What every worker last said.
+    #[method(name = "Venus.WorkerPingInfoList")]
+    async fn worker_ping_info_list(&self) -> RpcResult<Vec<WorkerPingInfo>>;
+
+    /// Forgets a worker.
+    #[method(name = "Venus.WorkerPingInfoRemove")]
+    async fn worker_ping_info_remove(&self, name: String) -> RpcResult<()>;
+
+    /// Where a sector's files are indexed.
+    #[method(name = "Venus.SectorIndexerFind")]
+    async fn sector_indexer_find(
+        &self,
+        index: SectorIndexType,
+        sid: SectorId,
+    ) -> RpcResult<SectorIndexerFindResp>;
+
+    /// Releases a sector's store reservation.
+    #[method(name = "Venus.StoreReleaseReserved")]
+    async fn store_release_reserved(&self, sid: SectorId) -> RpcResult<bool>;
+
+    /// Every persist store with capacity and reservations.
+    #[method(name = "Venus.StoreList")]
+    async fn store_list(&self) -> RpcResult<Vec<StoreDetailedInfo>>;
+
+    /// The manager's version.
+    #[method(name = "Venus.Version")]
+    async fn version(&self) -> RpcResult<String>;
+
+    /// Sealing randomness at an epoch (`[]` tipset key: the head).
+    #[method(name = "Venus.GetTicket")]
+    async fn get_ticket(
+        &self,
+        tsk: Vec<Cid>,
+        epoch: ChainEpoch,
+        miner: ActorId,
+    ) -> RpcResult<Ticket>;
+
+    /// Interactive seed at an epoch.
+    #[method(name = "Venus.GetSeed")]
+    async fn get_seed(&self, tsk: Vec<Cid>, epoch: ChainEpoch, miner: ActorId) -> RpcResult<Seed>;
+
+    /// WindowPoSt challenge randomness (the method name is misspelt on the wire).
+    #[method(name = "Venus.GetWindowPoStChanlleengeRand")]
+    async fn get_window_post_challenge_rand(
+        &self,
+        tsk: Vec<Cid>,
+        epoch: ChainEpoch,
+        miner: ActorId,
+    ) -> RpcResult<WindowPoStRandomness>;
+
+    /// WindowPoSt commit randomness.
+    #[method(name = "Venus.GetWindowPoStCommitRand")]
+    async fn get_window_post_commit_rand(
+        &self,
+        tsk: Vec<Cid>,
+        epoch: ChainEpoch,
+    ) -> RpcResult<WindowPoStRandomness>;
+
+    /// A miner as the manager sees it.
+    #[method(name = "Venus.GetInfo")]
+    async fn get_info(&self, miner: ActorId) -> RpcResult<MinerInfo>;
+
+    /// A miner's `[[Miners]]` section as JSON.
+    #[method(name = "Venus.GetMinerConfig")]
+    async fn get_miner_config(&self, miner: ActorId) -> RpcResult<serde_json::Value>;
+}

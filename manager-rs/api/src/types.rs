@@ -695,3 +695,300 @@ pub struct WindowPoStOutput {
 
 /// A token amount (attoFIL) as a decimal string.
 pub type TokenAmount = BigInt;
+
+/// The PreCommit of a sector as the manager keeps it (`Pre`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PreCommitInfo {
+    /// Sealed CID.
+    pub comm_r: Cid,
+    /// Unsealed CID.
+    pub comm_d: Cid,
+    /// The ticket sealed with.
+    pub ticket: Ticket,
+}
+
+/// The proof of a sector as the manager keeps it (`Proof`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProofInfo {
+    /// The PoRep proof, base64.
+    pub proof: Bytes,
+}
+
+/// The sector's chain messages (`MessageInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageInfo {
+    /// The PreCommit message, once sent.
+    pub pre_commit_cid: Option<Cid>,
+    /// The ProveCommit message, once sent.
+    pub commit_cid: Option<Cid>,
+    /// A submission waits to be sent.
+    pub need_send: bool,
+}
+
+/// Termination bookkeeping (`TerminateInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminateInfo {
+    /// The TerminateSectors message.
+    pub terminate_cid: Option<Cid>,
+    /// Epoch the termination landed.
+    pub terminated_at: ChainEpoch,
+    /// Epoch the termination was asked for.
+    pub added_height: ChainEpoch,
+}
+
+/// The files of a snapped-up sector (`UpgradedInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorUpgradedInfo {
+    /// Store holding the update files.
+    #[serde(rename = "AccessInstance")]
+    pub access_instance: String,
+    /// New sealed CID.
+    #[serde(rename = "SealedCID")]
+    pub sealed_cid: Cid,
+    /// New unsealed CID.
+    #[serde(rename = "UnsealedCID")]
+    pub unsealed_cid: Cid,
+    /// Update proof, base64.
+    #[serde(rename = "Proof")]
+    pub proof: Bytes,
+}
+
+/// Everything the manager knows of a sector (manager-spec §1.4), in damocles' key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorState {
+    /// The sector.
+    #[serde(rename = "ID")]
+    pub id: SectorId,
+    /// Its seal proof type.
+    #[serde(rename = "SectorType")]
+    pub sector_type: SealProofType,
+    /// Sealing ticket.
+    #[serde(rename = "Ticket", default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Ticket>,
+    /// Interactive seed.
+    #[serde(rename = "Seed", default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seed>,
+    /// v1 pieces (the Go field `LegacyPieces`, tagged `Deals`).
+    #[serde(rename = "Deals", default)]
+    pub legacy_pieces: Option<Vec<LegacyDealInfo>>,
+    /// v2 pieces.
+    #[serde(rename = "Pieces", default)]
+    pub pieces: Option<Vec<SectorPieceV2>>,
+    /// The accepted PreCommit.
+    #[serde(rename = "Pre", default, skip_serializing_if = "Option::is_none")]
+    pub pre: Option<PreCommitInfo>,
+    /// The accepted proof.
+    #[serde(rename = "Proof", default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofInfo>,
+    /// Chain messages.
+    #[serde(rename = "MessageInfo", default)]
+    pub message_info: MessageInfo,
+    /// Termination.
+    #[serde(rename = "TerminateInfo", default)]
+    pub terminate_info: TerminateInfo,
+    /// The last state a worker reported.
+    #[serde(
+        rename = "LatestState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latest_state: Option<ReportStateReq>,
+    /// Done: finalized or aborted.
+    #[serde(rename = "Finalized", default)]
+    pub finalized: bool,
+    /// Its files were removed.
+    #[serde(rename = "Removed", default)]
+    pub removed: bool,
+    /// Why it was aborted (`""` if it was not).
+    #[serde(rename = "AbortReason", default, with = "go_string")]
+    pub abort_reason: String,
+    /// Being (or was) snapped up.
+    #[serde(rename = "Upgraded", default)]
+    pub upgraded: bool,
+    /// On-chain facts before the upgrade.
+    #[serde(rename = "UpgradePublic", default)]
+    pub upgrade_public: Option<SectorPublicInfo>,
+    /// The upgrade's files and proof.
+    #[serde(rename = "UpgradedInfo", default)]
+    pub upgraded_info: Option<SectorUpgradedInfo>,
+    /// The upgrade message.
+    #[serde(rename = "UpgradeMessageID", default)]
+    pub upgrade_message_id: Option<String>,
+    /// Epoch the upgrade landed.
+    #[serde(rename = "UpgradeLandedEpoch", default)]
+    pub upgrade_landed_epoch: Option<ChainEpoch>,
+    /// Imported from another system.
+    #[serde(rename = "Imported", default)]
+    pub imported: bool,
+    /// Its files must be rebuilt.
+    #[serde(rename = "NeedRebuild", default)]
+    pub need_rebuild: bool,
+    /// A piece of it is being unsealed.
+    #[serde(rename = "Unsealing", default)]
+    pub unsealing: bool,
+}
+
+impl SectorState {
+    /// A new sector with nothing but its id and type.
+    pub fn new(id: SectorId, sector_type: SealProofType) -> Self {
+        SectorState {
+            id,
+            sector_type,
+            ticket: None,
+            seed: None,
+            legacy_pieces: None,
+            pieces: None,
+            pre: None,
+            proof: None,
+            message_info: MessageInfo::default(),
+            terminate_info: TerminateInfo::default(),
+            latest_state: None,
+            finalized: false,
+            removed: false,
+            abort_reason: String::new(),
+            upgraded: false,
+            upgrade_public: None,
+            upgraded_info: None,
+            upgrade_message_id: None,
+            upgrade_landed_epoch: None,
+            imported: false,
+            need_rebuild: false,
+            unsealing: false,
+        }
+    }
+
+    /// Whether the sector carries deal data (any piece that is not a filler).
+    pub fn has_deal_data(&self) -> bool {
+        self.pieces
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|p| !p.is_filler())
+            || self
+                .legacy_pieces
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p.id != 0)
+    }
+
+    /// Whether the sector matches a job filter of `ListSectors` (manager-spec §1.4).
+    pub fn matches_job(&self, job: SectorJob) -> bool {
+        match job {
+            SectorJob::All => true,
+            SectorJob::Sealing => !self.upgraded && !self.need_rebuild && !self.unsealing,
+            SectorJob::SnapUp => self.upgraded && !self.need_rebuild && !self.unsealing,
+            SectorJob::Rebuild => self.need_rebuild,
+            SectorJob::Unseal => self.unsealing,
+            SectorJob::Unknown(_) => false,
+        }
+    }
+}
+
+go_int_enum!(
+    /// Job filter of `ListSectors`.
+    SectorJob {
+        /// Every sector.
+        All = 0,
+        /// Sealing sectors.
+        Sealing = 1,
+        /// Snap-up sectors.
+        SnapUp = 2,
+        /// Sectors being rebuilt.
+        Rebuild = 3,
+        /// Sectors being unsealed.
+        Unseal = 4,
+    }
+);
+
+/// Online (being worked on) or offline (finalized, aborted, imported) sector states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SectorWorkerState {
+    /// In progress.
+    Online,
+    /// Finalized, aborted or imported.
+    Offline,
+}
+
+/// What the manager remembers of a worker (`WorkerPingInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WorkerPingInfo {
+    /// What the worker said.
+    pub info: WorkerInfo,
+    /// Unix seconds of the last ping.
+    pub last_ping: i64,
+}
+
+/// Where a sector's files are indexed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorAccessStores {
+    /// Store of the sealed (or update) file.
+    pub sealed_file: String,
+    /// Store of the cache directory.
+    pub cache_dir: String,
+}
+
+/// Answer of `SectorIndexerFind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorIndexerFindResp {
+    /// The sector is indexed.
+    pub found: bool,
+    /// Its stores.
+    pub instance: SectorAccessStores,
+}
+
+/// Which sector index: `normal` or `upgrade`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SectorIndexType {
+    /// Sealed replicas.
+    Normal,
+    /// Snap-upgraded replicas.
+    Upgrade,
+}
+
+/// Answer of `GetInfo`: a miner as the manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinerInfo {
+    /// Actor id.
+    #[serde(rename = "ID")]
+    pub id: ActorId,
+    /// Actor address (`t0…`).
+    #[serde(rename = "Addr")]
+    pub addr: String,
+    /// Sector size in bytes.
+    #[serde(rename = "SectorSize")]
+    pub sector_size: u64,
+    /// WindowPoSt proof type (chain integer).
+    #[serde(rename = "WindowPoStProofType")]
+    pub window_post_proof_type: i64,
+    /// Seal proof type new sectors use.
+    #[serde(rename = "SealProofType")]
+    pub seal_proof_type: SealProofType,
+}
+
+/// Chain randomness for WindowPoSt (`GetWindowPoStChanlleengeRand`, `GetWindowPoStCommitRand`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WindowPoStRandomness {
+    /// Epoch drawn at.
+    pub epoch: ChainEpoch,
+    /// 32 bytes, base64.
+    pub rand: Bytes,
+}
+
+/// `SectorSetForRebuild` options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RebuildOptions {
+    /// The pieces can be fetched again.
+    pub pieces_available: bool,
+}

@@ -1,10 +1,43 @@
-//! `damocles-manager util …`.
+//! `damocles-manager util …`: parameter tooling, and commands that call a running daemon.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use damocles_manager_api::rpc::SealerApiClient;
+use damocles_manager_api::rpc::SealerCliApiClient;
+use damocles_manager_api::types::{
+    SectorId, SectorIndexType, SectorJob, SectorState, SectorWorkerState,
+};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use vc_processors::builtin::params::{self, format_sector_size, parse_sector_size, ParamKind};
+
+use crate::config::{GoDuration, SectorStoreJson};
+use crate::rpc::DamoclesApiClient;
+use crate::stores::SECTOR_STORE_JSON;
+
+/// `util [--listen ADDR] [--token T] <command>`.
+#[derive(Debug, Args)]
+pub struct UtilArgs {
+    /// The daemon's RPC address.
+    #[arg(long, default_value = ":1789", global = true)]
+    pub listen: String,
+    /// Bearer token, when the daemon requires one ([Common.Auth] Token).
+    #[arg(
+        long,
+        env = "DAMOCLES_API_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Directory holding `sector-manager.cfg` (accepted for compatibility).
+    #[arg(long = "conf-dir", global = true, value_name = "DIR")]
+    pub conf_dir: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: UtilCommand,
+}
 
 /// Utility commands.
 #[derive(Debug, Subcommand)]
@@ -12,13 +45,629 @@ pub enum UtilCommand {
     /// Groth16 parameters of the proof system.
     #[command(subcommand)]
     Params(ParamsCommand),
+    /// Sectors.
+    #[command(subcommand)]
+    Sealer(SealerCommand),
+    /// Persist stores and the sector index.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+    /// Workers that ping the manager.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+    /// Deals (devnet market).
+    #[command(subcommand)]
+    Deals(DealsCommand),
+    /// The chain.
+    #[command(subcommand)]
+    Chain(ChainCommand),
 }
 
-impl UtilCommand {
+impl UtilArgs {
     /// Runs the command.
-    pub fn run(self) -> Result<()> {
-        match self {
+    pub fn run(self, _home: PathBuf) -> Result<()> {
+        match self.command {
             UtilCommand::Params(cmd) => cmd.run(),
+            UtilCommand::Storage(StorageCommand::GenSectorstoreJson(args)) => args.run(),
+            cmd => {
+                let client = client(&self.listen, self.token.as_deref())?;
+                let rt = super::runtime()?;
+                rt.block_on(async move {
+                    match cmd {
+                        UtilCommand::Sealer(SealerCommand::Sectors(c)) => c.run(&client).await,
+                        UtilCommand::Storage(c) => c.run(&client).await,
+                        UtilCommand::Worker(c) => c.run(&client).await,
+                        UtilCommand::Deals(c) => c.run(&client).await,
+                        UtilCommand::Chain(c) => c.run(&client).await,
+                        UtilCommand::Params(_) => Ok(()),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// An HTTP client of the daemon at `listen` (`:1789` means this machine).
+pub fn client(listen: &str, token: Option<&str>) -> Result<HttpClient> {
+    let addr = crate::daemon::client_addr(listen)?;
+    let mut headers = http::HeaderMap::new();
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+            .context("the token is not a valid header value")?;
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+    HttpClientBuilder::default()
+        .set_headers(headers)
+        .request_timeout(Duration::from_secs(600))
+        .build(format!("http://{addr}{}", damocles_manager_api::RPC_PATH))
+        .context("building the RPC client")
+}
+
+fn rpc_err(e: jsonrpsee::core::ClientError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `util sealer …`.
+#[derive(Debug, Subcommand)]
+pub enum SealerCommand {
+    /// Sector states.
+    #[command(subcommand)]
+    Sectors(SectorsCommand),
+}
+
+/// A sector on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct SectorArg {
+    /// Miner actor id.
+    pub miner: u64,
+    /// Sector number.
+    pub number: u64,
+}
+
+impl SectorArg {
+    fn id(&self) -> SectorId {
+        SectorId {
+            miner: self.miner,
+            number: self.number,
+        }
+    }
+}
+
+/// `util sealer sectors …`.
+#[derive(Debug, Subcommand)]
+pub enum SectorsCommand {
+    /// List sector states.
+    List {
+        /// Finalized and aborted sectors instead of those in progress.
+        #[arg(long)]
+        offline: bool,
+        /// Only sealing sectors (the default).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        sealing: bool,
+        /// Only snap-up sectors.
+        #[arg(long)]
+        snapup: bool,
+        /// Only sectors being rebuilt.
+        #[arg(long)]
+        rebuild: bool,
+        /// Only this miner's.
+        #[arg(long)]
+        miner: Option<u64>,
+    },
+    /// Show a sector's full state.
+    State {
+        /// The sector.
+        #[command(flatten)]
+        sector: SectorArg,
+        /// Look in the offline store only.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Abort a sector: the worker sealing it stops at its next report.
+    Abort {
+        /// The sector.
+        #[command(flatten)]
+        sector: SectorArg,
+    },
+    /// Move an aborted sector back online.
+    Restore {
+        /// The sector.
+        #[command(flatten)]
+        sector: SectorArg,
+        /// Also a sector with deals or without an abort reason.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move a sector that is on chain offline and release its reservation.
+    Finalize {
+        /// The sector.
+        #[command(flatten)]
+        sector: SectorArg,
+    },
+}
+
+fn sector_line(st: &SectorState) -> String {
+    let latest = st
+        .latest_state
+        .as_ref()
+        .map(|l| format!("{} ({})", l.state_change.next, l.worker.instance))
+        .unwrap_or_else(|| "-".into());
+    let deals = st
+        .pieces
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| !p.is_filler())
+        .count();
+    let msgs = format!(
+        "pre={} prove={}",
+        st.message_info
+            .pre_commit_cid
+            .as_ref()
+            .map_or("-", |_| "sent"),
+        st.message_info.commit_cid.as_ref().map_or("-", |_| "sent")
+    );
+    format!(
+        "{:<20} {:<6} {:<5} {:<24} {:<20} {}",
+        st.id.to_string(),
+        st.sector_type.0,
+        deals,
+        latest,
+        msgs,
+        if st.abort_reason.is_empty() {
+            String::new()
+        } else {
+            format!("aborted: {}", st.abort_reason)
+        }
+    )
+}
+
+impl SectorsCommand {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        match self {
+            SectorsCommand::List {
+                offline,
+                sealing,
+                snapup,
+                rebuild,
+                miner,
+            } => {
+                let ws = if offline {
+                    SectorWorkerState::Offline
+                } else {
+                    SectorWorkerState::Online
+                };
+                let job = if snapup {
+                    SectorJob::SnapUp
+                } else if rebuild {
+                    SectorJob::Rebuild
+                } else if sealing {
+                    SectorJob::Sealing
+                } else {
+                    SectorJob::All
+                };
+                let list = SealerCliApiClient::list_sectors(c, ws, job)
+                    .await
+                    .map_err(rpc_err)?;
+                println!(
+                    "{:<20} {:<6} {:<5} {:<24} {:<20} NOTE",
+                    "SECTOR", "PROOF", "DEALS", "LATEST", "MESSAGES"
+                );
+                for st in list
+                    .iter()
+                    .filter(|s| miner.is_none_or(|m| s.id.miner == m))
+                {
+                    println!("{}", sector_line(st));
+                }
+                Ok(())
+            }
+            SectorsCommand::State { sector, offline } => {
+                let st = if offline {
+                    SealerCliApiClient::find_sector(c, SectorWorkerState::Offline, sector.id())
+                        .await
+                } else {
+                    SealerCliApiClient::find_sector_in_all_states(c, sector.id()).await
+                }
+                .map_err(rpc_err)?;
+                print_json(&st)
+            }
+            SectorsCommand::Abort { sector } => {
+                SealerApiClient::report_aborted(c, sector.id(), "aborted via CLI".into())
+                    .await
+                    .map_err(rpc_err)?;
+                println!("{} aborted", sector.id());
+                Ok(())
+            }
+            SectorsCommand::Restore { sector, force } => {
+                SealerCliApiClient::restore_sector(c, sector.id(), force)
+                    .await
+                    .map_err(rpc_err)?;
+                println!("{} restored", sector.id());
+                Ok(())
+            }
+            SectorsCommand::Finalize { sector } => {
+                SealerCliApiClient::finalize_sector(c, sector.id())
+                    .await
+                    .map_err(rpc_err)?;
+                println!("{} finalized", sector.id());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `util storage …`.
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Persist stores with capacity and reservations.
+    List,
+    /// Where a sector's files are indexed.
+    Find {
+        /// The sector.
+        #[command(flatten)]
+        sector: SectorArg,
+        /// The snap-upgraded replica.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Release a sector's space reservation.
+    ReleaseReserved {
+        /// The sector.
+        #[command(flatten)]
+        sector: SectorArg,
+    },
+    /// Write a `sectorstore.json` into a directory (found by `ScanPersistStores`).
+    GenSectorstoreJson(GenSectorStoreJsonArgs),
+}
+
+/// `util storage gen-sectorstore-json`.
+#[derive(Debug, Args)]
+pub struct GenSectorStoreJsonArgs {
+    /// The store directory.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Instance name (default: the directory).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only regular files are objects.
+    #[arg(long)]
+    pub strict: bool,
+    /// Never chosen for new sectors.
+    #[arg(long)]
+    pub readonly: bool,
+    /// Choice weight.
+    #[arg(long, default_value_t = 1)]
+    pub weight: u64,
+    /// objstore plugin.
+    #[arg(long = "plugin-name")]
+    pub plugin_name: Option<String>,
+    /// Miners allowed.
+    #[arg(long = "allow-miners", value_delimiter = ',')]
+    pub allow_miners: Vec<u64>,
+    /// Miners refused.
+    #[arg(long = "deny-miners", value_delimiter = ',')]
+    pub deny_miners: Vec<u64>,
+}
+
+impl GenSectorStoreJsonArgs {
+    fn run(self) -> Result<()> {
+        if !self.path.is_dir() {
+            bail!("{} is not a directory", self.path.display());
+        }
+        let file = self.path.join(SECTOR_STORE_JSON);
+        if file.exists() {
+            bail!("{} exists", file.display());
+        }
+        let j = SectorStoreJson {
+            id: String::new(),
+            name: self.name.unwrap_or_default(),
+            strict: self.strict,
+            read_only: self.readonly,
+            weight: self.weight,
+            allow_miners: self.allow_miners,
+            deny_miners: self.deny_miners,
+            plugin_name: self.plugin_name,
+            plugin: None,
+            meta: Default::default(),
+        };
+        std::fs::write(&file, serde_json::to_string_pretty(&j)? + "\n")
+            .with_context(|| format!("writing {}", file.display()))?;
+        println!("wrote {}", file.display());
+        Ok(())
+    }
+}
+
+impl StorageCommand {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        match self {
+            StorageCommand::List => {
+                let list = SealerCliApiClient::store_list(c).await.map_err(rpc_err)?;
+                println!(
+                    "{:<16} {:<14} {:>14} {:>14} {:>7} {:>14} {:>5} PATH",
+                    "NAME", "TYPE", "TOTAL", "FREE", "USED%", "RESERVED", "RES#"
+                );
+                for s in list {
+                    println!(
+                        "{:<16} {:<14} {:>14} {:>14} {:>6.1}% {:>14} {:>5} {}{}",
+                        s.basic.name,
+                        s.kind,
+                        s.total,
+                        s.free,
+                        s.used_percent,
+                        s.reserved,
+                        s.reserved_by.len(),
+                        s.basic.path,
+                        if s.basic.read_only {
+                            " (read-only)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                Ok(())
+            }
+            StorageCommand::Find { sector, upgrade } => {
+                let index = if upgrade {
+                    SectorIndexType::Upgrade
+                } else {
+                    SectorIndexType::Normal
+                };
+                let r = SealerCliApiClient::sector_indexer_find(c, index, sector.id())
+                    .await
+                    .map_err(rpc_err)?;
+                if !r.found {
+                    bail!("{} is not indexed", sector.id());
+                }
+                println!(
+                    "sealed file: {}\ncache dir:   {}",
+                    r.instance.sealed_file, r.instance.cache_dir
+                );
+                Ok(())
+            }
+            StorageCommand::ReleaseReserved { sector } => {
+                let released = SealerCliApiClient::store_release_reserved(c, sector.id())
+                    .await
+                    .map_err(rpc_err)?;
+                println!(
+                    "{}",
+                    if released {
+                        "released"
+                    } else {
+                        "no reservation"
+                    }
+                );
+                Ok(())
+            }
+            StorageCommand::GenSectorstoreJson(args) => args.run(),
+        }
+    }
+}
+
+/// `util worker …`.
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Workers with the age of their last ping.
+    List {
+        /// Mark workers silent for longer than this.
+        #[arg(long, default_value = "10m")]
+        expiration: GoDuration,
+    },
+    /// Forget a worker.
+    Remove {
+        /// Worker name.
+        name: String,
+    },
+}
+
+impl WorkerCommand {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        match self {
+            WorkerCommand::List { expiration } => {
+                let now = crate::util::unix_now();
+                let list = SealerCliApiClient::worker_ping_info_list(c)
+                    .await
+                    .map_err(rpc_err)?;
+                println!(
+                    "{:<20} {:<22} {:<10} {:>7} {:>7} {:>7} {:>7} {:>10} STATUS",
+                    "NAME", "DEST", "VERSION", "THREADS", "EMPTY", "PAUSED", "ERRORS", "LAST PING"
+                );
+                for w in list {
+                    let age = now - w.last_ping;
+                    let status = if age as u64 > expiration.0.as_secs() {
+                        "expired"
+                    } else {
+                        "ok"
+                    };
+                    let s = &w.info.summary;
+                    println!(
+                        "{:<20} {:<22} {:<10} {:>7} {:>7} {:>7} {:>7} {:>9}s {}",
+                        w.info.name,
+                        w.info.dest,
+                        w.info.version,
+                        s.threads,
+                        s.empty,
+                        s.paused,
+                        s.errors,
+                        age,
+                        status
+                    );
+                }
+                Ok(())
+            }
+            WorkerCommand::Remove { name } => {
+                SealerCliApiClient::worker_ping_info_remove(c, name.clone())
+                    .await
+                    .map_err(rpc_err)?;
+                println!("removed {name}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `util deals …`.
+#[derive(Debug, Subcommand)]
+pub enum DealsCommand {
+    /// Import a file as a deal: piece commitment, piece store, published on the devnet, queued.
+    Import {
+        /// The miner.
+        #[arg(long)]
+        miner: u64,
+        /// Epochs from now by which the deal must be sealed.
+        #[arg(long = "start-in")]
+        start_in: Option<i64>,
+        /// The file (a path on the daemon's machine).
+        file: PathBuf,
+    },
+    /// Deals the manager holds.
+    List,
+}
+
+impl DealsCommand {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        match self {
+            DealsCommand::Import {
+                miner,
+                start_in,
+                file,
+            } => {
+                let abs = std::path::absolute(&file)
+                    .with_context(|| format!("resolving {}", file.display()))?;
+                let rec =
+                    DamoclesApiClient::deals_import(c, miner, abs.display().to_string(), start_in)
+                        .await
+                        .map_err(rpc_err)?;
+                println!(
+                    "deal {} queued for miner {miner}: piece {} ({} bytes padded, {} bytes of data), start epoch {}",
+                    rec.deal.deal_id, rec.deal.proposal.piece_cid, rec.deal.proposal.piece_size, rec.payload_size, rec.deal.proposal.start_epoch
+                );
+                Ok(())
+            }
+            DealsCommand::List => {
+                let list = DamoclesApiClient::deals_list(c).await.map_err(rpc_err)?;
+                println!(
+                    "{:<6} {:<8} {:>9} {:<66} STATE",
+                    "DEAL", "MINER", "SIZE", "PIECE"
+                );
+                for r in list {
+                    let state = match r.state {
+                        crate::deals::DealState::Queued => "queued".to_string(),
+                        crate::deals::DealState::Assigned { sector } => format!("in {sector}"),
+                    };
+                    println!(
+                        "{:<6} {:<8} {:>9} {:<66} {state}",
+                        r.deal.deal_id,
+                        r.deal.proposal.provider,
+                        r.deal.proposal.piece_size,
+                        r.deal.proposal.piece_cid.to_string()
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `util chain …`.
+#[derive(Debug, Subcommand)]
+pub enum ChainCommand {
+    /// Head, constants and counts.
+    Head,
+    /// A miner: sector size, power, current deadline.
+    Miner {
+        /// Actor id.
+        miner: u64,
+    },
+    /// A miner's sectors with their on-chain state.
+    Sectors {
+        /// Actor id.
+        miner: u64,
+    },
+    /// A miner's deadlines and partitions.
+    Deadlines {
+        /// Actor id.
+        miner: u64,
+    },
+}
+
+impl ChainCommand {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        match self {
+            ChainCommand::Head => {
+                print_json(&DamoclesApiClient::chain_head(c).await.map_err(rpc_err)?)
+            }
+            ChainCommand::Miner { miner } => print_json(
+                &DamoclesApiClient::chain_miner(c, miner)
+                    .await
+                    .map_err(rpc_err)?,
+            ),
+            ChainCommand::Sectors { miner } => {
+                let v = DamoclesApiClient::chain_sectors(c, miner)
+                    .await
+                    .map_err(rpc_err)?;
+                println!(
+                    "{:<8} {:<10} {:<10} {:<8} {:<9} {:<8} {:<8} DEALS",
+                    "SECTOR", "STATE", "ACTIVATED", "EXPIRES", "DEADLINE", "PART", "PROOF"
+                );
+                for s in &v.active {
+                    let state = if v.faulty.contains(&s.sector_number) {
+                        "faulty"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<8} {:<10} {:<10} {:<8} {:<9} {:<8} {:<8} {:?}",
+                        s.sector_number,
+                        state,
+                        s.activation,
+                        s.expiration,
+                        s.deadline,
+                        s.partition,
+                        if s.proof_verified { "verified" } else { "-" },
+                        s.deal_ids
+                    );
+                }
+                for p in &v.pre_committed {
+                    println!(
+                        "{:<8} {:<10} {:<10} {:<8} {:<9} {:<8} {:<8} {:?}",
+                        p.info.sector_number,
+                        "precommit",
+                        p.pre_commit_epoch,
+                        p.info.expiration,
+                        "-",
+                        "-",
+                        "-",
+                        p.info.deal_ids
+                    );
+                }
+                Ok(())
+            }
+            ChainCommand::Deadlines { miner } => {
+                let dls = DamoclesApiClient::chain_deadlines(c, miner)
+                    .await
+                    .map_err(rpc_err)?;
+                println!(
+                    "{:<9} {:<11} {:<8} {:<8} {:<11}",
+                    "DEADLINE", "PARTITIONS", "SECTORS", "FAULTY", "RECOVERING"
+                );
+                for (i, parts) in dls.iter().enumerate() {
+                    let sectors: usize = parts.iter().map(|p| p.all_sectors.len()).sum();
+                    if sectors == 0 {
+                        continue;
+                    }
+                    let faulty: usize = parts.iter().map(|p| p.faulty_sectors.len()).sum();
+                    let rec: usize = parts.iter().map(|p| p.recovering_sectors.len()).sum();
+                    println!(
+                        "{i:<9} {:<11} {sectors:<8} {faulty:<8} {rec:<11}",
+                        parts.len()
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }

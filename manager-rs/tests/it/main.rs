@@ -1,3 +1,10 @@
 //! Integration tests of the damocles-manager binary.
 
+mod api;
+mod common;
+mod e2e;
 mod params;
+mod restart;
+#[path = "../../../objstore/s3/tests/it/server.rs"]
+mod s3server;
+mod stores;

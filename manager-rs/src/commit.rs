@@ -1,0 +1,517 @@
+//! Commitments (manager-spec §1.6): PreCommit and ProveCommit submissions are checked, kept in
+//! the sector state, batched per miner and sent to the chain; polls map message states.
+//!
+//! A message is recorded before it is pushed: its id goes into an outbox record and into every
+//! sector it carries, in one synced write, then it is pushed (pushing is idempotent by id). A
+//! resender pushes outbox messages the chain does not know, so a crash between the two steps
+//! loses nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use damocles_manager_api::json::Cid;
+use damocles_manager_api::types::{
+    ActorId, OnChainState, PollStateResp, SectorId, SectorState, SectorWorkerState,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::{
+    Chain, Message, MessageStatus, MethodCall, PreCommitParams, SectorActivation, CHAIN_FINALITY,
+    EPOCHS_PER_DAY, MAX_SECTOR_EXPIRATION_EXTENSION, MIN_SECTOR_EXPIRATION,
+};
+use crate::config::{CommitmentPolicy, ManagerConfig};
+use crate::kv::{cf, Kv, Op};
+use crate::sectors::SectorStates;
+
+/// Which message kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CommitKind {
+    /// PreCommitSectorBatch2.
+    Pre,
+    /// ProveCommitSectors3.
+    Prove,
+}
+
+/// A message recorded before it is pushed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OutboxEntry {
+    kind: CommitKind,
+    sectors: Vec<SectorId>,
+    message: Message,
+}
+
+fn outbox_key(id: &Cid) -> Vec<u8> {
+    format!("outbox/{id}").into_bytes()
+}
+
+/// Exit codes after which a message may simply be sent again.
+const RETRYABLE_EXIT_CODES: [i64; 3] = [6, 7, 18];
+
+struct Queue {
+    pending: Mutex<BTreeSet<u64>>,
+    notify: Notify,
+}
+
+/// The commitment manager.
+pub struct Commitments {
+    chain: Arc<dyn Chain>,
+    states: Arc<SectorStates>,
+    cfg: Arc<ManagerConfig>,
+    kv: Kv,
+    queues: Mutex<HashMap<(ActorId, CommitKind), Arc<Queue>>>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Commitments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commitments").finish_non_exhaustive()
+    }
+}
+
+fn policy(cfg: &ManagerConfig, miner: ActorId, kind: CommitKind) -> CommitmentPolicy {
+    let m = cfg.miner(miner).cloned().unwrap_or_default();
+    match kind {
+        CommitKind::Pre => m.commitment.pre,
+        CommitKind::Prove => m.commitment.prove,
+    }
+}
+
+/// The sender address of a policy (`Senders`, else the deprecated `Sender`).
+fn sender(p: &CommitmentPolicy, miner: ActorId) -> String {
+    p.senders
+        .first()
+        .cloned()
+        .or_else(|| p.sender.clone())
+        .unwrap_or_else(|| format!("t0{miner}"))
+}
+
+impl Commitments {
+    /// A manager over the chain and the sector states; call [`Commitments::start`] to run it.
+    pub fn new(
+        chain: Arc<dyn Chain>,
+        states: Arc<SectorStates>,
+        cfg: Arc<ManagerConfig>,
+        kv: Kv,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Commitments {
+            chain,
+            states,
+            cfg,
+            kv,
+            queues: Mutex::new(HashMap::new()),
+            stop,
+        })
+    }
+
+    /// Re-queues what was waiting to be sent before a restart and starts the resender.
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let mut requeued = 0;
+        for st in self.states.all(
+            SectorWorkerState::Online,
+            damocles_manager_api::types::SectorJob::All,
+        )? {
+            if !st.message_info.need_send || st.upgraded || st.imported || st.need_rebuild {
+                continue;
+            }
+            let kind = if st.message_info.pre_commit_cid.is_none() && st.proof.is_none() {
+                CommitKind::Pre
+            } else {
+                CommitKind::Prove
+            };
+            self.enqueue(st.id, kind);
+            requeued += 1;
+        }
+        if requeued > 0 {
+            tracing::info!(
+                sectors = requeued,
+                "commitments waiting before the restart are queued again"
+            );
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.resend_loop().await });
+        Ok(())
+    }
+
+    /// Queues a sector for its next message.
+    pub fn enqueue(self: &Arc<Self>, sid: SectorId, kind: CommitKind) {
+        let queue = {
+            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            match queues.get(&(sid.miner, kind)) {
+                Some(q) => q.clone(),
+                None => {
+                    let q = Arc::new(Queue {
+                        pending: Mutex::new(BTreeSet::new()),
+                        notify: Notify::new(),
+                    });
+                    queues.insert((sid.miner, kind), q.clone());
+                    let me = self.clone();
+                    let q2 = q.clone();
+                    tokio::spawn(async move { me.batch_loop(sid.miner, kind, q2).await });
+                    q
+                }
+            }
+        };
+        queue
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sid.number);
+        queue.notify.notify_one();
+    }
+
+    async fn batch_loop(self: Arc<Self>, miner: ActorId, kind: CommitKind, queue: Arc<Queue>) {
+        let mut heads = self.chain.subscribe();
+        loop {
+            let interval = policy(&self.cfg, miner, kind)
+                .batch
+                .check_interval
+                .0
+                .max(Duration::from_millis(100));
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = queue.notify.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+                _ = heads.changed() => {}
+            }
+            if let Err(e) = self.process(miner, kind, &queue).await {
+                tracing::error!(miner, ?kind, error = %format!("{e:#}"), "sending commitments failed; retrying");
+            }
+        }
+    }
+
+    /// Sends what is due: everything once `Threshold` sectors wait, else the sectors that have
+    /// waited `MaxWait` (counted in epochs since their ticket or seed).
+    async fn process(
+        self: &Arc<Self>,
+        miner: ActorId,
+        kind: CommitKind,
+        queue: &Queue,
+    ) -> Result<()> {
+        let numbers: Vec<u64> = queue
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let p = policy(&self.cfg, miner, kind);
+        let params = self.chain.network_params().await?;
+        let head = self.chain.head().await?.epoch;
+        let max_wait_epochs =
+            (p.batch.max_wait.0.as_secs() / params.block_delay_secs.max(1)) as i64;
+        let mut due = Vec::new();
+        let mut states = Vec::new();
+        for n in &numbers {
+            let sid = SectorId { miner, number: *n };
+            match self.states.load(sid, SectorWorkerState::Online)? {
+                Some(st) if st.message_info.need_send => states.push(st),
+                _ => {
+                    queue
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(n);
+                }
+            }
+        }
+        let all = states.len() >= p.batch.threshold;
+        for st in states {
+            let since = match kind {
+                CommitKind::Pre => st.ticket.as_ref().map(|t| t.epoch),
+                CommitKind::Prove => st.seed.as_ref().map(|s| s.epoch),
+            }
+            .unwrap_or(head);
+            if all || head - since > max_wait_epochs {
+                due.push(st);
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let sids: Vec<SectorId> = due.iter().map(|s| s.id).collect();
+        let call = match kind {
+            CommitKind::Pre => {
+                let mut sectors = Vec::new();
+                for st in &due {
+                    sectors.push(self.pre_commit_params(st, head, &params).await?);
+                }
+                MethodCall::PreCommitSectorBatch2 { sectors }
+            }
+            CommitKind::Prove => {
+                let require = self
+                    .cfg
+                    .miner(miner)
+                    .is_some_and(|m| m.sealing.require_activation_success);
+                MethodCall::ProveCommitSectors3 {
+                    activations: due
+                        .iter()
+                        .map(|st| SectorActivation {
+                            sector_number: st.id.number,
+                            deal_ids: deal_ids(st),
+                            proof: st
+                                .proof
+                                .as_ref()
+                                .map(|p| p.proof.clone())
+                                .unwrap_or_default(),
+                        })
+                        .collect(),
+                    require_activation_success: require,
+                }
+            }
+        };
+        let message = Message {
+            from: sender(&p, miner),
+            to: miner,
+            value: 0,
+            call,
+        };
+        let id = crate::chain::new_message_id(&message)?;
+        let entry = OutboxEntry {
+            kind,
+            sectors: sids.clone(),
+            message: message.clone(),
+        };
+        let id2 = id.clone();
+        let changed = self.states.update_batch(
+            &sids,
+            vec![Op::put_json(cf::COMMON, outbox_key(&id), &entry)?],
+            move |st| {
+                if !st.message_info.need_send {
+                    return Ok(false);
+                }
+                match kind {
+                    CommitKind::Pre => st.message_info.pre_commit_cid = Some(id2.clone()),
+                    CommitKind::Prove => st.message_info.commit_cid = Some(id2.clone()),
+                }
+                st.message_info.need_send = false;
+                Ok(true)
+            },
+        )?;
+        {
+            let mut pending = queue.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for s in &sids {
+                pending.remove(&s.number);
+            }
+        }
+        tracing::info!(miner, ?kind, message = %id, sectors = ?changed.iter().map(|s| s.number).collect::<Vec<_>>(), "commitment message recorded");
+        if let Err(e) = self.chain.push_message(&id, message).await {
+            tracing::warn!(message = %id, error = %format!("{e:#}"), "pushing failed; the resender retries");
+        }
+        Ok(())
+    }
+
+    async fn pre_commit_params(
+        &self,
+        st: &SectorState,
+        head: i64,
+        params: &crate::chain::NetworkParams,
+    ) -> Result<PreCommitParams> {
+        let pre = st
+            .pre
+            .as_ref()
+            .with_context(|| format!("sector {} has no PreCommit info", st.id))?;
+        let lifetime_days = self
+            .cfg
+            .miner(st.id.miner)
+            .map_or(540, |m| m.sector.lifetime_days) as i64;
+        let deal_end = st
+            .pieces
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| !p.is_filler() && p.deal_info.end_epoch > head)
+            .map(|p| p.deal_info.end_epoch)
+            .max();
+        let mut end = match deal_end {
+            Some(e) => e,
+            None => {
+                let lifetime = lifetime_days * EPOCHS_PER_DAY;
+                let clamped =
+                    lifetime.clamp(MIN_SECTOR_EXPIRATION, MAX_SECTOR_EXPIRATION_EXTENSION);
+                let lifetime = if clamped == lifetime {
+                    lifetime - 2 * params.wpost_proving_period()
+                } else {
+                    clamped
+                };
+                head + lifetime
+            }
+        };
+        end = end.max(head + MIN_SECTOR_EXPIRATION + EPOCHS_PER_DAY);
+        end = end.max(
+            pre.ticket.epoch
+                + EPOCHS_PER_DAY
+                + CHAIN_FINALITY
+                + params.max_prove_commit_duration.min(MIN_SECTOR_EXPIRATION),
+        );
+        end = end.min(head + params.pre_commit_challenge_delay + MAX_SECTOR_EXPIRATION_EXTENSION);
+        Ok(PreCommitParams {
+            seal_proof: st.sector_type,
+            sector_number: st.id.number,
+            sealed_cid: pre.comm_r.clone(),
+            seal_rand_epoch: pre.ticket.epoch,
+            deal_ids: deal_ids(st),
+            expiration: end,
+            unsealed_cid: st
+                .pieces
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .map(|_| pre.comm_d.clone()),
+        })
+    }
+
+    async fn resend_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            if let Err(e) = self.resend_once().await {
+                tracing::warn!(error = %format!("{e:#}"), "outbox check failed");
+            }
+        }
+    }
+
+    /// Pushes recorded messages the chain does not know; forgets executed ones.
+    pub async fn resend_once(&self) -> Result<()> {
+        for (key, entry) in self.kv.scan_json::<OutboxEntry>(cf::COMMON, b"outbox/")? {
+            let id = Cid(String::from_utf8_lossy(&key["outbox/".len()..]).into_owned());
+            match self.chain.message_status(&id).await? {
+                None => {
+                    tracing::info!(message = %id, "pushing a recorded message");
+                    self.chain.push_message(&id, entry.message).await?;
+                }
+                Some(MessageStatus::Executed { .. }) => self.kv.delete(cf::COMMON, &key)?,
+                Some(MessageStatus::Pending) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a message is in the outbox (recorded, maybe not pushed yet).
+    fn in_outbox(&self, id: &Cid) -> Result<bool> {
+        Ok(self.kv.get(cf::COMMON, &outbox_key(id))?.is_some())
+    }
+
+    /// The poll answer for a sector's message (manager-spec §1.6 mapping).
+    pub async fn poll(&self, st: &SectorState, kind: CommitKind) -> Result<PollStateResp> {
+        let id = match kind {
+            CommitKind::Pre => &st.message_info.pre_commit_cid,
+            CommitKind::Prove => &st.message_info.commit_cid,
+        };
+        let resp = |state, desc: Option<String>| Ok(PollStateResp { state, desc });
+        let Some(id) = id else {
+            return if st.message_info.need_send {
+                resp(OnChainState::Pending, None)
+            } else {
+                resp(
+                    OnChainState::Failed,
+                    Some("attempt to publish message but failed".into()),
+                )
+            };
+        };
+        let status = match self.chain.message_status(id).await? {
+            Some(s) => s,
+            None if self.in_outbox(id)? => return resp(OnChainState::Pending, None),
+            None => {
+                return resp(
+                    OnChainState::NotFound,
+                    Some(format!("message {id} not found")),
+                )
+            }
+        };
+        match status {
+            MessageStatus::Pending => resp(OnChainState::Pending, None),
+            MessageStatus::Executed {
+                epoch,
+                exit_code,
+                error,
+            } => {
+                let head = self.chain.head().await?.epoch;
+                let confidence = self
+                    .cfg
+                    .miner(st.id.miner)
+                    .map_or(10, |m| m.commitment.confidence);
+                if head - epoch < confidence {
+                    return resp(OnChainState::Packed, None);
+                }
+                if exit_code != 0 {
+                    let desc = Some(format!(
+                        "exit code {exit_code}: {}",
+                        error.unwrap_or_default()
+                    ));
+                    return if RETRYABLE_EXIT_CODES.contains(&exit_code) {
+                        resp(OnChainState::Failed, desc)
+                    } else {
+                        resp(OnChainState::PermFailed, desc)
+                    };
+                }
+                match kind {
+                    CommitKind::Pre => {
+                        let on_chain = self
+                            .chain
+                            .pre_commit_info(st.id.miner, st.id.number)
+                            .await?;
+                        let active = self.chain.sector_info(st.id.miner, st.id.number).await?;
+                        if on_chain.is_none() && active.is_none() {
+                            return resp(
+                                OnChainState::ShouldAbort,
+                                Some("pre-commit info not found on chain".into()),
+                            );
+                        }
+                    }
+                    CommitKind::Prove => {
+                        if self
+                            .chain
+                            .sector_info(st.id.miner, st.id.number)
+                            .await?
+                            .is_none()
+                        {
+                            return resp(
+                                OnChainState::ShouldAbort,
+                                Some("sector not found on chain after its proof landed".into()),
+                            );
+                        }
+                    }
+                }
+                resp(OnChainState::Landed, None)
+            }
+        }
+    }
+
+    /// The sectors waiting in each queue, for views.
+    pub fn queued(&self) -> BTreeMap<String, Vec<u64>> {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues
+            .iter()
+            .map(|((m, k), q)| {
+                (
+                    format!("{m}/{k:?}"),
+                    q.pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .copied()
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn deal_ids(st: &SectorState) -> Vec<u64> {
+    st.pieces
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| !p.is_filler() && p.deal_info.is_builtin_market)
+        .map(|p| p.deal_info.deal_id)
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! The daemon: opens the state, the chain, the stores and the managers, then serves the API
+//! until it is told to stop.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use damocles_manager_api::types::SectorWorkerState;
+use jsonrpsee::server::ServerHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::devnet::Devnet;
+use crate::chain::Chain;
+use crate::commit::Commitments;
+use crate::config::ManagerConfig;
+use crate::deals::DealManager;
+use crate::kv::Kv;
+use crate::rpc;
+use crate::sealer::Sealer;
+use crate::sectors::{NumberAllocator, SectorStates};
+use crate::stores::{scan_persist_stores, PieceStores, SectorIndex, StoreManager, StoreOpener};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// A store name that is not configured is a file store at that path (mock mode).
+    pub auto_fs_stores: bool,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The API's logic.
+    pub sealer: Arc<Sealer>,
+    /// The address served.
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    stop: CancellationToken,
+    devnet_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a listen address the Go way: `:1789` is every interface, port 1789.
+pub fn parse_listen(s: &str) -> Result<SocketAddr> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .with_context(|| format!("invalid listen address {s:?} (expected host:port or :port)"))?
+        .next()
+        .with_context(|| format!("listen address {s:?} resolves to nothing"))
+}
+
+/// The address a client on this machine uses to reach a daemon listening on `s`.
+pub fn client_addr(s: &str) -> Result<SocketAddr> {
+    let mut addr = parse_listen(s)?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(addr)
+}
+
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+impl Daemon {
+    /// Starts everything; the database lives in `db_dir`.
+    pub async fn start(cfg: ManagerConfig, db_dir: &Path, opts: DaemonOptions) -> Result<Daemon> {
+        let cfg = Arc::new(cfg);
+        let stop = CancellationToken::new();
+        tracing::info!(db = %db_dir.display(), "opening the state database");
+        let kv = Kv::open(db_dir)?;
+        let Some(devnet_cfg) = &cfg.devnet else {
+            bail!("no chain: only the embedded devnet is supported ([Common.API] Chain = \"devnet\" and a [Devnet] section)");
+        };
+        tracing::info!("starting the devnet chain");
+        let devnet = Devnet::open(kv.clone(), devnet_cfg)?;
+        let devnet_task = tokio::spawn(devnet.clone().run(stop.clone()));
+        let chain: Arc<dyn Chain> = devnet;
+        let head = chain.head().await?;
+        tracing::info!(epoch = head.epoch, "devnet head");
+
+        tracing::info!("opening the stores");
+        let opener = StoreOpener::new(StoreOpener::default_plugin_dir(
+            cfg.common.plugins.dir.as_deref(),
+        ));
+        let mut persist = cfg.common.persist_stores.clone();
+        persist.extend(scan_persist_stores(&cfg.common.scan_persist_stores)?);
+        let stores = StoreManager::open(persist, kv.clone(), opener.clone(), opts.auto_fs_stores)?;
+        let pieces = Arc::new(PieceStores::open(&cfg.common.piece_stores, &opener)?);
+
+        let states = Arc::new(SectorStates::new(kv.clone()));
+        let commitments = Commitments::new(
+            chain.clone(),
+            states.clone(),
+            cfg.clone(),
+            kv.clone(),
+            stop.clone(),
+        );
+        let sealer = Arc::new(Sealer {
+            cfg: cfg.clone(),
+            kv: kv.clone(),
+            chain: chain.clone(),
+            numbers: NumberAllocator::new(kv.clone()),
+            states: states.clone(),
+            stores,
+            index: SectorIndex::new(kv.clone()),
+            deals: DealManager::new(kv.clone(), chain.clone(), pieces.clone()),
+            commitments: commitments.clone(),
+        });
+        release_stale_reservations(&sealer)?;
+        commitments.start()?;
+
+        let module = rpc::module(sealer.clone())?;
+        let metrics = install_metrics();
+        if let Some(h) = metrics.clone() {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => h.run_upkeep(),
+                    }
+                }
+            });
+        }
+        let routes =
+            rpc::http::Routes::new(Some(cfg.common.auth.token.clone()), metrics, Some(pieces));
+        let (handle, addr) = rpc::serve(opts.listen, module, routes).await?;
+        metrics::gauge!("damocles_manager_info").set(1.0);
+        tracing::info!(%addr, auth = !cfg.common.auth.token.is_empty(), "serving the API at /rpc/v0");
+        Ok(Daemon {
+            sealer,
+            addr,
+            handle,
+            stop,
+            devnet_task,
+        })
+    }
+
+    /// Stops serving, stops the background jobs and closes the database.
+    pub async fn shutdown(self) {
+        tracing::info!("stopping the RPC server");
+        let _ = self.handle.stop();
+        self.handle.stopped().await;
+        tracing::info!("stopping background jobs");
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.devnet_task).await;
+        tracing::info!("stopped");
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signalled(self) -> Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+            _ = term.recv() => tracing::info!("SIGTERM"),
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Reservations of sectors that are no longer online are leftovers of a crash: release them.
+fn release_stale_reservations(sealer: &Sealer) -> Result<()> {
+    for (store, item) in sealer.stores.reservations()? {
+        let Some(sid) = parse_sector_name(&item.by) else {
+            continue;
+        };
+        if sealer
+            .states
+            .load(sid, SectorWorkerState::Online)?
+            .is_none()
+        {
+            sealer.stores.release_reserved(sid)?;
+            tracing::info!(sector = %sid, store, "released the reservation of a sector that is no longer being sealed");
+        }
+    }
+    Ok(())
+}
+
+/// Parses `s-t0<miner>-<number>`.
+pub fn parse_sector_name(s: &str) -> Option<damocles_manager_api::types::SectorId> {
+    let rest = s.strip_prefix("s-t0")?;
+    let (m, n) = rest.split_once('-')?;
+    Some(damocles_manager_api::types::SectorId {
+        miner: m.parse().ok()?,
+        number: n.parse().ok()?,
+    })
+}

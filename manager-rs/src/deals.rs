@@ -1,0 +1,440 @@
+//! Deals on the devnet: pieces imported by the operator, published on chain, queued per miner
+//! and laid out into sectors by `AcquireDeals` (our stand-in for a market node).
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, ensure, Context, Result};
+use damocles_manager_api::json::{data_commitment_cid, data_commitment_of};
+use damocles_manager_api::types::{
+    AcquireDealsSpec, DealInfoV2, PieceInfo, SectorId, SectorPieceV2,
+};
+use serde::{Deserialize, Serialize};
+use vc_processors::builtin::proofs::{self as vp, api};
+
+use crate::chain::{Chain, DealProposal, MarketDeal, EPOCHS_PER_DAY};
+use crate::kv::{cf, Kv};
+use crate::proofs::seal_proof;
+use crate::stores::PieceStores;
+
+/// Where a deal is in this manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DealState {
+    /// Waiting for a sector.
+    Queued,
+    /// In a sector being sealed.
+    Assigned {
+        /// The sector.
+        sector: SectorId,
+    },
+}
+
+/// A deal the manager holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DealRecord {
+    /// The deal as published.
+    pub deal: MarketDeal,
+    /// Bytes of real data in the piece.
+    pub payload_size: u64,
+    /// Where it is.
+    pub state: DealState,
+}
+
+fn deal_key(id: u64) -> Vec<u8> {
+    format!("deal/{id:020}").into_bytes()
+}
+
+/// Options of an import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Epochs from now until the deal must be sealed.
+    pub start_in: i64,
+    /// Deal length in epochs.
+    pub duration: i64,
+    /// The client address recorded.
+    pub client: String,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            start_in: 20_000,
+            duration: 200 * EPOCHS_PER_DAY,
+            client: "t0100".into(),
+        }
+    }
+}
+
+/// The deal queue.
+pub struct DealManager {
+    kv: Kv,
+    chain: Arc<dyn Chain>,
+    pieces: Arc<PieceStores>,
+    lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for DealManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DealManager").finish_non_exhaustive()
+    }
+}
+
+/// The padded piece size holding `len` bytes of data (a power of two, at least 128).
+pub fn padded_piece_size(len: u64) -> u64 {
+    let padded = len.div_ceil(127) * 128;
+    padded.next_power_of_two().max(128)
+}
+
+/// A zero filler piece of `size` padded bytes.
+pub fn filler_piece(size: u64) -> Result<SectorPieceV2> {
+    let cid = data_commitment_cid(&vp::zero_piece_commitment(size)?);
+    Ok(SectorPieceV2 {
+        piece: PieceInfo {
+            size,
+            piece_cid: cid.clone(),
+        },
+        deal_info: DealInfoV2 {
+            deal_id: 0,
+            publish_cid: None,
+            allocation_id: 0,
+            piece_cid: cid,
+            piece_size: size,
+            client: String::new(),
+            provider: String::new(),
+            offset: 0,
+            length: size,
+            payload_size: 0,
+            start_epoch: 0,
+            end_epoch: 0,
+            is_builtin_market: true,
+            is_compatible: true,
+        },
+    })
+}
+
+/// Fills `[from, to)` of a sector with aligned zero pieces.
+fn fillers(mut from: u64, to: u64, out: &mut Vec<SectorPieceV2>) -> Result<()> {
+    while from < to {
+        let align = if from == 0 {
+            u64::MAX
+        } else {
+            1 << from.trailing_zeros()
+        };
+        let room = 1u64 << (63 - (to - from).leading_zeros());
+        let size = align.min(room);
+        let mut p = filler_piece(size)?;
+        p.deal_info.offset = from;
+        out.push(p);
+        from += size;
+    }
+    Ok(())
+}
+
+impl DealManager {
+    /// Over the state database, the chain and the piece stores.
+    pub fn new(kv: Kv, chain: Arc<dyn Chain>, pieces: Arc<PieceStores>) -> Self {
+        DealManager {
+            kv,
+            chain,
+            pieces,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The piece stores.
+    pub fn pieces(&self) -> &Arc<PieceStores> {
+        &self.pieces
+    }
+
+    /// Imports a file as a deal for `miner`: computes its piece commitment, keeps the piece in
+    /// the first writable piece store, publishes the deal and queues it.
+    pub async fn import(&self, miner: u64, file: &Path, opts: ImportOptions) -> Result<DealRecord> {
+        let info = self
+            .chain
+            .miner_info(miner)
+            .await?
+            .with_context(|| format!("miner {miner} does not exist on the chain"))?;
+        let len = std::fs::metadata(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .len();
+        ensure!(len > 0, "{} is empty", file.display());
+        let padded = padded_piece_size(len);
+        ensure!(
+            padded <= info.sector_size,
+            "{} needs a {padded}-byte piece, more than the {}-byte sector of miner {miner}",
+            file.display(),
+            info.sector_size
+        );
+        let proof = seal_proof(info.seal_proof_type)?;
+        let path = file.to_path_buf();
+        let comm = tokio::task::spawn_blocking(move || -> Result<[u8; 32]> {
+            let f = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let unpadded = padded / 128 * 127;
+            let reader = f.take(len).chain(std::io::repeat(0).take(unpadded - len));
+            let info = vp::guard("generate_piece_commitment", || {
+                api::seal::generate_piece_commitment(
+                    proof,
+                    reader,
+                    api::UnpaddedBytesAmount(unpadded),
+                )
+            })?;
+            Ok(info.commitment)
+        })
+        .await
+        .context("piece commitment task")??;
+        let cid = data_commitment_cid(&comm);
+        let store = self
+            .pieces
+            .writable()
+            .context("no writable [[Common.PieceStores]] to keep the piece in")?;
+        let mut src =
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let name = cid.to_string();
+        tokio::task::block_in_place(|| store.put(&name, &mut src))
+            .with_context(|| format!("storing piece {cid}"))?;
+        let head = self.chain.head().await?;
+        let deal = self
+            .chain
+            .publish_deal(DealProposal {
+                piece_cid: cid,
+                piece_size: padded,
+                verified_deal: false,
+                client: opts.client,
+                provider: miner,
+                label: file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                start_epoch: head.epoch + opts.start_in,
+                end_epoch: head.epoch + opts.start_in + opts.duration,
+            })
+            .await?;
+        let rec = DealRecord {
+            deal,
+            payload_size: len,
+            state: DealState::Queued,
+        };
+        self.kv
+            .put_json(cf::DEALS, &deal_key(rec.deal.deal_id), &rec)?;
+        tracing::info!(deal = rec.deal.deal_id, miner, piece = %rec.deal.proposal.piece_cid, "deal imported and queued");
+        Ok(rec)
+    }
+
+    /// Every deal held.
+    pub fn list(&self) -> Result<Vec<DealRecord>> {
+        Ok(self
+            .kv
+            .scan_json::<DealRecord>(cf::DEALS, b"deal/")?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Lays queued deals of the sector's miner into it, largest first, and fills the rest with
+    /// aligned zero pieces; `None` when no deal fits (a CC sector). The deals are marked
+    /// assigned before this returns.
+    pub async fn acquire(
+        &self,
+        sid: SectorId,
+        sector_size: u64,
+        spec: AcquireDealsSpec,
+    ) -> Result<Option<Vec<SectorPieceV2>>> {
+        let head = self.chain.head().await?.epoch;
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queued: Vec<DealRecord> = self
+            .list()?
+            .into_iter()
+            .filter(|r| r.state == DealState::Queued && r.deal.proposal.provider == sid.miner)
+            .filter(|r| r.deal.proposal.start_epoch > head)
+            .collect();
+        queued.sort_by_key(|r| r.deal.deal_id);
+        let max = spec.max_deals.unwrap_or(u64::MAX);
+        let mut chosen = Vec::new();
+        let mut used = 0u64;
+        for r in queued {
+            if chosen.len() as u64 >= max {
+                break;
+            }
+            if used + r.deal.proposal.piece_size <= sector_size {
+                used += r.deal.proposal.piece_size;
+                chosen.push(r);
+            }
+        }
+        if chosen.is_empty() || spec.min_used_space.is_some_and(|m| used < m) {
+            return Ok(None);
+        }
+        // Largest first keeps every piece aligned without inner padding.
+        chosen.sort_by_key(|r| std::cmp::Reverse(r.deal.proposal.piece_size));
+        let mut pieces = Vec::new();
+        let mut offset = 0;
+        for r in &chosen {
+            let p = &r.deal.proposal;
+            pieces.push(SectorPieceV2 {
+                piece: PieceInfo {
+                    size: p.piece_size,
+                    piece_cid: p.piece_cid.clone(),
+                },
+                deal_info: DealInfoV2 {
+                    deal_id: r.deal.deal_id,
+                    publish_cid: Some(r.deal.publish_cid.clone()),
+                    allocation_id: 0,
+                    piece_cid: p.piece_cid.clone(),
+                    piece_size: p.piece_size,
+                    client: p.client.clone(),
+                    provider: format!("t0{}", p.provider),
+                    offset,
+                    length: p.piece_size,
+                    payload_size: r.payload_size,
+                    start_epoch: p.start_epoch,
+                    end_epoch: p.end_epoch,
+                    is_builtin_market: true,
+                    is_compatible: true,
+                },
+            });
+            offset += p.piece_size;
+        }
+        fillers(offset, sector_size, &mut pieces)?;
+        let mut ops = Vec::new();
+        for mut r in chosen {
+            r.state = DealState::Assigned { sector: sid };
+            ops.push(crate::kv::Op::put_json(
+                cf::DEALS,
+                deal_key(r.deal.deal_id),
+                &r,
+            )?);
+        }
+        self.kv.write(ops)?;
+        Ok(Some(pieces))
+    }
+
+    /// Puts a sector's deals back in the queue.
+    pub fn release(&self, sid: SectorId, pieces: &[SectorPieceV2]) -> Result<()> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ops = Vec::new();
+        for p in pieces.iter().filter(|p| !p.is_filler()) {
+            let key = deal_key(p.deal_info.deal_id);
+            if let Some(mut r) = self.kv.get_json::<DealRecord>(cf::DEALS, &key)? {
+                if r.state == (DealState::Assigned { sector: sid }) {
+                    r.state = DealState::Queued;
+                    ops.push(crate::kv::Op::put_json(cf::DEALS, key, &r)?);
+                }
+            }
+        }
+        if !ops.is_empty() {
+            self.kv.write(ops)?;
+            tracing::info!(sector = %sid, "deals released back to the queue");
+        }
+        Ok(())
+    }
+
+    /// Checks a sector's pieces against the chain: fillers are zero pieces, deals belong to
+    /// the miner, match their proposal and have not started; returns the CommD they make.
+    pub async fn check_pieces(
+        &self,
+        sid: SectorId,
+        seal: damocles_manager_api::types::SealProofType,
+        pieces: &[SectorPieceV2],
+    ) -> Result<[u8; 32], String> {
+        let head = self.chain.head().await.map_err(|e| format!("{e:#}"))?.epoch;
+        let mut infos = Vec::new();
+        for p in pieces {
+            let comm = data_commitment_of(&p.piece.piece_cid)?;
+            if p.is_filler() {
+                let zero = vp::zero_piece_commitment(p.piece.size).map_err(|e| format!("{e:#}"))?;
+                if comm != zero {
+                    return Err(format!(
+                        "piece {} has no deal but is not a zero piece",
+                        p.piece.piece_cid
+                    ));
+                }
+            } else {
+                let id = p.deal_info.deal_id;
+                let deal = self
+                    .chain
+                    .market_deal(id)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?
+                    .ok_or_else(|| format!("deal {id} not found on chain"))?;
+                if deal.proposal.provider != sid.miner {
+                    return Err(format!(
+                        "deal {id} belongs to miner {}",
+                        deal.proposal.provider
+                    ));
+                }
+                if deal.proposal.piece_cid != p.piece.piece_cid
+                    || deal.proposal.piece_size != p.piece.size
+                {
+                    return Err(format!("deal {id}: piece differs from the proposal"));
+                }
+                if head >= deal.proposal.start_epoch {
+                    return Err(format!(
+                        "deal {id} should have started at {}",
+                        deal.proposal.start_epoch
+                    ));
+                }
+            }
+            infos.push(api::PieceInfo {
+                commitment: comm,
+                size: api::UnpaddedBytesAmount::from(api::PaddedBytesAmount(p.piece.size)),
+            });
+        }
+        let proof = seal_proof(seal).map_err(|e| e.to_string())?;
+        api::seal::compute_comm_d(proof, &infos)
+            .map_err(|e| format!("computing CommD of the pieces: {e}"))
+    }
+}
+
+/// Checks that a sector's layout is what the worker needs: pieces aligned and within it.
+pub fn check_layout(pieces: &[SectorPieceV2], sector_size: u64) -> Result<()> {
+    let mut offset = 0u64;
+    for p in pieces {
+        let size = p.piece.size;
+        if !size.is_power_of_two() || size < 128 {
+            bail!(
+                "piece {} has size {size}, not a power of two of at least 128",
+                p.piece.piece_cid
+            );
+        }
+        if !offset.is_multiple_of(size) {
+            bail!(
+                "piece {} at offset {offset} is not aligned to its size",
+                p.piece.piece_cid
+            );
+        }
+        offset += size;
+    }
+    ensure!(
+        offset <= sector_size,
+        "pieces take {offset} bytes, more than the sector's {sector_size}"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fillers_are_aligned_powers_of_two_that_complete_the_sector() {
+        let mut out = Vec::new();
+        fillers(512, 2048, &mut out).expect("fillers");
+        let sizes: Vec<u64> = out.iter().map(|p| p.piece.size).collect();
+        assert_eq!(sizes, vec![512, 1024]);
+        let mut all = vec![filler_piece(512).expect("first")];
+        all.extend(out);
+        check_layout(&all, 2048).expect("aligned");
+        assert!(all.iter().all(SectorPieceV2::is_filler));
+    }
+
+    #[test]
+    fn padded_sizes() {
+        assert_eq!(padded_piece_size(1), 128);
+        assert_eq!(padded_piece_size(127), 128);
+        assert_eq!(padded_piece_size(128), 256);
+        assert_eq!(padded_piece_size(1016), 1024);
+        assert_eq!(padded_piece_size(1017), 2048);
+    }
+}

@@ -1,0 +1,46 @@
+//! Errors the API answers: a JSON-RPC code and a message that says what was wrong.
+
+use damocles_manager_api::types::SectorId;
+use damocles_manager_api::ERR_SECTOR_STATE_NOT_FOUND;
+use jsonrpsee::types::ErrorObjectOwned;
+
+/// The default application error code (damocles' go-jsonrpc default).
+pub const ERR_DEFAULT: i32 = 1;
+
+/// An error answered to an RPC caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The sector's state is missing (code 11001: the worker aborts the sector).
+    #[error("error code 11001: sector state not found: {0}")]
+    SectorStateNotFound(SectorId),
+    /// The request is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Anything else (code 1): the worker retries later.
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Results of API operations.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// The JSON-RPC code.
+    pub fn code(&self) -> i32 {
+        match self {
+            ApiError::SectorStateNotFound(_) => ERR_SECTOR_STATE_NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::Internal(_) => ERR_DEFAULT,
+        }
+    }
+
+    /// A bad-request error.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+}
+
+impl From<ApiError> for ErrorObjectOwned {
+    fn from(e: ApiError) -> Self {
+        ErrorObjectOwned::owned(e.code(), e.to_string(), None::<()>)
+    }
+}

@@ -1,0 +1,73 @@
+//! Conversions between the chain's proof-type integers and the proof library's types.
+
+use anyhow::{bail, Result};
+use damocles_manager_api::types::SealProofType;
+use vc_processors::builtin::proofs::api::{RegisteredPoStProof, RegisteredSealProof};
+
+/// The proof library's seal proof for a chain integer.
+pub fn seal_proof(t: SealProofType) -> Result<RegisteredSealProof> {
+    use RegisteredSealProof::*;
+    const ALL: [RegisteredSealProof; 20] = [
+        StackedDrg2KiBV1,
+        StackedDrg8MiBV1,
+        StackedDrg512MiBV1,
+        StackedDrg32GiBV1,
+        StackedDrg64GiBV1,
+        StackedDrg2KiBV1_1,
+        StackedDrg8MiBV1_1,
+        StackedDrg512MiBV1_1,
+        StackedDrg32GiBV1_1,
+        StackedDrg64GiBV1_1,
+        StackedDrg2KiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg8MiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg512MiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg32GiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg64GiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg2KiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg8MiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg512MiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg32GiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg64GiBV1_2_Feat_NonInteractivePoRep,
+    ];
+    match usize::try_from(t.0).ok().and_then(|i| ALL.get(i)) {
+        Some(p) => Ok(*p),
+        None => bail!("unknown seal proof type {}", t.0),
+    }
+}
+
+/// The chain integer of the `V1_1` WindowPoSt proof for a sector size (10 = 2 KiB … 14 = 64 GiB).
+pub fn window_post_chain_type(sector_size: u64) -> Result<i64> {
+    match SealProofType::SECTOR_SIZES
+        .iter()
+        .position(|&s| s == sector_size)
+    {
+        Some(i) => Ok(10 + i as i64),
+        None => bail!("unsupported sector size {sector_size}"),
+    }
+}
+
+/// The proof library's WindowPoSt proof for a chain integer (5–9 V1, 10–14 V1_1; the
+/// library calls the chain's `V1_1` `V1_2`).
+pub fn window_post_proof(chain_type: i64) -> Result<RegisteredPoStProof> {
+    use RegisteredPoStProof::*;
+    const V1_2: [RegisteredPoStProof; 5] = [
+        StackedDrgWindow2KiBV1_2,
+        StackedDrgWindow8MiBV1_2,
+        StackedDrgWindow512MiBV1_2,
+        StackedDrgWindow32GiBV1_2,
+        StackedDrgWindow64GiBV1_2,
+    ];
+    match chain_type {
+        5..=14 => Ok(V1_2[((chain_type - 5) % 5) as usize]),
+        other => bail!("unknown WindowPoSt proof type {other}"),
+    }
+}
+
+/// Sectors per WindowPoSt partition for a sector size.
+pub fn window_post_partition_sectors(sector_size: u64) -> u64 {
+    match sector_size {
+        s if s >= 64 << 30 => 2300,
+        s if s >= 32 << 30 => 2349,
+        _ => 2,
+    }
+}

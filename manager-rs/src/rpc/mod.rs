@@ -1,0 +1,661 @@
+//! The JSON-RPC server: thin handlers over [`Sealer`], served at `/rpc/v0` over HTTP and
+//! websocket, next to `/healthcheck`, `/metrics` and `/piecestore/`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use damocles_manager_api::json::Cid;
+use damocles_manager_api::rpc::{SealerApiServer, SealerCliApiServer};
+use damocles_manager_api::types::*;
+use jsonrpsee::core::{async_trait, RpcResult};
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::server::{RpcModule, Server, ServerHandle};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{
+    miner_entropy, ChainMinerInfo, DeadlineInfo, DomainSeparationTag, Head, MinerPower,
+    NetworkParams, Partition, PreCommitOnChain, SectorOnChainInfo,
+};
+use crate::deals::{DealRecord, ImportOptions};
+use crate::error::ApiError;
+use crate::sealer::{Sealer, VERSION};
+
+pub mod arity;
+pub mod http;
+
+/// The chain's view for `util chain head`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChainHeadView {
+    /// Head.
+    pub head: Head,
+    /// Network constants.
+    pub params: NetworkParams,
+    /// Counts.
+    pub summary: BTreeMap<String, u64>,
+}
+
+/// A miner's view for `util chain miner`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChainMinerView {
+    /// Actor.
+    pub info: ChainMinerInfo,
+    /// Power.
+    pub power: MinerPower,
+    /// Current deadline.
+    pub deadline: DeadlineInfo,
+}
+
+/// A sector's on-chain state for `util chain sectors`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChainSectorView {
+    /// Active sectors.
+    pub active: Vec<SectorOnChainInfo>,
+    /// PreCommits waiting for their proof.
+    pub pre_committed: Vec<PreCommitOnChain>,
+    /// Faulty sector numbers.
+    pub faulty: Vec<u64>,
+}
+
+/// Our additions to the API (namespace `Damocles`), for the manager's own CLI.
+#[rpc(server, client)]
+pub trait DamoclesApi {
+    /// The chain's head and constants.
+    #[method(name = "Damocles.ChainHead")]
+    async fn chain_head(&self) -> RpcResult<ChainHeadView>;
+
+    /// A miner on chain.
+    #[method(name = "Damocles.ChainMiner")]
+    async fn chain_miner(&self, miner: ActorId) -> RpcResult<ChainMinerView>;
+
+    /// A miner's sectors on chain.
+    #[method(name = "Damocles.ChainSectors")]
+    async fn chain_sectors(&self, miner: ActorId) -> RpcResult<ChainSectorView>;
+
+    /// A miner's deadlines with their partitions.
+    #[method(name = "Damocles.ChainDeadlines")]
+    async fn chain_deadlines(&self, miner: ActorId) -> RpcResult<Vec<Vec<Partition>>>;
+
+    /// Imports a file (on the manager's machine) as a deal for a miner.
+    #[method(name = "Damocles.DealsImport")]
+    async fn deals_import(
+        &self,
+        miner: ActorId,
+        path: String,
+        start_in: Option<i64>,
+    ) -> RpcResult<DealRecord>;
+
+    /// Every deal the manager holds.
+    #[method(name = "Damocles.DealsList")]
+    async fn deals_list(&self) -> RpcResult<Vec<DealRecord>>;
+}
+
+/// The handlers.
+#[derive(Debug, Clone)]
+pub struct RpcImpl {
+    sealer: Arc<Sealer>,
+}
+
+fn err(e: impl Into<ApiError>) -> jsonrpsee::types::ErrorObjectOwned {
+    e.into().into()
+}
+
+fn internal(e: anyhow::Error) -> jsonrpsee::types::ErrorObjectOwned {
+    ApiError::Internal(e).into()
+}
+
+macro_rules! traced {
+    ($name:literal, $body:expr) => {{
+        let started = std::time::Instant::now();
+        let out = $body;
+        metrics::histogram!("damocles_manager_api_request_duration_ms", "method" => $name)
+            .record(started.elapsed().as_secs_f64() * 1e3);
+        if let Err(e) = &out {
+            tracing::debug!(method = $name, error = %e.message(), "request failed");
+        }
+        out
+    }};
+}
+
+#[async_trait]
+impl SealerApiServer for RpcImpl {
+    async fn allocate_sector(
+        &self,
+        spec: AllocateSectorSpec,
+    ) -> RpcResult<Option<AllocatedSector>> {
+        traced!(
+            "Venus.AllocateSector",
+            self.sealer.allocate_sector(spec).await.map_err(err)
+        )
+    }
+
+    async fn acquire_deals(
+        &self,
+        sid: SectorId,
+        spec: AcquireDealsSpec,
+    ) -> RpcResult<Option<Vec<SectorPieceV2>>> {
+        traced!(
+            "Venus.AcquireDeals",
+            self.sealer.acquire_deals(sid, spec).await.map_err(err)
+        )
+    }
+
+    async fn assign_ticket(&self, sid: SectorId) -> RpcResult<Ticket> {
+        traced!(
+            "Venus.AssignTicket",
+            self.sealer.assign_ticket(sid).await.map_err(err)
+        )
+    }
+
+    async fn submit_pre_commit(
+        &self,
+        sector: AllocatedSector,
+        info: PreCommitOnChainInfo,
+        hard_reset: bool,
+    ) -> RpcResult<SubmitResp> {
+        traced!(
+            "Venus.SubmitPreCommit",
+            self.sealer
+                .submit_pre_commit(sector, info, hard_reset)
+                .await
+                .map_err(err)
+        )
+    }
+
+    async fn poll_pre_commit_state(&self, sid: SectorId) -> RpcResult<PollStateResp> {
+        traced!(
+            "Venus.PollPreCommitState",
+            self.sealer.poll_pre_commit_state(sid).await.map_err(err)
+        )
+    }
+
+    async fn submit_persisted(&self, sid: SectorId, instance: String) -> RpcResult<bool> {
+        let s = self.sealer.clone();
+        traced!(
+            "Venus.SubmitPersisted",
+            tokio::task::spawn_blocking(move || s.submit_persisted_ex(sid, &instance, false))
+                .await
+                .map_err(|e| internal(e.into()))?
+                .map_err(err)
+        )
+    }
+
+    async fn submit_persisted_ex(
+        &self,
+        sid: SectorId,
+        instance: String,
+        is_upgrade: bool,
+    ) -> RpcResult<bool> {
+        let s = self.sealer.clone();
+        traced!(
+            "Venus.SubmitPersistedEx",
+            tokio::task::spawn_blocking(move || s.submit_persisted_ex(sid, &instance, is_upgrade))
+                .await
+                .map_err(|e| internal(e.into()))?
+                .map_err(err)
+        )
+    }
+
+    async fn wait_seed(&self, sid: SectorId, proof_type: SealProofType) -> RpcResult<WaitSeedResp> {
+        traced!(
+            "Venus.WaitSeed",
+            self.sealer.wait_seed(sid, proof_type).await.map_err(err)
+        )
+    }
+
+    async fn submit_proof(
+        &self,
+        sid: SectorId,
+        info: ProofOnChainInfo,
+        hard_reset: bool,
+    ) -> RpcResult<SubmitResp> {
+        traced!(
+            "Venus.SubmitProof",
+            self.sealer
+                .submit_proof(sid, info, hard_reset)
+                .await
+                .map_err(err)
+        )
+    }
+
+    async fn poll_proof_state(&self, sid: SectorId) -> RpcResult<PollStateResp> {
+        traced!(
+            "Venus.PollProofState",
+            self.sealer.poll_proof_state(sid).await.map_err(err)
+        )
+    }
+
+    async fn report_state(&self, sid: SectorId, req: ReportStateReq) -> RpcResult<SectorStateResp> {
+        traced!(
+            "Venus.ReportState",
+            self.sealer.report_state(sid, req).map_err(err)
+        )
+    }
+
+    async fn report_finalized(&self, sid: SectorId) -> RpcResult<()> {
+        traced!(
+            "Venus.ReportFinalized",
+            self.sealer.report_finalized(sid).map_err(err)
+        )
+    }
+
+    async fn report_aborted(&self, sid: SectorId, reason: String) -> RpcResult<()> {
+        traced!(
+            "Venus.ReportAborted",
+            self.sealer.report_aborted(sid, &reason).map_err(err)
+        )
+    }
+
+    async fn allocate_snap_up_sector(
+        &self,
+        _spec: AllocateSnapUpSpec,
+    ) -> RpcResult<Option<AllocatedSnapUpSector>> {
+        // Snap-up allocation comes with its own issue: no candidates yet.
+        Ok(None)
+    }
+
+    async fn submit_snap_up_proof(
+        &self,
+        _sid: SectorId,
+        _info: SnapUpOnChainInfo,
+    ) -> RpcResult<SubmitSnapUpProofResp> {
+        Ok(SubmitResp {
+            res: SubmitResult::Rejected,
+            desc: Some("snap-up is not served by this manager yet".into()),
+        })
+    }
+
+    async fn allocate_rebuild_sector(
+        &self,
+        _spec: AllocateSectorSpec,
+    ) -> RpcResult<Option<SectorRebuildInfo>> {
+        Ok(None)
+    }
+
+    async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()> {
+        traced!(
+            "Venus.WorkerPing",
+            self.sealer.worker_ping(info).map_err(err)
+        )
+    }
+
+    async fn store_reserve_space(
+        &self,
+        sid: SectorId,
+        size: u64,
+        candidates: Vec<String>,
+    ) -> RpcResult<Option<StoreBasicInfo>> {
+        let s = self.sealer.clone();
+        traced!(
+            "Venus.StoreReserveSpace",
+            tokio::task::spawn_blocking(move || s.store_reserve_space(sid, size, &candidates))
+                .await
+                .map_err(|e| internal(e.into()))?
+                .map_err(err)
+        )
+    }
+
+    async fn store_basic_info(&self, instance: String) -> RpcResult<Option<StoreBasicInfo>> {
+        Ok(self.sealer.store_basic_info(&instance))
+    }
+
+    async fn allocate_unseal_sector(
+        &self,
+        _spec: AllocateSectorSpec,
+    ) -> RpcResult<Option<SectorUnsealInfo>> {
+        Ok(None)
+    }
+
+    async fn achieve_unseal_sector(
+        &self,
+        sid: SectorId,
+        piece: Cid,
+        _err: String,
+    ) -> RpcResult<()> {
+        Err(err(ApiError::bad(format!(
+            "no unseal task for {sid} piece {piece}: unsealing is not served yet"
+        ))))
+    }
+
+    async fn acquire_unseal_dest(&self, sid: SectorId, piece: Cid) -> RpcResult<Vec<String>> {
+        Err(err(ApiError::bad(format!(
+            "no unseal task for {sid} piece {piece}: unsealing is not served yet"
+        ))))
+    }
+}
+
+#[async_trait]
+impl SealerCliApiServer for RpcImpl {
+    async fn list_sectors(
+        &self,
+        state: SectorWorkerState,
+        job: SectorJob,
+    ) -> RpcResult<Vec<SectorState>> {
+        self.sealer.list_sectors(state, job).map_err(err)
+    }
+
+    async fn find_sector(&self, state: SectorWorkerState, sid: SectorId) -> RpcResult<SectorState> {
+        self.sealer.find_sector(state, sid).map_err(err)
+    }
+
+    async fn find_sector_in_all_states(&self, sid: SectorId) -> RpcResult<SectorState> {
+        self.sealer.find_sector_in_all_states(sid).map_err(err)
+    }
+
+    async fn find_sectors_with_deal(
+        &self,
+        state: SectorWorkerState,
+        deal_id: DealId,
+    ) -> RpcResult<Vec<SectorState>> {
+        self.sealer
+            .find_sectors_with_deal(state, deal_id)
+            .map_err(err)
+    }
+
+    async fn find_sector_with_piece(
+        &self,
+        state: SectorWorkerState,
+        piece: Cid,
+    ) -> RpcResult<Option<SectorState>> {
+        self.sealer
+            .find_sector_with_piece(state, &piece)
+            .map_err(err)
+    }
+
+    async fn import_sector(
+        &self,
+        state: SectorWorkerState,
+        sector: SectorState,
+        override_existing: bool,
+    ) -> RpcResult<bool> {
+        self.sealer
+            .states
+            .import(state, &sector, override_existing)
+            .map_err(internal)
+    }
+
+    async fn restore_sector(&self, sid: SectorId, forced: bool) -> RpcResult<()> {
+        self.sealer.restore_sector(sid, forced).map_err(err)
+    }
+
+    async fn finalize_sector(&self, sid: SectorId) -> RpcResult<()> {
+        self.sealer.finalize_sector(sid).await.map_err(err)
+    }
+
+    async fn worker_get_ping_info(&self, name: String) -> RpcResult<Option<WorkerPingInfo>> {
+        self.sealer.worker(&name).map_err(err)
+    }
+
+    async fn worker_ping_info_list(&self) -> RpcResult<Vec<WorkerPingInfo>> {
+        self.sealer.workers().map_err(err)
+    }
+
+    async fn worker_ping_info_remove(&self, name: String) -> RpcResult<()> {
+        self.sealer.remove_worker(&name).map_err(err)
+    }
+
+    async fn sector_indexer_find(
+        &self,
+        index: SectorIndexType,
+        sid: SectorId,
+    ) -> RpcResult<SectorIndexerFindResp> {
+        let found = self.sealer.index.find(index, sid).map_err(internal)?;
+        Ok(SectorIndexerFindResp {
+            found: found.is_some(),
+            instance: found.unwrap_or_default(),
+        })
+    }
+
+    async fn store_release_reserved(&self, sid: SectorId) -> RpcResult<bool> {
+        self.sealer.stores.release_reserved(sid).map_err(internal)
+    }
+
+    async fn store_list(&self) -> RpcResult<Vec<StoreDetailedInfo>> {
+        let s = self.sealer.clone();
+        tokio::task::spawn_blocking(move || s.stores.list())
+            .await
+            .map_err(|e| internal(e.into()))?
+            .map_err(internal)
+    }
+
+    async fn version(&self) -> RpcResult<String> {
+        Ok(VERSION.to_string())
+    }
+
+    async fn get_ticket(
+        &self,
+        _tsk: Vec<Cid>,
+        epoch: ChainEpoch,
+        miner: ActorId,
+    ) -> RpcResult<Ticket> {
+        let r = self
+            .sealer
+            .chain
+            .randomness_from_tickets(
+                DomainSeparationTag::SealRandomness,
+                epoch,
+                &miner_entropy(miner),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(Ticket {
+            ticket: r.to_vec().into(),
+            epoch,
+        })
+    }
+
+    async fn get_seed(&self, _tsk: Vec<Cid>, epoch: ChainEpoch, miner: ActorId) -> RpcResult<Seed> {
+        let r = self
+            .sealer
+            .chain
+            .randomness_from_beacon(
+                DomainSeparationTag::InteractiveSealChallengeSeed,
+                epoch,
+                &miner_entropy(miner),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(Seed {
+            seed: r.to_vec().into(),
+            epoch,
+        })
+    }
+
+    async fn get_window_post_challenge_rand(
+        &self,
+        _tsk: Vec<Cid>,
+        epoch: ChainEpoch,
+        miner: ActorId,
+    ) -> RpcResult<WindowPoStRandomness> {
+        let r = self
+            .sealer
+            .chain
+            .randomness_from_beacon(
+                DomainSeparationTag::WindowedPoStChallengeSeed,
+                epoch,
+                &miner_entropy(miner),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(WindowPoStRandomness {
+            epoch,
+            rand: r.to_vec().into(),
+        })
+    }
+
+    async fn get_window_post_commit_rand(
+        &self,
+        _tsk: Vec<Cid>,
+        epoch: ChainEpoch,
+    ) -> RpcResult<WindowPoStRandomness> {
+        let r = self
+            .sealer
+            .chain
+            .randomness_from_tickets(DomainSeparationTag::PoStChainCommit, epoch, &[])
+            .await
+            .map_err(internal)?;
+        Ok(WindowPoStRandomness {
+            epoch,
+            rand: r.to_vec().into(),
+        })
+    }
+
+    async fn get_info(&self, miner: ActorId) -> RpcResult<MinerInfo> {
+        self.sealer.miner_info(miner).await.map_err(err)
+    }
+
+    async fn get_miner_config(&self, miner: ActorId) -> RpcResult<serde_json::Value> {
+        let m = self
+            .sealer
+            .cfg
+            .miner(miner)
+            .ok_or_else(|| err(ApiError::bad(format!("miner {miner} is not in the config"))))?;
+        serde_json::to_value(m).map_err(|e| internal(e.into()))
+    }
+}
+
+#[async_trait]
+impl DamoclesApiServer for RpcImpl {
+    async fn chain_head(&self) -> RpcResult<ChainHeadView> {
+        let c = &self.sealer.chain;
+        Ok(ChainHeadView {
+            head: c.head().await.map_err(internal)?,
+            params: c.network_params().await.map_err(internal)?,
+            summary: c.summary().await.map_err(internal)?,
+        })
+    }
+
+    async fn chain_miner(&self, miner: ActorId) -> RpcResult<ChainMinerView> {
+        let c = &self.sealer.chain;
+        let info = c
+            .miner_info(miner)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| err(ApiError::bad(format!("miner {miner} not found on chain"))))?;
+        Ok(ChainMinerView {
+            info,
+            power: c.miner_power(miner).await.map_err(internal)?,
+            deadline: c.proving_deadline(miner).await.map_err(internal)?,
+        })
+    }
+
+    async fn chain_sectors(&self, miner: ActorId) -> RpcResult<ChainSectorView> {
+        let c = &self.sealer.chain;
+        let active = c.miner_sectors(miner).await.map_err(internal)?;
+        let mut pre_committed = Vec::new();
+        let numbers: Vec<u64> = self
+            .sealer
+            .states
+            .all(SectorWorkerState::Online, SectorJob::All)
+            .map_err(internal)?
+            .into_iter()
+            .filter(|s| s.id.miner == miner)
+            .map(|s| s.id.number)
+            .collect();
+        for n in numbers {
+            if let Some(pc) = c.pre_commit_info(miner, n).await.map_err(internal)? {
+                pre_committed.push(pc);
+            }
+        }
+        let mut faulty = Vec::new();
+        for d in 0..48 {
+            for p in c.partitions(miner, d).await.map_err(internal)? {
+                faulty.extend(p.faulty_sectors);
+            }
+        }
+        faulty.sort_unstable();
+        Ok(ChainSectorView {
+            active,
+            pre_committed,
+            faulty,
+        })
+    }
+
+    async fn chain_deadlines(&self, miner: ActorId) -> RpcResult<Vec<Vec<Partition>>> {
+        let mut out = Vec::new();
+        for d in 0..48 {
+            out.push(
+                self.sealer
+                    .chain
+                    .partitions(miner, d)
+                    .await
+                    .map_err(internal)?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn deals_import(
+        &self,
+        miner: ActorId,
+        path: String,
+        start_in: Option<i64>,
+    ) -> RpcResult<DealRecord> {
+        let mut opts = ImportOptions::default();
+        if let Some(s) = start_in {
+            opts.start_in = s;
+        }
+        self.sealer
+            .deals
+            .import(miner, &PathBuf::from(path), opts)
+            .await
+            .map_err(|e| err(ApiError::bad(format!("{e:#}"))))
+    }
+
+    async fn deals_list(&self) -> RpcResult<Vec<DealRecord>> {
+        let mut list = self.sealer.deals.list().map_err(internal)?;
+        // The chain's view of each deal (activation) replaces the copy taken at publishing.
+        for rec in &mut list {
+            if let Some(d) = self
+                .sealer
+                .chain
+                .market_deal(rec.deal.deal_id)
+                .await
+                .map_err(internal)?
+            {
+                rec.deal = d;
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// Every method the server serves, in one module.
+pub fn module(sealer: Arc<Sealer>) -> Result<RpcModule<()>> {
+    let imp = RpcImpl { sealer };
+    let mut module = RpcModule::new(());
+    module.merge(SealerApiServer::into_rpc(imp.clone()))?;
+    module.merge(SealerCliApiServer::into_rpc(imp.clone()))?;
+    module.merge(DamoclesApiServer::into_rpc(imp))?;
+    Ok(module)
+}
+
+/// Starts the server on `listen`; returns its handle and bound address.
+pub async fn serve(
+    listen: SocketAddr,
+    module: RpcModule<()>,
+    routes: http::Routes,
+) -> Result<(ServerHandle, SocketAddr)> {
+    let config = jsonrpsee::server::ServerConfig::builder()
+        .max_request_body_size(64 << 20)
+        .max_response_body_size(256 << 20)
+        .max_connections(4096)
+        .build();
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(routes))
+        .set_rpc_middleware(
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+                .layer_fn(arity::Arity::new),
+        )
+        .build(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = server.local_addr().context("the server's address")?;
+    Ok((server.start(module), addr))
+}

@@ -1,0 +1,812 @@
+//! The sealing API's logic (manager-spec §2.3, §2.5): the RPC handlers only convert and call
+//! these methods.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use damocles_manager_api::json::{
+    data_commitment_cid, data_commitment_of, replica_commitment_cid, replica_commitment_of, Bytes,
+    Cid,
+};
+use damocles_manager_api::types::*;
+use rand::seq::SliceRandom;
+use vc_processors::builtin::proofs as vp;
+
+use crate::chain::{
+    miner_entropy, Chain, DomainSeparationTag, CHAIN_FINALITY, INTERACTIVE_POREP_CONFIDENCE,
+    MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK,
+};
+use crate::commit::{CommitKind, Commitments};
+use crate::config::ManagerConfig;
+use crate::deals::DealManager;
+use crate::error::{ApiError, ApiResult};
+use crate::kv::{cf, Kv};
+use crate::proofs::seal_proof;
+use crate::sectors::{NumberAllocator, SectorStates};
+use crate::stores::{PersistCheckError, SectorIndex, StoreManager};
+
+/// The manager's version string.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"), "-rs");
+
+/// Everything the API works on.
+pub struct Sealer {
+    /// The config.
+    pub cfg: Arc<ManagerConfig>,
+    /// The state database.
+    pub kv: Kv,
+    /// The chain.
+    pub chain: Arc<dyn Chain>,
+    /// Sector numbers.
+    pub numbers: NumberAllocator,
+    /// Sector states.
+    pub states: Arc<SectorStates>,
+    /// Persist stores.
+    pub stores: StoreManager,
+    /// Sector index.
+    pub index: SectorIndex,
+    /// Deals.
+    pub deals: DealManager,
+    /// Commitments.
+    pub commitments: Arc<Commitments>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").finish_non_exhaustive()
+    }
+}
+
+fn submit(res: SubmitResult, desc: Option<String>) -> SubmitResp {
+    SubmitResp { res, desc }
+}
+
+impl Sealer {
+    fn online(&self, sid: SectorId) -> ApiResult<SectorState> {
+        self.states
+            .load(sid, SectorWorkerState::Online)?
+            .ok_or(ApiError::SectorStateNotFound(sid))
+    }
+
+    fn update_online<T>(
+        &self,
+        sid: SectorId,
+        f: impl FnOnce(&mut SectorState) -> anyhow::Result<T>,
+    ) -> ApiResult<T> {
+        self.states
+            .update(sid, SectorWorkerState::Online, f)?
+            .ok_or(ApiError::SectorStateNotFound(sid))
+    }
+
+    /// The seal proof new sectors of a miner get.
+    async fn miner_seal_proof(
+        &self,
+        miner: ActorId,
+    ) -> anyhow::Result<Option<(u64, SealProofType)>> {
+        let Some(info) = self.chain.miner_info(miner).await? else {
+            return Ok(None);
+        };
+        let mut proof = info.seal_proof_type;
+        if self
+            .cfg
+            .miner(miner)
+            .is_some_and(|m| m.sealing.use_synthetic_po_rep)
+            && (5..10).contains(&proof.0)
+        {
+            proof = SealProofType(proof.0 + 5);
+        }
+        Ok(Some((info.sector_size, proof)))
+    }
+
+    /// `AllocateSector`.
+    pub async fn allocate_sector(
+        &self,
+        spec: AllocateSectorSpec,
+    ) -> ApiResult<Option<AllocatedSector>> {
+        let allowed_miners = spec.allowed_miners.unwrap_or_default();
+        let allowed_types = spec.allowed_proof_types.unwrap_or_default();
+        let mut candidates = Vec::new();
+        for m in self.cfg.miners.iter().filter(|m| m.sector.enabled) {
+            if !allowed_miners.is_empty() && !allowed_miners.contains(&m.actor) {
+                continue;
+            }
+            let proof = match self.miner_seal_proof(m.actor).await {
+                Ok(Some((_, p))) => p,
+                Ok(None) => {
+                    tracing::warn!(
+                        miner = m.actor,
+                        "miner not found on chain; no sectors for it"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(miner = m.actor, error = %format!("{e:#}"), "miner info unavailable");
+                    continue;
+                }
+            };
+            if !allowed_types.is_empty() && !allowed_types.contains(&proof) {
+                continue;
+            }
+            candidates.push((m.clone(), proof));
+        }
+        candidates.shuffle(&mut rand::thread_rng());
+        for (m, proof) in candidates {
+            let min = m.sector.min_number.unwrap_or(m.sector.init_number);
+            let Some(number) = self.numbers.next_n(m.actor, 1, min, m.sector.max_number)? else {
+                tracing::warn!(miner = m.actor, max = ?m.sector.max_number, "sector numbers exhausted");
+                continue;
+            };
+            let sid = SectorId {
+                miner: m.actor,
+                number,
+            };
+            let on_chain = self.chain.allocated(m.actor, &[number]).await?;
+            if !on_chain.is_empty() {
+                return Err(ApiError::Internal(anyhow!(
+                    "sector allocated. miner: {}, sectors: ({number})",
+                    m.actor
+                )));
+            }
+            self.states.init(&[SectorState::new(sid, proof)])?;
+            metrics::counter!("damocles_manager_new_sector", "miner" => m.actor.to_string())
+                .increment(1);
+            tracing::info!(sector = %sid, proof = proof.0, "sector allocated");
+            return Ok(Some(AllocatedSector {
+                id: sid,
+                proof_type: proof,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// `AcquireDeals`.
+    pub async fn acquire_deals(
+        &self,
+        sid: SectorId,
+        spec: AcquireDealsSpec,
+    ) -> ApiResult<Option<Vec<SectorPieceV2>>> {
+        let st = self.online(sid)?;
+        if let Some(p) = st.pieces.as_ref().filter(|p| !p.is_empty()) {
+            return Ok(Some(p.clone()));
+        }
+        if !self
+            .cfg
+            .miner(sid.miner)
+            .is_some_and(|m| m.sector.enable_deals)
+        {
+            return Ok(None);
+        }
+        let size = st
+            .sector_type
+            .sector_size()
+            .ok_or_else(|| anyhow!("sector {sid}: unknown proof type"))?;
+        let Some(pieces) = self.deals.acquire(sid, size, spec).await? else {
+            return Ok(None);
+        };
+        let stored = pieces.clone();
+        if let Err(e) = self.update_online(sid, move |st| {
+            st.pieces = Some(stored);
+            Ok(())
+        }) {
+            self.deals.release(sid, &pieces)?;
+            return Err(e);
+        }
+        tracing::info!(sector = %sid, deals = pieces.iter().filter(|p| !p.is_filler()).count(), "deals assigned");
+        Ok(Some(pieces))
+    }
+
+    /// `AssignTicket`.
+    pub async fn assign_ticket(&self, sid: SectorId) -> ApiResult<Ticket> {
+        self.online(sid)?;
+        let head = self.chain.head().await?.epoch;
+        let epoch = (head - CHAIN_FINALITY).max(0);
+        let rand = self
+            .chain
+            .randomness_from_tickets(
+                DomainSeparationTag::SealRandomness,
+                epoch,
+                &miner_entropy(sid.miner),
+            )
+            .await?;
+        let ticket = Ticket {
+            ticket: Bytes(rand.to_vec()),
+            epoch,
+        };
+        let t = ticket.clone();
+        self.update_online(sid, move |st| {
+            st.ticket = Some(t);
+            Ok(())
+        })?;
+        Ok(ticket)
+    }
+
+    /// `SubmitPreCommit`.
+    pub async fn submit_pre_commit(
+        self: &Arc<Self>,
+        sector: AllocatedSector,
+        info: PreCommitOnChainInfo,
+        hard_reset: bool,
+    ) -> ApiResult<SubmitResp> {
+        let sid = sector.id;
+        let st = self.online(sid)?;
+        let pre = PreCommitInfo {
+            comm_r: replica_commitment_cid(&info.comm_r),
+            comm_d: data_commitment_cid(&info.comm_d),
+            ticket: info.ticket.clone(),
+        };
+        if let Some(existing) = &st.pre {
+            if !hard_reset {
+                return Ok(if *existing == pre {
+                    submit(SubmitResult::Accepted, None)
+                } else {
+                    submit(
+                        SubmitResult::MismatchedSubmission,
+                        Some("a different PreCommit was already submitted".into()),
+                    )
+                });
+            }
+        }
+        if sector.proof_type != st.sector_type {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some(format!(
+                    "proof type {} differs from the sector's {}",
+                    sector.proof_type.0, st.sector_type.0
+                )),
+            ));
+        }
+        // CommD: the pieces' (zeros for a CC sector).
+        let pieces = st.pieces.clone().unwrap_or_default();
+        let expected = match self.deals.check_pieces(sid, st.sector_type, &pieces).await {
+            Ok(c) => c,
+            Err(desc) => return Ok(submit(SubmitResult::Rejected, Some(desc))),
+        };
+        if expected != info.comm_d {
+            return Ok(submit(
+                SubmitResult::MismatchedSubmission,
+                Some("CommD does not match the sector's pieces".into()),
+            ));
+        }
+        let head = self.chain.head().await?.epoch;
+        if info.ticket.epoch < head - MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some(format!(
+                    "ticket of epoch {} expired at {head}",
+                    info.ticket.epoch
+                )),
+            ));
+        }
+        let chain_ticket = self
+            .chain
+            .randomness_from_tickets(
+                DomainSeparationTag::SealRandomness,
+                info.ticket.epoch,
+                &miner_entropy(sid.miner),
+            )
+            .await
+            .map_err(|e| ApiError::Internal(e.context("drawing the ticket")))?;
+        if info.ticket.ticket.0 != chain_ticket {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some(format!(
+                    "ticket does not match the chain's randomness at epoch {}",
+                    info.ticket.epoch
+                )),
+            ));
+        }
+        if let Some(pc) = self.chain.pre_commit_info(sid.miner, sid.number).await? {
+            if pc.info.seal_rand_epoch == info.ticket.epoch && pc.info.sealed_cid == pre.comm_r {
+                let p = pre.clone();
+                self.update_online(sid, move |st| {
+                    st.pre = Some(p);
+                    Ok(())
+                })?;
+                return Ok(submit(SubmitResult::Accepted, None));
+            }
+        }
+        if !self
+            .chain
+            .allocated(sid.miner, &[sid.number])
+            .await?
+            .is_empty()
+        {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some(format!(
+                    "sector number {} is already allocated on chain",
+                    sid.number
+                )),
+            ));
+        }
+        self.update_online(sid, move |st| {
+            st.pre = Some(pre);
+            st.message_info.pre_commit_cid = None;
+            st.message_info.need_send = true;
+            Ok(())
+        })?;
+        self.commitments.enqueue(sid, CommitKind::Pre);
+        metrics::counter!("damocles_manager_sector_pre_commit", "miner" => sid.miner.to_string())
+            .increment(1);
+        Ok(submit(SubmitResult::Accepted, None))
+    }
+
+    /// `PollPreCommitState`.
+    pub async fn poll_pre_commit_state(&self, sid: SectorId) -> ApiResult<PollStateResp> {
+        let st = self.online(sid)?;
+        Ok(self.commitments.poll(&st, CommitKind::Pre).await?)
+    }
+
+    /// `SubmitPersistedEx`.
+    pub fn submit_persisted_ex(
+        &self,
+        sid: SectorId,
+        instance: &str,
+        upgrade: bool,
+    ) -> ApiResult<bool> {
+        let st = self.online(sid)?;
+        match self
+            .stores
+            .check_persisted(sid, instance, upgrade, st.sector_type)
+        {
+            Ok(true) => {
+                let index = if upgrade {
+                    SectorIndexType::Upgrade
+                } else {
+                    SectorIndexType::Normal
+                };
+                self.index.update(
+                    index,
+                    sid,
+                    &SectorAccessStores {
+                        sealed_file: instance.to_string(),
+                        cache_dir: instance.to_string(),
+                    },
+                )?;
+                tracing::info!(sector = %sid, store = instance, upgrade, "sector persisted");
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e @ PersistCheckError::NoSuchStore(_)) => Err(ApiError::bad(e.to_string())),
+            Err(e) => Err(ApiError::Internal(anyhow::Error::new(e))),
+        }
+    }
+
+    /// `WaitSeed`.
+    pub async fn wait_seed(&self, sid: SectorId, _proof: SealProofType) -> ApiResult<WaitSeedResp> {
+        let st = self.online(sid)?;
+        let Some(pc) = self.chain.pre_commit_info(sid.miner, sid.number).await? else {
+            if let (Some(seed), Some(_)) = (
+                &st.seed,
+                self.chain.sector_info(sid.miner, sid.number).await?,
+            ) {
+                return Ok(WaitSeedResp {
+                    should_wait: false,
+                    delay: 0,
+                    seed: Some(seed.clone()),
+                });
+            }
+            return Err(ApiError::Internal(anyhow!(
+                "sector {sid}: pre-commit info not found on chain"
+            )));
+        };
+        let params = self.chain.network_params().await?;
+        let head = self.chain.head().await?.epoch;
+        let seed_epoch = pc.pre_commit_epoch + params.pre_commit_challenge_delay;
+        if head < seed_epoch + INTERACTIVE_POREP_CONFIDENCE {
+            return Ok(WaitSeedResp {
+                should_wait: true,
+                delay: (seed_epoch + INTERACTIVE_POREP_CONFIDENCE - head)
+                    * params.block_delay_secs as i64,
+                seed: None,
+            });
+        }
+        let rand = self
+            .chain
+            .randomness_from_beacon(
+                DomainSeparationTag::InteractiveSealChallengeSeed,
+                seed_epoch,
+                &miner_entropy(sid.miner),
+            )
+            .await?;
+        let seed = Seed {
+            seed: Bytes(rand.to_vec()),
+            epoch: seed_epoch,
+        };
+        let s = seed.clone();
+        self.update_online(sid, move |st| {
+            st.seed = Some(s);
+            Ok(())
+        })?;
+        Ok(WaitSeedResp {
+            should_wait: false,
+            delay: 0,
+            seed: Some(seed),
+        })
+    }
+
+    /// `SubmitProof`.
+    pub async fn submit_proof(
+        self: &Arc<Self>,
+        sid: SectorId,
+        info: ProofOnChainInfo,
+        hard_reset: bool,
+    ) -> ApiResult<SubmitResp> {
+        let st = self.online(sid)?;
+        let Some(pre) = st.pre.clone() else {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some("the sector has no PreCommit".into()),
+            ));
+        };
+        if let Some(existing) = &st.proof {
+            if !hard_reset {
+                return Ok(if existing.proof == info.proof {
+                    submit(SubmitResult::Accepted, None)
+                } else {
+                    submit(
+                        SubmitResult::MismatchedSubmission,
+                        Some("a different proof was already submitted".into()),
+                    )
+                });
+            }
+        }
+        if info.proof.0.is_empty() {
+            return Ok(submit(SubmitResult::Rejected, Some("empty proof".into())));
+        }
+        let Some(seed) = st.seed.clone() else {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some("no seed was assigned to the sector".into()),
+            ));
+        };
+        let Some(pc) = self.chain.pre_commit_info(sid.miner, sid.number).await? else {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some("pre-commit info not found on chain".into()),
+            ));
+        };
+        let params = self.chain.network_params().await?;
+        if seed.epoch != pc.pre_commit_epoch + params.pre_commit_challenge_delay {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some(format!(
+                    "seed epoch {} is not the PreCommit's challenge epoch",
+                    seed.epoch
+                )),
+            ));
+        }
+        let chain_seed = self
+            .chain
+            .randomness_from_beacon(
+                DomainSeparationTag::InteractiveSealChallengeSeed,
+                seed.epoch,
+                &miner_entropy(sid.miner),
+            )
+            .await?;
+        if chain_seed.as_slice() != seed.seed.0.as_slice() {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some("seed changed on chain".into()),
+            ));
+        }
+        let pieces = st.pieces.clone().unwrap_or_default();
+        if let Err(desc) = self.deals.check_pieces(sid, st.sector_type, &pieces).await {
+            return Ok(submit(SubmitResult::Rejected, Some(desc)));
+        }
+        let comm_r = replica_commitment_of(&pre.comm_r).map_err(|e| anyhow!(e))?;
+        let comm_d = data_commitment_of(&pre.comm_d).map_err(|e| anyhow!(e))?;
+        let ticket: [u8; 32] = pre
+            .ticket
+            .ticket
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow!("stored ticket is not 32 bytes"))?;
+        let seed_bytes: [u8; 32] = chain_seed;
+        let proof_type = seal_proof(st.sector_type)?;
+        let proof = info.proof.0.clone();
+        let valid = tokio::task::spawn_blocking(move || {
+            vp::verify_seal(
+                proof_type,
+                comm_r,
+                comm_d,
+                vp::to_prover_id(sid.miner),
+                vp::api::SectorId::from(sid.number),
+                ticket,
+                seed_bytes,
+                &proof,
+            )
+        })
+        .await
+        .context("verify_seal task")?;
+        match valid {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(submit(
+                    SubmitResult::Rejected,
+                    Some("invalid proof: verify_seal failed".into()),
+                ))
+            }
+            Err(e) => {
+                return Ok(submit(
+                    SubmitResult::Rejected,
+                    Some(format!("invalid proof: {e:#}")),
+                ))
+            }
+        }
+        let proof_info = ProofInfo { proof: info.proof };
+        self.update_online(sid, move |st| {
+            st.proof = Some(proof_info);
+            st.message_info.commit_cid = None;
+            st.message_info.need_send = true;
+            Ok(())
+        })?;
+        self.commitments.enqueue(sid, CommitKind::Prove);
+        metrics::counter!("damocles_manager_sector_commit", "miner" => sid.miner.to_string())
+            .increment(1);
+        Ok(submit(SubmitResult::Accepted, None))
+    }
+
+    /// `PollProofState`.
+    pub async fn poll_proof_state(&self, sid: SectorId) -> ApiResult<PollStateResp> {
+        let st = self.online(sid)?;
+        Ok(self.commitments.poll(&st, CommitKind::Prove).await?)
+    }
+
+    /// `ReportState`.
+    pub fn report_state(&self, sid: SectorId, req: ReportStateReq) -> ApiResult<SectorStateResp> {
+        let updated = self
+            .states
+            .update(sid, SectorWorkerState::Online, move |st| {
+                st.latest_state = Some(req);
+                Ok(SectorStateResp {
+                    id: sid,
+                    finalized: st.finalized,
+                    abort_reason: st.abort_reason.clone(),
+                })
+            })?;
+        if let Some(resp) = updated {
+            return Ok(resp);
+        }
+        match self.states.load(sid, SectorWorkerState::Offline)? {
+            Some(st) => Ok(SectorStateResp {
+                id: sid,
+                finalized: st.finalized,
+                abort_reason: st.abort_reason,
+            }),
+            None => Err(ApiError::SectorStateNotFound(sid)),
+        }
+    }
+
+    /// `ReportFinalized`.
+    pub fn report_finalized(&self, sid: SectorId) -> ApiResult<()> {
+        let moved = self.states.finalize(sid, |st| {
+            if st.unsealing {
+                st.unsealing = false;
+                return Ok(true);
+            }
+            if st.need_rebuild {
+                st.need_rebuild = false;
+                return Ok(true);
+            }
+            // Snapped-up sectors are finalized once their update lands.
+            Ok(!st.upgraded)
+        })?;
+        match moved {
+            Some(_) => {}
+            None if self.states.load(sid, SectorWorkerState::Offline)?.is_some() => {}
+            None => return Err(ApiError::SectorStateNotFound(sid)),
+        }
+        self.stores.release_reserved(sid)?;
+        tracing::info!(sector = %sid, "sector finalized");
+        Ok(())
+    }
+
+    /// `ReportAborted`.
+    pub fn report_aborted(&self, sid: SectorId, reason: &str) -> ApiResult<()> {
+        let mut pieces = Vec::new();
+        let moved = self.states.finalize(sid, |st| {
+            pieces = st.pieces.clone().unwrap_or_default();
+            st.abort_reason = if reason.is_empty() {
+                "aborted".into()
+            } else {
+                reason.to_string()
+            };
+            st.upgraded = false;
+            st.upgrade_public = None;
+            st.upgraded_info = None;
+            st.upgrade_message_id = None;
+            st.upgrade_landed_epoch = None;
+            Ok(true)
+        })?;
+        match moved {
+            Some(_) => self.deals.release(sid, &pieces)?,
+            None if self.states.load(sid, SectorWorkerState::Offline)?.is_some() => {}
+            None => return Err(ApiError::SectorStateNotFound(sid)),
+        }
+        self.stores.release_reserved(sid)?;
+        tracing::warn!(sector = %sid, reason, "sector aborted");
+        Ok(())
+    }
+
+    /// `WorkerPing`.
+    pub fn worker_ping(&self, info: WorkerInfo) -> ApiResult<()> {
+        if info.name.is_empty() {
+            return Err(ApiError::bad("WorkerPing: Name is empty"));
+        }
+        if info.dest.is_empty() {
+            return Err(ApiError::bad("WorkerPing: Dest is empty"));
+        }
+        let rec = WorkerPingInfo {
+            last_ping: crate::util::unix_now(),
+            info,
+        };
+        self.kv
+            .put_json(cf::WORKER, rec.info.name.as_bytes(), &rec)?;
+        Ok(())
+    }
+
+    /// `StoreReserveSpace`.
+    pub fn store_reserve_space(
+        &self,
+        sid: SectorId,
+        size: u64,
+        candidates: &[String],
+    ) -> ApiResult<Option<StoreBasicInfo>> {
+        self.online(sid)?;
+        Ok(self.stores.reserve_space(sid, size, candidates)?)
+    }
+
+    /// `StoreBasicInfo`.
+    pub fn store_basic_info(&self, instance: &str) -> Option<StoreBasicInfo> {
+        self.stores.get(instance).map(|s| s.basic_info())
+    }
+
+    /// `ListSectors`.
+    pub fn list_sectors(
+        &self,
+        ws: SectorWorkerState,
+        job: SectorJob,
+    ) -> ApiResult<Vec<SectorState>> {
+        Ok(self.states.all(ws, job)?)
+    }
+
+    /// `FindSector`.
+    pub fn find_sector(&self, ws: SectorWorkerState, sid: SectorId) -> ApiResult<SectorState> {
+        self.states
+            .load(sid, ws)?
+            .ok_or(ApiError::SectorStateNotFound(sid))
+    }
+
+    /// `FindSectorInAllStates`.
+    pub fn find_sector_in_all_states(&self, sid: SectorId) -> ApiResult<SectorState> {
+        self.states
+            .load_any(sid)?
+            .map(|(_, st)| st)
+            .ok_or(ApiError::SectorStateNotFound(sid))
+    }
+
+    /// `FindSectorsWithDeal`.
+    pub fn find_sectors_with_deal(
+        &self,
+        ws: SectorWorkerState,
+        deal: DealId,
+    ) -> ApiResult<Vec<SectorState>> {
+        if deal == 0 {
+            return Err(ApiError::bad("deal id 0 is not a deal"));
+        }
+        Ok(self
+            .states
+            .all(ws, SectorJob::All)?
+            .into_iter()
+            .filter(|st| {
+                st.pieces
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|p| !p.is_filler() && p.deal_info.deal_id == deal)
+            })
+            .collect())
+    }
+
+    /// `FindSectorWithPiece`.
+    pub fn find_sector_with_piece(
+        &self,
+        ws: SectorWorkerState,
+        piece: &Cid,
+    ) -> ApiResult<Option<SectorState>> {
+        Ok(self.states.all(ws, SectorJob::All)?.into_iter().find(|st| {
+            st.pieces
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|p| !p.is_filler() && p.piece.piece_cid == *piece)
+        }))
+    }
+
+    /// `RestoreSector`.
+    pub fn restore_sector(&self, sid: SectorId, forced: bool) -> ApiResult<()> {
+        let mut refusal = None;
+        let restored = self.states.restore(sid, |st| {
+            if !forced {
+                if st.has_deal_data() {
+                    refusal = Some("the sector has deals; use --force".to_string());
+                    anyhow::bail!("refused");
+                }
+                if st.abort_reason.is_empty() {
+                    refusal = Some("the sector was not aborted; use --force".to_string());
+                    anyhow::bail!("refused");
+                }
+                st.abort_reason.clear();
+            }
+            Ok(())
+        });
+        match (restored, refusal) {
+            (_, Some(why)) => Err(ApiError::bad(format!("cannot restore {sid}: {why}"))),
+            (Ok(true), None) => Ok(()),
+            (Ok(false), None) => Err(ApiError::SectorStateNotFound(sid)),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
+    /// `FinalizeSector`: only for a sector that is on chain.
+    pub async fn finalize_sector(&self, sid: SectorId) -> ApiResult<()> {
+        if self
+            .chain
+            .sector_info(sid.miner, sid.number)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::bad(format!("sector {sid} is not on chain")));
+        }
+        match self.states.finalize(sid, |_| Ok(true))? {
+            Some(_) => {}
+            None => return Err(ApiError::SectorStateNotFound(sid)),
+        }
+        self.stores.release_reserved(sid)?;
+        Ok(())
+    }
+
+    /// Every worker that pinged.
+    pub fn workers(&self) -> ApiResult<Vec<WorkerPingInfo>> {
+        Ok(self
+            .kv
+            .scan_json::<WorkerPingInfo>(cf::WORKER, b"")?
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect())
+    }
+
+    /// One worker.
+    pub fn worker(&self, name: &str) -> ApiResult<Option<WorkerPingInfo>> {
+        Ok(self.kv.get_json(cf::WORKER, name.as_bytes())?)
+    }
+
+    /// Forgets a worker.
+    pub fn remove_worker(&self, name: &str) -> ApiResult<()> {
+        if self.worker(name)?.is_none() {
+            return Err(ApiError::bad(format!("no worker named {name:?}")));
+        }
+        Ok(self.kv.delete(cf::WORKER, name.as_bytes())?)
+    }
+
+    /// `GetInfo`.
+    pub async fn miner_info(&self, miner: ActorId) -> ApiResult<MinerInfo> {
+        let info = self
+            .chain
+            .miner_info(miner)
+            .await?
+            .ok_or_else(|| ApiError::bad(format!("miner {miner} not found on chain")))?;
+        let (_, proof) = self
+            .miner_seal_proof(miner)
+            .await?
+            .unwrap_or((info.sector_size, info.seal_proof_type));
+        Ok(MinerInfo {
+            id: miner,
+            addr: format!("t0{miner}"),
+            sector_size: info.sector_size,
+            window_post_proof_type: info.window_post_proof_type,
+            seal_proof_type: proof,
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! A damocles-manager daemon in a temporary home, started as the real binary.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use damocles_manager::config::ManagerConfig;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+
+pub const MANAGER: &str = env!("CARGO_BIN_EXE_damocles-manager");
+pub const MINER: u64 = 10000;
+
+/// A daemon with its home; killed when dropped.
+pub struct TestManager {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub child: Option<Child>,
+    pub addr: Option<SocketAddr>,
+    pub cfg: ManagerConfig,
+    starts: usize,
+}
+
+/// The devnet config tests start from: one 2 KiB miner, a persist store and a piece store
+/// under the home, quick commitments.
+pub fn devnet_config(home: &Path) -> ManagerConfig {
+    std::fs::create_dir_all(home.join("persist")).expect("persist dir");
+    std::fs::create_dir_all(home.join("pieces")).expect("pieces dir");
+    ManagerConfig::devnet_default(home, MINER, 2048)
+}
+
+impl TestManager {
+    /// A home with the default test config, not started.
+    pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A home whose config `edit` changes.
+    pub fn with_config(edit: impl FnOnce(&mut ManagerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let home = dir.path().join("home");
+        let mut cfg = devnet_config(&home);
+        // Plugins are next to the binary under test.
+        cfg.common.plugins.dir = Some(
+            Path::new(MANAGER)
+                .parent()
+                .expect("bin dir")
+                .display()
+                .to_string(),
+        );
+        edit(&mut cfg);
+        std::fs::write(
+            home.join("sector-manager.cfg"),
+            cfg.to_toml().expect("toml"),
+        )
+        .expect("write cfg");
+        TestManager {
+            dir,
+            home,
+            child: None,
+            addr: None,
+            cfg,
+            starts: 0,
+        }
+    }
+
+    /// Starts the daemon (on the same port as before after a restart).
+    pub fn start(&mut self) -> SocketAddr {
+        assert!(self.child.is_none(), "already running");
+        let listen = self
+            .addr
+            .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("manager-{}.log", self.starts)))
+                .expect("log");
+        let mut child = Command::new(MANAGER)
+            .args(["--home"])
+            .arg(&self.home)
+            .args(["daemon", "run", "--listen", &listen])
+            .env("RUST_LOG", "info,jsonrpsee=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the manager");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            assert!(
+                Instant::now() < deadline,
+                "the manager did not start:\n{}",
+                self.logs()
+            );
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(a) = line.trim().strip_prefix("damocles-manager listening on ") {
+                        break a.parse::<SocketAddr>().expect("address");
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!(
+                        "the manager exited ({status}) before listening:\n{}",
+                        self.logs()
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+        self.addr = Some(addr);
+        addr
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.starts {
+            let p = self.dir.path().join(format!("manager-{i}.log"));
+            out.push_str(&format!(
+                "--- start {i}\n{}",
+                std::fs::read_to_string(p).unwrap_or_default()
+            ));
+        }
+        out
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let status = c.wait().expect("wait");
+            assert!(
+                status.success(),
+                "the manager did not stop cleanly: {status}\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// The JSON-RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/rpc/v0", self.addr.expect("started"))
+    }
+
+    /// A typed client.
+    pub fn client(&self) -> HttpClient {
+        HttpClientBuilder::default()
+            .request_timeout(Duration::from_secs(120))
+            .build(self.url())
+            .expect("client")
+    }
+
+    /// A raw JSON-RPC call: the whole response object.
+    pub fn raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        raw_call(&self.url(), None, method, params).1
+    }
+
+    /// Runs `damocles-manager util …` against the daemon.
+    pub fn util(&self, args: &[&str]) -> std::process::Output {
+        Command::new(MANAGER)
+            .args(["--home"])
+            .arg(&self.home)
+            .args(["util", "--listen", &self.addr.expect("started").to_string()])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run util")
+    }
+}
+
+impl Drop for TestManager {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// POSTs one JSON-RPC request; returns the HTTP status and the body as JSON.
+pub fn raw_call(
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    params: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 7});
+    let mut req = reqwest::blocking::Client::new().post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().expect("POST");
+    let status = resp.status().as_u16();
+    let text = resp.text().expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {text}")),
+    )
+}
+
+/// A util command's output as text, failing the test if it failed.
+pub fn ok_text(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

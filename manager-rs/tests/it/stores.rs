@@ -1,0 +1,203 @@
+//! Persist stores: the fs backend and the S3 plugin, reservations, `SubmitPersistedEx`, and
+//! stores found by `ScanPersistStores`.
+
+use serde_json::{json, Value};
+
+use crate::common::{ok_text, TestManager, MANAGER, MINER};
+use crate::s3server::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
+
+fn files(sid_name: &str) -> Vec<String> {
+    let mut out = vec![format!("sealed/{sid_name}")];
+    for f in ["p_aux", "t_aux", "sc-02-data-tree-r-last.dat"] {
+        out.push(format!("cache/{sid_name}/{f}"));
+    }
+    out
+}
+
+#[test]
+fn an_s3_plugin_store_and_a_scanned_store_hold_sectors() {
+    let server = S3Server::start();
+    let scanned = tempfile::tempdir().expect("scanned");
+    let store_dir = scanned.path().join("store-a");
+    std::fs::create_dir_all(&store_dir).expect("dir");
+    let out = std::process::Command::new(MANAGER)
+        .args([
+            "util",
+            "storage",
+            "gen-sectorstore-json",
+            "--name",
+            "scanned-a",
+            "--weight",
+            "3",
+        ])
+        .arg(&store_dir)
+        .output()
+        .expect("gen");
+    ok_text(&out);
+    let pattern = format!("{}/store-*", scanned.path().display());
+    let endpoint = server.endpoint.clone();
+    let mut m = TestManager::with_config(move |c| {
+        let mut s3 = damocles_manager::config::PersistStoreConfig {
+            name: "s3".into(),
+            path: "s3://damocles/sectors".into(),
+            plugin_name: Some("s3".into()),
+            ..Default::default()
+        };
+        for (k, v) in [
+            ("Endpoint", endpoint.as_str()),
+            ("Bucket", BUCKET),
+            ("Prefix", "sectors"),
+            ("AccessKey", ACCESS_KEY),
+            ("SecretKey", SECRET_KEY),
+            ("MaxRetries", "0"),
+            ("ReadTimeoutSecs", "5"),
+        ] {
+            s3.meta.insert(k.into(), v.into());
+        }
+        c.common.persist_stores.push(s3);
+        c.common.scan_persist_stores = vec![pattern];
+    });
+    m.start();
+
+    let list = m.raw("Venus.StoreList", json!([]));
+    let names: Vec<&str> = list["result"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["Name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec!["persist", "s3", "scanned-a"], "{list}");
+    let s3 = &list["result"][1];
+    assert!(
+        s3["Type"].as_str().unwrap_or_default().contains("s3"),
+        "{s3}"
+    );
+    assert_eq!(list["result"][2]["Weight"], json!(3));
+
+    let sector = m.raw(
+        "Venus.AllocateSector",
+        json!([{"AllowedMiners": null, "AllowedProofTypes": null}]),
+    );
+    let n = sector["result"]["ID"]["Number"].as_u64().expect("n");
+    let sid = json!({"Miner": MINER, "Number": n});
+    let chosen = m.raw("Venus.StoreReserveSpace", json!([sid, 4096, ["s3"]]));
+    assert_eq!(chosen["result"]["Name"], json!("s3"), "{chosen}");
+    assert_eq!(chosen["result"]["Meta"]["Bucket"], json!(BUCKET));
+
+    let missing = m.raw("Venus.SubmitPersistedEx", json!([sid, "s3", false]));
+    assert_eq!(
+        missing["result"],
+        json!(false),
+        "nothing uploaded yet: {missing}"
+    );
+    // The server keeps objects as files under <root>/<bucket>/<key>.
+    let name = format!("s-t0{MINER}-{n}");
+    for key in files(&name) {
+        let path = server.root.join(BUCKET).join("sectors").join(&key);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, vec![7u8; 64]).expect("object");
+    }
+    let ok = m.raw("Venus.SubmitPersistedEx", json!([sid, "s3", false]));
+    assert_eq!(ok["result"], json!(true), "{ok}");
+    let found = m.raw("Venus.SectorIndexerFind", json!(["normal", sid]));
+    assert_eq!(found["result"]["Instance"]["SealedFile"], json!("s3"));
+
+    // A file store found by its sectorstore.json.
+    let n2 = m.raw(
+        "Venus.AllocateSector",
+        json!([{"AllowedMiners": null, "AllowedProofTypes": null}]),
+    )["result"]["ID"]["Number"]
+        .as_u64()
+        .expect("n2");
+    let sid2 = json!({"Miner": MINER, "Number": n2});
+    let chosen = m.raw(
+        "Venus.StoreReserveSpace",
+        json!([sid2, 4096, ["scanned-a"]]),
+    );
+    assert_eq!(chosen["result"]["Name"], json!("scanned-a"));
+    let name2 = format!("s-t0{MINER}-{n2}");
+    for rel in files(&name2) {
+        let path = store_dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, b"x").expect("file");
+    }
+    assert_eq!(
+        m.raw("Venus.SubmitPersistedEx", json!([sid2, "scanned-a", false]))["result"],
+        json!(true)
+    );
+
+    // A store that fails is an error, not "missing files": the worker retries.
+    drop(server);
+    let down: Value = m.raw("Venus.SubmitPersistedEx", json!([sid, "s3", false]));
+    assert_eq!(down["error"]["code"], json!(1), "{down}");
+    assert!(
+        down["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("s3"),
+        "{down}"
+    );
+}
+
+#[test]
+fn reservations_follow_policy_weight_and_free_space() {
+    let mut m = TestManager::with_config(|c| {
+        let home = c.common.persist_stores[0].path.clone();
+        let base = std::path::Path::new(&home)
+            .parent()
+            .expect("home")
+            .to_path_buf();
+        for (name, ro, deny) in [("ro", true, vec![]), ("denied", false, vec![MINER])] {
+            let p = base.join(name);
+            std::fs::create_dir_all(&p).expect("dir");
+            c.common
+                .persist_stores
+                .push(damocles_manager::config::PersistStoreConfig {
+                    name: name.into(),
+                    path: p.display().to_string(),
+                    read_only: ro,
+                    deny_miners: deny,
+                    ..Default::default()
+                });
+        }
+    });
+    m.start();
+    let n = m.raw(
+        "Venus.AllocateSector",
+        json!([{"AllowedMiners": null, "AllowedProofTypes": null}]),
+    )["result"]["ID"]["Number"]
+        .as_u64()
+        .expect("n");
+    let sid = json!({"Miner": MINER, "Number": n});
+    assert_eq!(
+        m.raw("Venus.StoreReserveSpace", json!([sid, 4096, ["ro"]]))["result"],
+        Value::Null,
+        "read-only"
+    );
+    assert_eq!(
+        m.raw("Venus.StoreReserveSpace", json!([sid, 4096, ["denied"]]))["result"],
+        Value::Null,
+        "miner denied"
+    );
+    assert_eq!(
+        m.raw(
+            "Venus.StoreReserveSpace",
+            json!([sid, u64::MAX / 2, ["persist"]])
+        )["result"],
+        Value::Null,
+        "too big"
+    );
+    let any = m.raw("Venus.StoreReserveSpace", json!([sid, 4096, []]));
+    assert_eq!(
+        any["result"]["Name"],
+        json!("persist"),
+        "the only store that fits: {any}"
+    );
+    let out = ok_text(&m.util(&[
+        "storage",
+        "release-reserved",
+        &MINER.to_string(),
+        &n.to_string(),
+    ]));
+    assert!(out.contains("released"), "{out}");
+}
