@@ -114,8 +114,9 @@ pub fn filler_piece(size: u64) -> Result<SectorPieceV2> {
     })
 }
 
-/// Fills `[from, to)` of a sector with aligned zero pieces.
-fn fillers(mut from: u64, to: u64, out: &mut Vec<SectorPieceV2>) -> Result<()> {
+/// The sizes of the aligned zero pieces that fill `[from, to)` of a sector, in order.
+pub fn filler_sizes(mut from: u64, to: u64) -> Vec<u64> {
+    let mut sizes = Vec::new();
     while from < to {
         let align = if from == 0 {
             u64::MAX
@@ -124,10 +125,27 @@ fn fillers(mut from: u64, to: u64, out: &mut Vec<SectorPieceV2>) -> Result<()> {
         };
         let room = 1u64 << (63 - (to - from).leading_zeros());
         let size = align.min(room);
-        let mut p = filler_piece(size)?;
-        p.deal_info.offset = from;
-        out.push(p);
+        sizes.push(size);
         from += size;
+    }
+    sizes
+}
+
+/// The end offset of pieces laid out in order, each aligned to its own size.
+pub fn layout_end(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes
+        .into_iter()
+        .fold(0, |off, size| off.next_multiple_of(size) + size)
+}
+
+/// Fills `[from, to)` of a sector with aligned zero pieces.
+fn fillers(from: u64, to: u64, out: &mut Vec<SectorPieceV2>) -> Result<()> {
+    let mut offset = from;
+    for size in filler_sizes(from, to) {
+        let mut p = filler_piece(size)?;
+        p.deal_info.offset = offset;
+        out.push(p);
+        offset += size;
     }
     Ok(())
 }

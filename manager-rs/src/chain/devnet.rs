@@ -446,6 +446,19 @@ fn pre_commit(
         let proof =
             seal_proof(s.seal_proof).map_err(|e| Failure(EXIT_ILLEGAL_ARGUMENT, e.to_string()))?;
         if !pieces.is_empty() {
+            // The deals, then zero pieces up to the sector size.
+            let end = crate::deals::layout_end(
+                pieces
+                    .iter()
+                    .map(|p| u64::from(api::PaddedBytesAmount::from(p.size))),
+            );
+            for size in crate::deals::filler_sizes(end, actor.info.sector_size) {
+                pieces.push(api::PieceInfo {
+                    commitment: vp::zero_piece_commitment(size)
+                        .map_err(|e| Failure(EXIT_ILLEGAL_ARGUMENT, e.to_string()))?,
+                    size: api::UnpaddedBytesAmount::from(api::PaddedBytesAmount(size)),
+                });
+            }
             let comm_d = api::seal::compute_comm_d(proof, &pieces).map_err(|e| {
                 Failure(
                     EXIT_ILLEGAL_ARGUMENT,
