@@ -510,3 +510,108 @@ fn a_broken_config_is_refused_with_the_key_named() {
         "{err}"
     );
 }
+
+#[test]
+fn deals_fill_sectors_with_aligned_fillers_and_come_back_when_a_sector_aborts() {
+    let mut m = TestManager::new();
+    m.start();
+    for (name, len) in [("a.bin", 600usize), ("b.bin", 300)] {
+        let file = m.dir.path().join(name);
+        std::fs::write(&file, vec![1u8; len]).expect("file");
+        ok_text(&m.util(&[
+            "deals",
+            "import",
+            "--miner",
+            &MINER.to_string(),
+            file.to_str().expect("utf8"),
+        ]));
+    }
+    let alloc = |m: &TestManager| {
+        result(&m.raw(
+            "Venus.AllocateSector",
+            json!([{"AllowedMiners": null, "AllowedProofTypes": null}]),
+        ))["ID"]["Number"]
+            .as_u64()
+            .expect("n")
+    };
+    let n = alloc(&m);
+    let pieces = m.raw(
+        "Venus.AcquireDeals",
+        json!([sid(n), {"MaxDeals": null, "MinUsedSpace": null}]),
+    );
+    let pieces = result(&pieces).as_array().expect("pieces").clone();
+    let layout: Vec<(u64, u64, u64)> = pieces
+        .iter()
+        .map(|p| {
+            (
+                p["DealInfo"]["DealID"].as_u64().expect("deal"),
+                p["DealInfo"]["Offset"].as_u64().expect("offset"),
+                p["Piece"]["Size"].as_u64().expect("size"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        layout,
+        vec![(1, 0, 1024), (2, 1024, 512), (0, 1536, 512)],
+        "largest first, then a filler"
+    );
+    assert_eq!(pieces[0]["DealInfo"]["PayloadSize"], json!(600));
+    assert!(
+        pieces[2]["DealInfo"].is_object(),
+        "fillers carry a DealInfo object"
+    );
+    let again = m.raw(
+        "Venus.AcquireDeals",
+        json!([sid(n), {"MaxDeals": null, "MinUsedSpace": null}]),
+    );
+    assert_eq!(
+        result(&again).as_array().map(Vec::len),
+        Some(3),
+        "idempotent"
+    );
+    let list = ok_text(&m.util(&["deals", "list"]));
+    assert_eq!(
+        list.matches(&format!("in s-t0{MINER}-{n}")).count(),
+        2,
+        "{list}"
+    );
+
+    // Nothing left for a second sector; after an abort the deals come back.
+    let n2 = alloc(&m);
+    assert_eq!(
+        result(&m.raw(
+            "Venus.AcquireDeals",
+            json!([sid(n2), {"MaxDeals": null, "MinUsedSpace": null}])
+        )),
+        &Value::Null
+    );
+    assert_eq!(
+        result(&m.raw("Venus.ReportAborted", json!([sid(n), "test"]))),
+        &Value::Null
+    );
+    let list = ok_text(&m.util(&["deals", "list"]));
+    assert_eq!(list.matches("queued").count(), 2, "{list}");
+    let n3 = alloc(&m);
+    let one = m.raw(
+        "Venus.AcquireDeals",
+        json!([sid(n3), {"MaxDeals": 1, "MinUsedSpace": null}]),
+    );
+    let one = result(&one).as_array().expect("pieces").clone();
+    assert_eq!(
+        one.iter()
+            .filter(|p| p["DealInfo"]["DealID"] != json!(0))
+            .count(),
+        1,
+        "MaxDeals"
+    );
+    let n4 = alloc(&m);
+    let picky = m.raw(
+        "Venus.AcquireDeals",
+        json!([sid(n4), {"MaxDeals": null, "MinUsedSpace": 2048}]),
+    );
+    assert_eq!(
+        result(&picky),
+        &Value::Null,
+        "not enough data for MinUsedSpace"
+    );
+}

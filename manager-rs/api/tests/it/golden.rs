@@ -163,3 +163,38 @@ fn encodings_refuse_bad_values_with_reasons() {
     assert_eq!(SealProofType(42).sector_size(), None);
     assert_eq!(SealProofType::v1_1_for_size(2048), Some(SealProofType(5)));
 }
+
+#[test]
+fn sector_states_as_the_manager_keeps_them() {
+    use damocles_manager_api::json::{
+        data_commitment_cid, data_commitment_of, replica_commitment_cid, replica_commitment_of,
+    };
+    let st: SectorState = round_trip("SectorState");
+    assert!(st.has_deal_data());
+    assert!(st.matches_job(SectorJob::Sealing));
+    assert!(!st.matches_job(SectorJob::SnapUp));
+    let pre = st.pre.as_ref().expect("pre");
+    // The CIDs of the commitments are the fil-commitment CIDs of their bytes.
+    assert_eq!(replica_commitment_of(&pre.comm_r), Ok([3u8; 32]));
+    assert_eq!(data_commitment_of(&pre.comm_d), Ok([4u8; 32]));
+    assert_eq!(replica_commitment_cid(&[3u8; 32]), pre.comm_r);
+    assert_eq!(data_commitment_cid(&[4u8; 32]), pre.comm_d);
+    assert!(
+        replica_commitment_of(&pre.comm_d).is_err(),
+        "a data CID is not a replica CID"
+    );
+    let aborted: SectorState = round_trip("SectorState.aborted");
+    assert!(
+        aborted.ticket.is_none() && aborted.pre.is_none(),
+        "absent optional parts are omitted"
+    );
+    assert_eq!(aborted.abort_reason, "aborted via CLI");
+    let w: WorkerPingInfo = round_trip("WorkerPingInfo");
+    assert_eq!(w.info.summary.running, 3);
+    let found: SectorIndexerFindResp = round_trip("SectorIndexerFindResp");
+    assert_eq!(found.instance.cache_dir, "store-b");
+    let info: MinerInfo = round_trip("MinerInfo");
+    assert_eq!(info.seal_proof_type.sector_size(), Some(info.sector_size));
+    let rand: WindowPoStRandomness = round_trip("WindowPoStRandomness");
+    assert_eq!(rand.rand.0.len(), 32);
+}
