@@ -178,8 +178,13 @@ impl Commitments {
                 _ = tokio::time::sleep(interval) => {}
                 _ = heads.changed() => {}
             }
-            if let Err(e) = self.process(miner, kind, &queue).await {
-                tracing::error!(miner, ?kind, error = %format!("{e:#}"), "sending commitments failed; retrying");
+            let round = std::panic::AssertUnwindSafe(self.process(miner, kind, &queue));
+            match futures::FutureExt::catch_unwind(round).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(miner, ?kind, error = %format!("{e:#}"), "sending commitments failed; retrying")
+                }
+                Err(_) => tracing::error!(miner, ?kind, "sending commitments panicked; retrying"),
             }
         }
     }
@@ -229,7 +234,7 @@ impl Commitments {
                 CommitKind::Prove => st.seed.as_ref().map(|s| s.epoch),
             }
             .unwrap_or(head);
-            if all || head - since > max_wait_epochs {
+            if all || head.saturating_sub(since) > max_wait_epochs {
                 due.push(st);
             }
         }
@@ -321,7 +326,8 @@ impl Commitments {
         let lifetime_days = self
             .cfg
             .miner(st.id.miner)
-            .map_or(540, |m| m.sector.lifetime_days) as i64;
+            .map_or(540, |m| m.sector.lifetime_days);
+        let lifetime_days = i64::try_from(lifetime_days).unwrap_or(i64::MAX);
         let deal_end = st
             .pieces
             .as_deref()
@@ -330,28 +336,33 @@ impl Commitments {
             .filter(|p| !p.is_filler() && p.deal_info.end_epoch > head)
             .map(|p| p.deal_info.end_epoch)
             .max();
+        // manager-spec §1.6, in saturating arithmetic (imported states may hold any epoch).
         let mut end = match deal_end {
             Some(e) => e,
             None => {
-                let lifetime = lifetime_days * EPOCHS_PER_DAY;
+                let lifetime = lifetime_days.saturating_mul(EPOCHS_PER_DAY);
                 let clamped =
                     lifetime.clamp(MIN_SECTOR_EXPIRATION, MAX_SECTOR_EXPIRATION_EXTENSION);
                 let lifetime = if clamped == lifetime {
-                    lifetime - 2 * params.wpost_proving_period()
+                    lifetime.saturating_sub(2 * params.wpost_proving_period())
                 } else {
                     clamped
                 };
-                head + lifetime
+                head.saturating_add(lifetime)
             }
         };
-        end = end.max(head + MIN_SECTOR_EXPIRATION + EPOCHS_PER_DAY);
+        end = end.max(head.saturating_add(MIN_SECTOR_EXPIRATION + EPOCHS_PER_DAY));
         end = end.max(
-            pre.ticket.epoch
-                + EPOCHS_PER_DAY
-                + CHAIN_FINALITY
-                + params.max_prove_commit_duration.min(MIN_SECTOR_EXPIRATION),
+            pre.ticket
+                .epoch
+                .saturating_add(EPOCHS_PER_DAY + CHAIN_FINALITY)
+                .saturating_add(params.max_prove_commit_duration)
+                .saturating_add(MIN_SECTOR_EXPIRATION),
         );
-        end = end.min(head + params.pre_commit_challenge_delay + MAX_SECTOR_EXPIRATION_EXTENSION);
+        end = end.min(
+            head.saturating_add(params.pre_commit_challenge_delay)
+                .saturating_add(MAX_SECTOR_EXPIRATION_EXTENSION),
+        );
         Ok(PreCommitParams {
             seal_proof: st.sector_type,
             sector_number: st.id.number,

@@ -214,6 +214,19 @@ impl DealManager {
         tokio::task::block_in_place(|| store.put(&name, &mut src))
             .with_context(|| format!("storing piece {cid}"))?;
         let head = self.chain.head().await?;
+        let start = head
+            .epoch
+            .checked_add(opts.start_in)
+            .filter(|_| opts.start_in > 0)
+            .with_context(|| {
+                format!(
+                    "start_in {} is not a usable number of epochs",
+                    opts.start_in
+                )
+            })?;
+        let end = start
+            .checked_add(opts.duration)
+            .with_context(|| format!("duration {} overflows the epoch", opts.duration))?;
         let deal = self
             .chain
             .publish_deal(DealProposal {
@@ -226,8 +239,8 @@ impl DealManager {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                start_epoch: head.epoch + opts.start_in,
-                end_epoch: head.epoch + opts.start_in + opts.duration,
+                start_epoch: start,
+                end_epoch: end,
             })
             .await?;
         let rec = DealRecord {
@@ -262,8 +275,15 @@ impl DealManager {
     ) -> Result<Option<Vec<SectorPieceV2>>> {
         let head = self.chain.head().await?.epoch;
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut queued: Vec<DealRecord> = self
-            .list()?
+        let all = self.list()?;
+        // Deals already assigned to this sector (an earlier call whose answer was not kept,
+        // or a concurrent one) are its deals again: nothing is assigned twice.
+        let mine: Vec<DealRecord> = all
+            .iter()
+            .filter(|r| r.state == (DealState::Assigned { sector: sid }))
+            .cloned()
+            .collect();
+        let mut queued: Vec<DealRecord> = all
             .into_iter()
             .filter(|r| r.state == DealState::Queued && r.deal.proposal.provider == sid.miner)
             .filter(|r| r.deal.proposal.start_epoch > head)
@@ -272,6 +292,11 @@ impl DealManager {
         let max = spec.max_deals.unwrap_or(u64::MAX);
         let mut chosen = Vec::new();
         let mut used = 0u64;
+        if !mine.is_empty() {
+            used = mine.iter().map(|r| r.deal.proposal.piece_size).sum();
+            chosen = mine;
+            queued.clear();
+        }
         for r in queued {
             if chosen.len() as u64 >= max {
                 break;
@@ -358,7 +383,16 @@ impl DealManager {
     ) -> Result<[u8; 32], String> {
         let head = self.chain.head().await.map_err(|e| format!("{e:#}"))?.epoch;
         let mut infos = Vec::new();
+        let sector_size = seal
+            .sector_size()
+            .ok_or_else(|| format!("unknown seal proof type {}", seal.0))?;
         for p in pieces {
+            if !p.piece.size.is_power_of_two() || p.piece.size < 128 || p.piece.size > sector_size {
+                return Err(format!(
+                    "piece {} has an invalid size {}",
+                    p.piece.piece_cid, p.piece.size
+                ));
+            }
             let comm = data_commitment_of(&p.piece.piece_cid)?;
             if p.is_filler() {
                 let zero = vp::zero_piece_commitment(p.piece.size).map_err(|e| format!("{e:#}"))?;
@@ -400,8 +434,10 @@ impl DealManager {
             });
         }
         let proof = seal_proof(seal).map_err(|e| e.to_string())?;
-        api::seal::compute_comm_d(proof, &infos)
-            .map_err(|e| format!("computing CommD of the pieces: {e}"))
+        vp::guard("compute_comm_d", || {
+            api::seal::compute_comm_d(proof, &infos)
+        })
+        .map_err(|e| format!("computing CommD of the pieces: {e:#}"))
     }
 }
 

@@ -318,13 +318,21 @@ impl Sealer {
                 )),
             ));
         }
-        self.update_online(sid, move |st| {
+        let queued = self.update_online(sid, move |st| {
+            // A concurrent identical submission already queued or sent it.
+            if st.pre.as_ref() == Some(&pre)
+                && (st.message_info.need_send || st.message_info.pre_commit_cid.is_some())
+            {
+                return Ok(false);
+            }
             st.pre = Some(pre);
             st.message_info.pre_commit_cid = None;
             st.message_info.need_send = true;
-            Ok(())
+            Ok(true)
         })?;
-        self.commitments.enqueue(sid, CommitKind::Pre);
+        if queued {
+            self.commitments.enqueue(sid, CommitKind::Pre);
+        }
         metrics::counter!("damocles_manager_sector_pre_commit", "miner" => sid.miner.to_string())
             .increment(1);
         Ok(submit(SubmitResult::Accepted, None))
@@ -465,6 +473,14 @@ impl Sealer {
                 Some("pre-commit info not found on chain".into()),
             ));
         };
+        if pc.info.sealed_cid != pre.comm_r || pc.info.seal_rand_epoch != pre.ticket.epoch {
+            return Ok(submit(
+                SubmitResult::Rejected,
+                Some(
+                    "the PreCommit on chain differs from the one submitted for this sector".into(),
+                ),
+            ));
+        }
         let params = self.chain.network_params().await?;
         if seed.epoch != pc.pre_commit_epoch + params.pre_commit_challenge_delay {
             return Ok(submit(
@@ -621,8 +637,15 @@ impl Sealer {
         })?;
         match moved {
             Some(_) => self.deals.release(sid, &pieces)?,
-            None if self.states.load(sid, SectorWorkerState::Offline)?.is_some() => {}
-            None => return Err(ApiError::SectorStateNotFound(sid)),
+            // Already offline (a retry, maybe after a crash between the two writes): the
+            // release is idempotent, do it again.
+            None => match self.states.load(sid, SectorWorkerState::Offline)? {
+                Some(st) if !st.abort_reason.is_empty() => self
+                    .deals
+                    .release(sid, st.pieces.as_deref().unwrap_or_default())?,
+                Some(_) => {}
+                None => return Err(ApiError::SectorStateNotFound(sid)),
+            },
         }
         self.stores.release_reserved(sid)?;
         tracing::warn!(sector = %sid, reason, "sector aborted");

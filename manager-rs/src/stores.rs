@@ -394,11 +394,12 @@ impl StoreManager {
         if fits.is_empty() {
             return Ok(None);
         }
-        let total: u64 = fits.iter().map(|s| s.config.weight.max(1)).sum();
+        let weight = |s: &PersistStore| s.config.weight.clamp(1, u64::from(u32::MAX));
+        let total: u64 = fits.iter().map(weight).sum();
         let mut pick = rand::thread_rng().gen_range(0..total);
         let mut chosen = fits.len() - 1;
         for (i, s) in fits.iter().enumerate() {
-            let w = s.config.weight.max(1);
+            let w = weight(s);
             if pick < w {
                 chosen = i;
                 break;

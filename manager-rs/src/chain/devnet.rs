@@ -459,7 +459,10 @@ fn pre_commit(
                     size: api::UnpaddedBytesAmount::from(api::PaddedBytesAmount(size)),
                 });
             }
-            let comm_d = api::seal::compute_comm_d(proof, &pieces).map_err(|e| {
+            let comm_d = vp::guard("compute_comm_d", || {
+                api::seal::compute_comm_d(proof, &pieces)
+            })
+            .map_err(|e| {
                 Failure(
                     EXIT_ILLEGAL_ARGUMENT,
                     format!("sector {n}: computing CommD: {e}"),
