@@ -615,3 +615,26 @@ fn deals_fill_sectors_with_aligned_fillers_and_come_back_when_a_sector_aborts() 
         "not enough data for MinUsedSpace"
     );
 }
+
+#[test]
+fn the_api_is_also_served_over_websocket() {
+    use damocles_manager_api::rpc::SealerCliApiClient;
+    let mut m = TestManager::new();
+    let addr = m.start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+            .build(format!("ws://{addr}/rpc/v0"))
+            .await
+            .expect("websocket connection");
+        let version = SealerCliApiClient::version(&ws)
+            .await
+            .expect("version over websocket");
+        assert!(version.starts_with('v'), "{version}");
+        let sector = SealerApiClient::allocate_sector(&ws, AllocateSectorSpec::default())
+            .await
+            .expect("allocate over websocket")
+            .expect("a sector");
+        assert_eq!(sector.id.miner, MINER);
+    });
+}
