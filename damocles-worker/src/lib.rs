@@ -1,7 +1,10 @@
 //! damocles-worker: the sealing worker of a damocles cluster.
 //!
-//! So far it offers `damocles-worker processor <stage>`, which runs any builtin stage as an
-//! external processor child (under this worker, under damocles' worker, or as the manager's
-//! ext-prover). The daemon, its sealing threads and planners come with the worker issue.
+//! It offers `damocles-worker processor <stage>`, which runs any builtin stage as an external
+//! processor child (under this worker, under damocles' worker, or as the manager's ext-prover),
+//! the worker's configuration ([`config`]) and the persistent side of a sealing thread
+//! ([`sealing`]). The daemon loop and the planners are being built on these.
 
 pub mod cli;
+pub mod config;
+pub mod sealing;

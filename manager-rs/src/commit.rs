@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use damocles_manager_api::json::Cid;
 use damocles_manager_api::types::{
-    ActorId, OnChainState, PollStateResp, SectorId, SectorState, SectorWorkerState,
+    ActorId, OnChainState, PollStateResp, PreCommitInfo, ProofInfo, SectorId, SectorState,
+    SectorWorkerState,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -21,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chain::{
     Chain, Message, MessageStatus, MethodCall, PreCommitParams, SectorActivation, CHAIN_FINALITY,
-    EPOCHS_PER_DAY, MAX_SECTOR_EXPIRATION_EXTENSION, MIN_SECTOR_EXPIRATION,
+    EPOCHS_PER_DAY, MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK, MAX_SECTOR_EXPIRATION_EXTENSION,
+    MIN_SECTOR_EXPIRATION,
 };
 use crate::config::{CommitmentPolicy, ManagerConfig};
 use crate::kv::{cf, Kv, Op};
@@ -241,6 +243,21 @@ impl Commitments {
         if due.is_empty() {
             return Ok(());
         }
+        // manager-spec §1.6: every sector is checked again before it is sent, so one sector that
+        // can no longer go (ticket expired, number taken, deal started, PreCommit gone) does not
+        // fail the whole batch. It gets no message id: its poll answers Failed and the worker
+        // submits again (and learns the reason from the submission's answer).
+        let mut sendable = Vec::new();
+        for st in due {
+            match self.recheck(kind, &st, head, &params).await? {
+                None => sendable.push(st),
+                Some(reason) => self.drop_unsendable(kind, queue, &st, &reason)?,
+            }
+        }
+        let due = sendable;
+        if due.is_empty() {
+            return Ok(());
+        }
         let sids: Vec<SectorId> = due.iter().map(|s| s.id).collect();
         let call = match kind {
             CommitKind::Pre => {
@@ -284,13 +301,26 @@ impl Commitments {
             sectors: sids.clone(),
             message: message.clone(),
         };
+        // The message was built from states read before locking them: record it only if every
+        // sector is still online and unchanged; otherwise nothing is written and the next round
+        // builds the batch again from fresh states.
+        let built: HashMap<u64, (Option<PreCommitInfo>, Option<ProofInfo>)> = due
+            .iter()
+            .map(|st| (st.id.number, (st.pre.clone(), st.proof.clone())))
+            .collect();
         let id2 = id.clone();
         let changed = self.states.update_batch(
             &sids,
             vec![Op::put_json(cf::COMMON, outbox_key(&id), &entry)?],
             move |st| {
-                if !st.message_info.need_send {
-                    return Ok(false);
+                let unchanged = built.get(&st.id.number).is_some_and(|(pre, proof)| {
+                    st.message_info.need_send && st.pre == *pre && st.proof == *proof
+                });
+                if !unchanged {
+                    anyhow::bail!(
+                        "sector {} changed while its {kind:?} message was built",
+                        st.id
+                    );
                 }
                 match kind {
                     CommitKind::Pre => st.message_info.pre_commit_cid = Some(id2.clone()),
@@ -309,6 +339,115 @@ impl Commitments {
         tracing::info!(miner, ?kind, message = %id, sectors = ?changed.iter().map(|s| s.number).collect::<Vec<_>>(), "commitment message recorded");
         if let Err(e) = self.chain.push_message(&id, message).await {
             tracing::warn!(message = %id, error = %format!("{e:#}"), "pushing failed; the resender retries");
+        }
+        Ok(())
+    }
+
+    /// Why a due sector cannot be sent now, if it cannot (checked against the chain for the
+    /// next epoch, where the message lands at the earliest).
+    async fn recheck(
+        &self,
+        kind: CommitKind,
+        st: &SectorState,
+        head: i64,
+        params: &crate::chain::NetworkParams,
+    ) -> Result<Option<String>> {
+        let sid = st.id;
+        let lands = head.saturating_add(1);
+        match kind {
+            CommitKind::Pre => {
+                let Some(pre) = &st.pre else {
+                    return Ok(Some("no PreCommit info".into()));
+                };
+                if pre.ticket.epoch < lands.saturating_sub(MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK) {
+                    return Ok(Some(format!(
+                        "ticket of epoch {} expired at {head}",
+                        pre.ticket.epoch
+                    )));
+                }
+                if !self.chain.allocated(sid.miner, &[sid.number]).await?.is_empty() {
+                    return Ok(Some(format!(
+                        "sector number {} is already allocated on chain",
+                        sid.number
+                    )));
+                }
+                for deal_id in deal_ids(st) {
+                    let Some(deal) = self.chain.market_deal(deal_id).await? else {
+                        return Ok(Some(format!("deal {deal_id} is not on chain")));
+                    };
+                    if deal.proposal.provider != sid.miner {
+                        return Ok(Some(format!(
+                            "deal {deal_id} belongs to miner {}",
+                            deal.proposal.provider
+                        )));
+                    }
+                    if deal.sector_start_epoch >= 0 {
+                        return Ok(Some(format!("deal {deal_id} is already active")));
+                    }
+                    if lands >= deal.proposal.start_epoch {
+                        return Ok(Some(format!(
+                            "deal {deal_id} starts at epoch {}, before the PreCommit can land",
+                            deal.proposal.start_epoch
+                        )));
+                    }
+                }
+                Ok(None)
+            }
+            CommitKind::Prove => {
+                if st.proof.is_none() {
+                    return Ok(Some("no proof".into()));
+                }
+                let Some(pc) = self.chain.pre_commit_info(sid.miner, sid.number).await? else {
+                    return Ok(Some("no PreCommit on chain".into()));
+                };
+                let deadline = pc
+                    .pre_commit_epoch
+                    .saturating_add(params.max_prove_commit_duration);
+                if lands > deadline {
+                    return Ok(Some(format!(
+                        "the PreCommit expired at epoch {deadline}"
+                    )));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Takes a sector that cannot be sent out of its queue without a message id (its poll then
+    /// answers Failed), unless it changed meanwhile.
+    fn drop_unsendable(
+        &self,
+        kind: CommitKind,
+        queue: &Queue,
+        st: &SectorState,
+        reason: &str,
+    ) -> Result<()> {
+        let (pre, proof) = (st.pre.clone(), st.proof.clone());
+        let changed = self.states.update_batch(&[st.id], Vec::new(), move |cur| {
+            if !cur.message_info.need_send || cur.pre != pre || cur.proof != proof {
+                return Ok(false);
+            }
+            cur.message_info.need_send = false;
+            match kind {
+                CommitKind::Pre => cur.message_info.pre_commit_cid = None,
+                CommitKind::Prove => cur.message_info.commit_cid = None,
+            }
+            Ok(true)
+        });
+        match changed {
+            Ok(changed) if !changed.is_empty() => {
+                queue
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&st.id.number);
+                metrics::counter!("damocles_manager_commitment_dropped", "kind" => format!("{kind:?}"))
+                    .increment(1);
+                tracing::warn!(sector = %st.id, ?kind, reason, "sector taken out of its batch; the worker will submit again");
+            }
+            // Changed or gone meanwhile: the next round looks at it again.
+            Ok(_) => {}
+            Err(e) => tracing::debug!(sector = %st.id, error = %format!("{e:#}"), "sector left the queue meanwhile"),
         }
         Ok(())
     }
@@ -525,4 +664,167 @@ fn deal_ids(st: &SectorState) -> Vec<u64> {
         .filter(|p| !p.is_filler() && p.deal_info.is_builtin_market)
         .map(|p| p.deal_info.deal_id)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::devnet::Devnet;
+    use crate::config::{DevnetConfig, DevnetMinerConfig, MinerConfig, SectorSize};
+    use damocles_manager_api::json::{data_commitment_cid, replica_commitment_cid, Bytes};
+    use damocles_manager_api::types::{SealProofType, Ticket};
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_sector_that_cannot_go_is_taken_out_and_the_rest_of_the_batch_lands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = Kv::open(dir.path()).expect("kv");
+        let devnet = Devnet::open(
+            kv.clone(),
+            &DevnetConfig {
+                miners: vec![DevnetMinerConfig {
+                    actor: 1000,
+                    sector_size: SectorSize(2048),
+                }],
+                ..DevnetConfig::default()
+            },
+        )
+        .expect("devnet");
+        for _ in 0..3 {
+            devnet.produce_block().expect("block");
+        }
+        let mut miner = MinerConfig {
+            actor: 1000,
+            ..MinerConfig::default()
+        };
+        miner.commitment.pre.batch.threshold = 2;
+        let mut cfg = ManagerConfig::default();
+        cfg.miners.push(miner);
+        let states = Arc::new(SectorStates::new(kv.clone()));
+        let commitments = Commitments::new(
+            devnet.clone(),
+            states.clone(),
+            Arc::new(cfg),
+            kv.clone(),
+            CancellationToken::new(),
+        );
+        let ticket = Ticket {
+            ticket: Bytes(vec![1; 32]),
+            epoch: 1,
+        };
+        let sids = [1u64, 2].map(|number| SectorId { miner: 1000, number });
+        let mut all = Vec::new();
+        for sid in sids {
+            let mut st = SectorState::new(sid, SealProofType(5));
+            st.ticket = Some(ticket.clone());
+            st.pre = Some(PreCommitInfo {
+                comm_r: replica_commitment_cid(&[sid.number as u8; 32]),
+                comm_d: data_commitment_cid(&[0; 32]),
+                ticket: ticket.clone(),
+            });
+            st.message_info.need_send = true;
+            all.push(st);
+        }
+        states.init(&all).expect("init");
+
+        // Sector 1's number is taken on chain by another message meanwhile.
+        let taken = Message {
+            from: "t01000".into(),
+            to: 1000,
+            value: 0,
+            call: MethodCall::PreCommitSectorBatch2 {
+                sectors: vec![PreCommitParams {
+                    seal_proof: SealProofType(5),
+                    sector_number: 1,
+                    sealed_cid: replica_commitment_cid(&[9; 32]),
+                    seal_rand_epoch: 1,
+                    deal_ids: vec![],
+                    expiration: 10_000_000,
+                    unsealed_cid: None,
+                }],
+            },
+        };
+        let taken_id = crate::chain::new_message_id(&taken).expect("id");
+        run(devnet.push_message(&taken_id, taken)).expect("push");
+        devnet.produce_block().expect("block");
+
+        let queue = Queue {
+            pending: Mutex::new(BTreeSet::from([1, 2])),
+            notify: Notify::new(),
+        };
+        run(commitments.process(1000, CommitKind::Pre, &queue)).expect("process");
+        assert!(
+            queue.pending.lock().expect("lock").is_empty(),
+            "both leave the queue"
+        );
+
+        let one = states
+            .load(sids[0], SectorWorkerState::Online)
+            .expect("load")
+            .expect("online");
+        assert!(!one.message_info.need_send);
+        assert_eq!(one.message_info.pre_commit_cid, None, "no message for it");
+        let poll = run(commitments.poll(&one, CommitKind::Pre)).expect("poll");
+        assert_eq!(poll.state, OnChainState::Failed, "the worker submits again");
+
+        let two = states
+            .load(sids[1], SectorWorkerState::Online)
+            .expect("load")
+            .expect("online");
+        let id = two.message_info.pre_commit_cid.clone().expect("sent");
+        devnet.produce_block().expect("block");
+        match run(devnet.message_status(&id)).expect("status") {
+            Some(MessageStatus::Executed { exit_code, .. }) => {
+                assert_eq!(exit_code, 0, "the batch without sector 1 is valid")
+            }
+            other => panic!("message not executed: {other:?}"),
+        }
+        assert!(run(devnet.pre_commit_info(1000, 2))
+            .expect("pre-commit")
+            .is_some());
+    }
+
+    #[test]
+    fn a_batch_is_not_recorded_when_one_of_its_sectors_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = Kv::open(dir.path()).expect("kv");
+        let states = SectorStates::new(kv.clone());
+        let a = SectorId {
+            miner: 7,
+            number: 1,
+        };
+        let b = SectorId {
+            miner: 7,
+            number: 2,
+        };
+        states
+            .init(&[
+                SectorState::new(a, SealProofType(5)),
+                SectorState::new(b, SealProofType(5)),
+            ])
+            .expect("init");
+        states.finalize(b, |_| Ok(true)).expect("finalize");
+        let res = states.update_batch(
+            &[a, b],
+            vec![Op::Put(cf::COMMON, b"marker".to_vec(), b"1".to_vec())],
+            |st| {
+                st.message_info.need_send = true;
+                Ok(true)
+            },
+        );
+        assert!(res.is_err(), "sector {b} is offline");
+        let a_now = states
+            .load(a, SectorWorkerState::Online)
+            .expect("load")
+            .expect("online");
+        assert!(!a_now.message_info.need_send, "nothing written");
+        assert_eq!(kv.get(cf::COMMON, b"marker").expect("get"), None);
+    }
 }

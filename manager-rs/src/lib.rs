@@ -6,6 +6,7 @@
 //! chain through the [`chain::Chain`] trait, whose first implementation is an embedded devnet
 //! that verifies real proofs ([`chain::devnet`]).
 
+pub mod attach;
 pub mod chain;
 pub mod cli;
 pub mod commit;

@@ -169,7 +169,8 @@ impl SectorStates {
     }
 
     /// Changes several online states and applies `extra` in one atomic write; `f` answers
-    /// whether it changed a state. Missing sectors are skipped. Returns the sectors changed.
+    /// whether it changed a state. All or nothing: a sector that is not online, or an error from
+    /// `f`, fails the call with nothing written. Returns the sectors changed.
     pub fn update_batch(
         &self,
         sids: &[SectorId],
@@ -188,7 +189,7 @@ impl SectorStates {
         let mut changed = Vec::new();
         for sid in sorted {
             let Some(mut st) = self.load(sid, SectorWorkerState::Online)? else {
-                continue;
+                bail!("sector {sid} is no longer online");
             };
             if f(&mut st)? {
                 let (c, k) = state_key(SectorWorkerState::Online, sid);

@@ -322,6 +322,76 @@ pub enum StorageCommand {
     },
     /// Write a `sectorstore.json` into a directory (found by `ScanPersistStores`).
     GenSectorstoreJson(GenSectorStoreJsonArgs),
+    /// Index the sectors of a directory that already holds sealed sectors (`sealed/`,
+    /// `cache/`, `update/`, `update-cache/`) and print its `[[Common.PersistStores]]` block.
+    /// The manager reads the directory, so give a path on the manager's machine; works while
+    /// the manager runs.
+    Attach(AttachArgs),
+}
+
+/// `util storage attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The store directory.
+    pub path: PathBuf,
+    /// Store name for the index and the config block (default: the directory).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// `Strict` in the printed block.
+    #[arg(long)]
+    pub strict: bool,
+    /// `ReadOnly` in the printed block.
+    #[arg(long = "read-only", alias = "readonly")]
+    pub read_only: bool,
+    /// Sealed files and cache directories live in different stores: index each half found.
+    #[arg(long = "allow-splitted")]
+    pub allow_splitted: bool,
+    /// Glob over sector names.
+    #[arg(long, default_value = "s-t0*")]
+    pub pattern: String,
+    /// List every sector indexed.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl AttachArgs {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        let path = std::path::absolute(&self.path)
+            .with_context(|| format!("resolving {}", self.path.display()))?;
+        let opts = crate::attach::AttachOptions {
+            name: self.name.unwrap_or_default(),
+            strict: self.strict,
+            read_only: self.read_only,
+            allow_splitted: self.allow_splitted,
+            pattern: self.pattern,
+        };
+        let report = DamoclesApiClient::storage_attach(c, path.display().to_string(), opts)
+            .await
+            .map_err(rpc_err)?;
+        for s in &report.skipped {
+            eprintln!("skipped {}: {}", s.path, s.reason);
+        }
+        if self.verbose {
+            for s in &report.sectors {
+                let what = match (s.sealed, s.cache) {
+                    (true, true) => "sealed file and cache",
+                    (true, false) => "sealed file",
+                    _ => "cache",
+                };
+                let kind = if s.upgrade { " (upgrade)" } else { "" };
+                println!("{}{kind}: {what}", s.id);
+            }
+        }
+        println!(
+            "{} sectors of {} indexed as store {:?} ({} skipped). Add this to sector-manager.cfg:\n",
+            report.sectors.len(),
+            report.path,
+            report.name,
+            report.skipped.len()
+        );
+        print!("{}", report.config);
+        Ok(())
+    }
 }
 
 /// `util storage gen-sectorstore-json`.
@@ -443,6 +513,7 @@ impl StorageCommand {
                 Ok(())
             }
             StorageCommand::GenSectorstoreJson(args) => args.run(),
+            StorageCommand::Attach(args) => args.run(c).await,
         }
     }
 }

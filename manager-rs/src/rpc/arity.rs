@@ -60,6 +60,7 @@ pub const METHOD_ARITY: &[(&str, usize)] = &[
     ("Damocles.ChainDeadlines", 1),
     ("Damocles.DealsImport", 3),
     ("Damocles.DealsList", 0),
+    ("Damocles.StorageAttach", 2),
 ];
 
 /// The middleware.

@@ -19,6 +19,7 @@ use crate::chain::{
     miner_entropy, ChainMinerInfo, DeadlineInfo, DomainSeparationTag, Head, MinerPower,
     NetworkParams, Partition, PreCommitOnChain, SectorOnChainInfo,
 };
+use crate::attach::{AttachOptions, AttachReport};
 use crate::deals::{DealRecord, ImportOptions};
 use crate::error::ApiError;
 use crate::sealer::{Sealer, VERSION};
@@ -93,6 +94,11 @@ pub trait DamoclesApi {
     /// Every deal the manager holds.
     #[method(name = "Damocles.DealsList")]
     async fn deals_list(&self) -> RpcResult<Vec<DealRecord>>;
+
+    /// Indexes the sectors of a directory (on the manager's machine) that already holds
+    /// sealed sectors, and answers the config block for it.
+    #[method(name = "Damocles.StorageAttach")]
+    async fn storage_attach(&self, path: String, opts: AttachOptions) -> RpcResult<AttachReport>;
 }
 
 /// The handlers.
@@ -622,6 +628,22 @@ impl DamoclesApiServer for RpcImpl {
             }
         }
         Ok(list)
+    }
+
+    async fn storage_attach(&self, path: String, opts: AttachOptions) -> RpcResult<AttachReport> {
+        let sealer = self.sealer.clone();
+        traced!(
+            "Damocles.StorageAttach",
+            tokio::task::spawn_blocking(move || {
+                let report = crate::attach::scan(std::path::Path::new(&path), &opts)
+                    .map_err(|e| err(ApiError::bad(format!("{e:#}"))))?;
+                crate::attach::index(&report, &sealer.index).map_err(internal)?;
+                tracing::info!(store = %report.name, sectors = report.sectors.len(), skipped = report.skipped.len(), "store attached");
+                Ok(report)
+            })
+            .await
+            .unwrap_or_else(|e| Err(internal(anyhow::anyhow!("attach task failed: {e}"))))
+        )
     }
 }
 

@@ -201,3 +201,65 @@ fn reservations_follow_policy_weight_and_free_space() {
     ]));
     assert!(out.contains("released"), "{out}");
 }
+
+#[test]
+fn attach_indexes_an_existing_store_while_the_daemon_runs() {
+    let mut m = TestManager::new();
+    m.start();
+    let old = tempfile::tempdir().expect("tempdir");
+    let sealed = old.path().join("sealed");
+    std::fs::create_dir_all(&sealed).expect("mkdir");
+    for n in [41u64, 42] {
+        let name = format!("s-t0{MINER}-{n}");
+        std::fs::File::create(sealed.join(&name))
+            .expect("create")
+            .set_len(2048)
+            .expect("size");
+        let cache = old.path().join("cache").join(&name);
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        // Sector 42 lacks its tree.
+        let names: &[&str] = if n == 41 {
+            &["sc-02-data-tree-r-last.dat", "p_aux", "t_aux"]
+        } else {
+            &["p_aux", "t_aux"]
+        };
+        for f in names {
+            std::fs::write(cache.join(f), b"x").expect("write");
+        }
+    }
+    let out = m.util(&[
+        "storage",
+        "attach",
+        "--name",
+        "old-store",
+        "--read-only",
+        "--verbose",
+        &old.path().display().to_string(),
+    ]);
+    let text = ok_text(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(&format!("s-t0{MINER}-41: sealed file and cache")),
+        "{text}"
+    );
+    assert!(text.contains("1 sectors of"), "{text}");
+    assert!(
+        text.contains("[[Common.PersistStores]]") && text.contains("Name = \"old-store\""),
+        "{text}"
+    );
+    assert!(
+        stderr.contains(&format!("skipped sealed/s-t0{MINER}-42"))
+            && stderr.contains("sc-02-data-tree-r-last.dat"),
+        "{stderr}"
+    );
+    let found = ok_text(&m.util(&["storage", "find", &MINER.to_string(), "41"]));
+    assert!(found.contains("sealed file: old-store"), "{found}");
+    let missing = m.util(&["storage", "find", &MINER.to_string(), "42"]);
+    assert!(!missing.status.success(), "42 was not indexed");
+
+    // A path that is not a directory is refused by name.
+    let bad = m.util(&["storage", "attach", "/nonexistent/store"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("/nonexistent/store is not a directory"), "{err}");
+}
