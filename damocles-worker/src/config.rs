@@ -257,7 +257,7 @@ fn format_bytes(n: u64) -> String {
     ];
     for (unit, shift) in units {
         let size: u64 = 1 << shift;
-        if n >= size && n % size == 0 {
+        if n >= size && n.is_multiple_of(size) {
             return format!("{}{unit}", n >> shift);
         }
     }

@@ -119,10 +119,7 @@ pub fn scan(dir: &Path, opts: &AttachOptions) -> Result<AttachReport> {
                 .with_context(|| format!("reading {}", dir.join(&rel).display()))?
                 .len();
             if !SECTOR_SIZES.contains(&size) {
-                skipped.push(skip(
-                    &rel,
-                    &format!("{size} bytes is not a sector size"),
-                ));
+                skipped.push(skip(&rel, &format!("{size} bytes is not a sector size")));
                 continue;
             }
             let cache_rel = format!("{cache_dir}/{entry_name}");

@@ -365,7 +365,12 @@ impl Commitments {
                         pre.ticket.epoch
                     )));
                 }
-                if !self.chain.allocated(sid.miner, &[sid.number]).await?.is_empty() {
+                if !self
+                    .chain
+                    .allocated(sid.miner, &[sid.number])
+                    .await?
+                    .is_empty()
+                {
                     return Ok(Some(format!(
                         "sector number {} is already allocated on chain",
                         sid.number
@@ -404,9 +409,7 @@ impl Commitments {
                     .pre_commit_epoch
                     .saturating_add(params.max_prove_commit_duration);
                 if lands > deadline {
-                    return Ok(Some(format!(
-                        "the PreCommit expired at epoch {deadline}"
-                    )));
+                    return Ok(Some(format!("the PreCommit expired at epoch {deadline}")));
                 }
                 Ok(None)
             }
@@ -447,7 +450,9 @@ impl Commitments {
             }
             // Changed or gone meanwhile: the next round looks at it again.
             Ok(_) => {}
-            Err(e) => tracing::debug!(sector = %st.id, error = %format!("{e:#}"), "sector left the queue meanwhile"),
+            Err(e) => {
+                tracing::debug!(sector = %st.id, error = %format!("{e:#}"), "sector left the queue meanwhile")
+            }
         }
         Ok(())
     }
@@ -719,7 +724,10 @@ mod tests {
             ticket: Bytes(vec![1; 32]),
             epoch: 1,
         };
-        let sids = [1u64, 2].map(|number| SectorId { miner: 1000, number });
+        let sids = [1u64, 2].map(|number| SectorId {
+            miner: 1000,
+            number,
+        });
         let mut all = Vec::new();
         for sid in sids {
             let mut st = SectorState::new(sid, SealProofType(5));

@@ -1396,7 +1396,8 @@ mod tests {
                 },
             )
         };
-        let part = || run(d.partitions(1000, deadline)).expect("partitions")[partition as usize].clone();
+        let part =
+            || run(d.partitions(1000, deadline)).expect("partitions")[partition as usize].clone();
         let power = || run(d.miner_power(1000)).expect("power");
 
         // Period 1: proven, so still healthy after the deadline closes.

@@ -15,11 +15,11 @@ use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::server::{RpcModule, Server, ServerHandle};
 use serde::{Deserialize, Serialize};
 
+use crate::attach::{AttachOptions, AttachReport};
 use crate::chain::{
     miner_entropy, ChainMinerInfo, DeadlineInfo, DomainSeparationTag, Head, MinerPower,
     NetworkParams, Partition, PreCommitOnChain, SectorOnChainInfo,
 };
-use crate::attach::{AttachOptions, AttachReport};
 use crate::deals::{DealRecord, ImportOptions};
 use crate::error::ApiError;
 use crate::sealer::{Sealer, VERSION};

@@ -261,5 +261,8 @@ fn attach_indexes_an_existing_store_while_the_daemon_runs() {
     let bad = m.util(&["storage", "attach", "/nonexistent/store"]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("/nonexistent/store is not a directory"), "{err}");
+    assert!(
+        err.contains("/nonexistent/store is not a directory"),
+        "{err}"
+    );
 }
