@@ -550,7 +550,14 @@ pub struct RpcClientConfig {
     /// `[Common.Auth]` is on. damocles parses them but never sends them (P-20).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Longest wait for one answer of the manager (our addition; damocles waits forever, so a
+    /// hung manager blocks the thread). Unset: [`DEFAULT_RPC_TIMEOUT`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
 }
+
+/// Default of `sector_manager.rpc_client.timeout`.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for RpcClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -562,6 +569,7 @@ impl fmt::Debug for RpcClientConfig {
         f.debug_struct("RpcClientConfig")
             .field("addr", &self.addr)
             .field("headers", &headers)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -2092,7 +2100,7 @@ locks = ["gpu"]
         let ep = |addr: &str| {
             RpcClientConfig {
                 addr: addr.to_string(),
-                headers: BTreeMap::new(),
+                ..RpcClientConfig::default()
             }
             .endpoint()
         };

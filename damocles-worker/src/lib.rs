@@ -6,5 +6,10 @@
 //! ([`sealing`]). The daemon loop and the planners are being built on these.
 
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod limits;
+pub mod processors;
 pub mod sealing;
+pub mod server;

@@ -6,33 +6,7 @@ use vc_processors::builtin::proofs::api::{RegisteredPoStProof, RegisteredSealPro
 
 /// The proof library's seal proof for a chain integer.
 pub fn seal_proof(t: SealProofType) -> Result<RegisteredSealProof> {
-    use RegisteredSealProof::*;
-    const ALL: [RegisteredSealProof; 20] = [
-        StackedDrg2KiBV1,
-        StackedDrg8MiBV1,
-        StackedDrg512MiBV1,
-        StackedDrg32GiBV1,
-        StackedDrg64GiBV1,
-        StackedDrg2KiBV1_1,
-        StackedDrg8MiBV1_1,
-        StackedDrg512MiBV1_1,
-        StackedDrg32GiBV1_1,
-        StackedDrg64GiBV1_1,
-        StackedDrg2KiBV1_1_Feat_SyntheticPoRep,
-        StackedDrg8MiBV1_1_Feat_SyntheticPoRep,
-        StackedDrg512MiBV1_1_Feat_SyntheticPoRep,
-        StackedDrg32GiBV1_1_Feat_SyntheticPoRep,
-        StackedDrg64GiBV1_1_Feat_SyntheticPoRep,
-        StackedDrg2KiBV1_2_Feat_NonInteractivePoRep,
-        StackedDrg8MiBV1_2_Feat_NonInteractivePoRep,
-        StackedDrg512MiBV1_2_Feat_NonInteractivePoRep,
-        StackedDrg32GiBV1_2_Feat_NonInteractivePoRep,
-        StackedDrg64GiBV1_2_Feat_NonInteractivePoRep,
-    ];
-    match usize::try_from(t.0).ok().and_then(|i| ALL.get(i)) {
-        Some(p) => Ok(*p),
-        None => bail!("unknown seal proof type {}", t.0),
-    }
+    vc_processors::builtin::proofs::seal_proof_from_chain(t.0)
 }
 
 /// The chain integer of the `V1_1` WindowPoSt proof for a sector size (10 = 2 KiB … 14 = 64 GiB).

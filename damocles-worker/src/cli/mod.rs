@@ -1,9 +1,15 @@
-//! The `damocles-worker` command line.
+//! The `damocles-worker` command line (worker-spec §5.2): `daemon`, `processor <stage>`,
+//! `store …`, `worker …` (the control client of a running daemon) and `generator tree-d`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use vc_processors::builtin::cli::ProcessorCommand;
+
+pub mod generator;
+pub mod store;
+pub mod worker;
 
 /// damocles-worker: sealing worker of a damocles cluster.
 #[derive(Debug, Parser)]
@@ -17,14 +23,34 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the sealing daemon.
+    Daemon {
+        /// The config file.
+        #[arg(short = 'c', long = "config", env = "DAMOCLES_WORKER_CONFIG")]
+        config: PathBuf,
+    },
     /// Serve one builtin stage as an external processor on stdin/stdout.
     #[command(subcommand)]
     Processor(ProcessorCommand),
+    /// Prepare sealing and persist store directories.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+    /// Control a running daemon: list, pause and resume sealing threads, response dumps.
+    Worker(worker::WorkerArgs),
+    /// Generate static files (the zero sector's tree-d).
+    #[command(subcommand)]
+    Generator(generator::GeneratorCommand),
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    // `--version` prints `v<version>-<commit>` (§5.2).
+    let version: &'static str = Box::leak(crate::server::version().into_boxed_str());
+    let parsed = Cli::command()
+        .version(version)
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -33,12 +59,16 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     init_logging();
     let result = match cli.command {
+        Command::Daemon { config } => crate::daemon::run(&config),
         Command::Processor(cmd) => {
             let stage = cmd.stage();
             let span = tracing::info_span!("sub", name = stage, pid = std::process::id());
             let _enter = span.enter();
             vc_processors::builtin::cli::run(cmd)
         }
+        Command::Store(cmd) => cmd.run(),
+        Command::Worker(args) => args.run(),
+        Command::Generator(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => 0,

@@ -8,5 +8,10 @@
 //! The engine loop, the handlers and the other planners live elsewhere; this module has no
 //! knowledge of the manager or of processors.
 
+pub mod control;
+pub mod engine;
+pub mod failure;
+pub mod sealer;
 pub mod state;
 pub mod store;
+pub mod thread;

@@ -92,6 +92,38 @@ fn size_index(sector_size: u64) -> Result<usize> {
         .ok_or_else(|| anyhow!("unsupported sector size {sector_size}"))
 }
 
+/// The proof type of the chain's integer code (0–4 V1, 5–9 V1_1, 10–14 synthetic PoRep, 15–19
+/// non-interactive PoRep; sizes 2 KiB, 8 MiB, 512 MiB, 32 GiB, 64 GiB in each group).
+pub fn seal_proof_from_chain(code: i64) -> Result<RegisteredSealProof> {
+    use RegisteredSealProof::*;
+    const ALL: [RegisteredSealProof; 20] = [
+        StackedDrg2KiBV1,
+        StackedDrg8MiBV1,
+        StackedDrg512MiBV1,
+        StackedDrg32GiBV1,
+        StackedDrg64GiBV1,
+        StackedDrg2KiBV1_1,
+        StackedDrg8MiBV1_1,
+        StackedDrg512MiBV1_1,
+        StackedDrg32GiBV1_1,
+        StackedDrg64GiBV1_1,
+        StackedDrg2KiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg8MiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg512MiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg32GiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg64GiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg2KiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg8MiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg512MiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg32GiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg64GiBV1_2_Feat_NonInteractivePoRep,
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| ALL.get(i).copied())
+        .ok_or_else(|| anyhow!("unknown seal proof type {code}"))
+}
+
 /// The current (`V1_1`) seal proof for a sector size.
 pub fn seal_proof_for_size(sector_size: u64) -> Result<RegisteredSealProof> {
     use RegisteredSealProof::*;

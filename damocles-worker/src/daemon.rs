@@ -1,0 +1,443 @@
+//! `damocles-worker daemon`: the start-up sequence of worker-spec §1.2, the sealing threads,
+//! the control server, the WorkerPing heartbeat, and shutdown on a signal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use damocles_manager_api::rpc::SealerApiClient;
+use damocles_manager_api::types::{WorkerInfo, WorkerInfoSummary};
+use serde::Deserialize;
+
+use crate::client::ManagerClient;
+use crate::config::{WorkerConfig, DEFAULT_RPC_TIMEOUT};
+use crate::limits::LimitPool;
+use crate::processors::Processors;
+use crate::sealing::control::{ThreadControl, ThreadStateView};
+use crate::sealing::engine::{AttachedStore, SealingEnv};
+use crate::sealing::store::SealingStore;
+use crate::sealing::thread::SealingThread;
+
+/// `sectorstore.json` of a scanned persist store (only the keys the worker reads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SectorStoreJson {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "ReadOnly")]
+    read_only: bool,
+}
+
+/// `[[attached]]` followed by the stores `worker.scan_persist_stores` finds (§1.9).
+pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
+    let mut out = Vec::new();
+    for (i, a) in cfg.attached.iter().enumerate() {
+        let location = if a.plugin.is_some() {
+            a.location.clone()
+        } else {
+            let p = a.location.canonicalize().with_context(|| {
+                format!(
+                    "attached.{i}.location: {} does not exist",
+                    a.location.display()
+                )
+            })?;
+            if !p.is_dir() {
+                bail!("attached.{i}.location: {} is not a directory", p.display());
+            }
+            p
+        };
+        let name = a
+            .name
+            .clone()
+            .unwrap_or_else(|| location.display().to_string());
+        out.push(AttachedStore {
+            name,
+            location,
+            readonly: a.readonly,
+            plugin: a.plugin.clone(),
+            meta: a.meta.clone(),
+        });
+    }
+    for pattern in &cfg.worker.scan_persist_stores {
+        let paths = glob::glob(pattern)
+            .with_context(|| format!("worker.scan_persist_stores: bad pattern {pattern:?}"))?;
+        for entry in paths {
+            let dir = entry.with_context(|| format!("worker.scan_persist_stores: {pattern:?}"))?;
+            let file = dir.join("sectorstore.json");
+            if !file.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let j: SectorStoreJson = serde_json::from_str(&text)
+                .with_context(|| format!("{}: invalid sectorstore.json", file.display()))?;
+            let location = dir
+                .canonicalize()
+                .with_context(|| format!("resolving {}", dir.display()))?;
+            let name = [j.name, j.id]
+                .into_iter()
+                .find(|s| !s.is_empty())
+                .unwrap_or_else(|| location.display().to_string());
+            out.push(AttachedStore {
+                name,
+                location,
+                readonly: j.read_only,
+                plugin: None,
+                meta: BTreeMap::new(),
+            });
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for s in &out {
+        if !seen.insert(s.name.clone()) {
+            bail!("duplicate persist name: {}", s.name);
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "no attached store available: add an [[attached]] store or worker.scan_persist_stores"
+        );
+    }
+    Ok(out)
+}
+
+/// The local address on the route to the manager (the worker's own IP as the manager sees it).
+fn local_ip_towards(endpoint: &str) -> Result<IpAddr> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .with_context(|| format!("manager endpoint {endpoint}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow!("manager endpoint {endpoint} has no host"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let addrs: Vec<SocketAddr> = (host.as_str(), port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving the manager {host}:{port}"))?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+            Ok(s) => return Ok(s.local_addr()?.ip()),
+            Err(e) => last = Some(anyhow::Error::new(e).context(format!("connecting to {a}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("the manager {host}:{port} has no address")))
+}
+
+/// The thread counts of a WorkerPing.
+pub fn summary(threads: &[ThreadControl]) -> WorkerInfoSummary {
+    let mut s = WorkerInfoSummary {
+        threads: threads.len() as u64,
+        ..WorkerInfoSummary::default()
+    };
+    for t in threads {
+        let info = t.info();
+        if info.job_id.is_none() {
+            s.empty += 1;
+        }
+        if info.last_error.is_some() {
+            s.errors += 1;
+        }
+        match info.thread_state {
+            ThreadStateView::Paused { .. } => s.paused += 1,
+            ThreadStateView::Running { .. } => s.running += 1,
+            ThreadStateView::Waiting { .. } => s.waiting += 1,
+            ThreadStateView::Idle => {}
+        }
+    }
+    s
+}
+
+/// Runs the daemon with the config at `path` until a signal stops it or a module ends.
+pub fn run(path: &Path) -> Result<()> {
+    let cfg = crate::config::load(path)?;
+    tracing::info!(config = ?cfg, "config loaded");
+    for t in cfg.deprecated_tables() {
+        tracing::warn!(table = t, "config table ignored (not used by this worker)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("worker-rt")
+        .build()
+        .context("starting the async runtime")?;
+    let manager = cfg.manager()?;
+    let endpoint = manager.rpc_client.endpoint()?;
+    let client = ManagerClient::new(
+        &endpoint,
+        &manager.rpc_client.headers,
+        manager
+            .rpc_client
+            .timeout
+            .map_or(DEFAULT_RPC_TIMEOUT, |t| t.0),
+        rt.handle().clone(),
+    )?;
+
+    let attached = attached_stores(&cfg)?;
+    for s in &attached {
+        let name = s.name.clone();
+        let info = client
+            .call("Venus.StoreBasicInfo", |c| async move {
+                c.store_basic_info(name).await
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+        if info.is_none() {
+            bail!(
+                "store basic info of instance {} not found in damocles-manager",
+                s.name
+            );
+        }
+    }
+
+    let limits = Arc::new(LimitPool::from_config(&cfg.processors)?);
+
+    // Sealing stores: created when missing (not their parents), each used once.
+    let mut threads = Vec::new();
+    let mut locations = BTreeSet::new();
+    for (i, t) in cfg.threads().iter().enumerate() {
+        let Some(loc) = &t.location else {
+            bail!("sealing_thread.{i}: `location` is required by this worker's planners");
+        };
+        if !loc.exists() {
+            SealingStore::init(loc, false)
+                .with_context(|| format!("sealing_thread.{i}: initialising {}", loc.display()))?;
+            tracing::info!(location = %loc.display(), "sealing store initialised");
+        }
+        let canonical = loc
+            .canonicalize()
+            .with_context(|| format!("sealing_thread.{i}: resolving {}", loc.display()))?;
+        if !locations.insert(canonical.clone()) {
+            bail!(
+                "sealing_thread.{i}: {} is already used by another thread",
+                canonical.display()
+            );
+        }
+        threads.push((i, t.clone(), canonical));
+    }
+
+    let local_ip = local_ip_towards(&endpoint)?;
+    let instance = cfg
+        .worker
+        .name
+        .clone()
+        .unwrap_or_else(|| local_ip.to_string());
+    if cfg.metrics.enable {
+        let listen = cfg.metrics.listen();
+        let _guard = rt.enter();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(listen)
+            .add_global_label("worker_name", instance.clone())
+            .add_global_label("worker_ip", local_ip.to_string())
+            .install()
+            .with_context(|| format!("metrics.http_listen {listen}"))?;
+        tracing::info!(%listen, "metrics exporter listening");
+    }
+    let listen = cfg.worker.rpc_server.listen_addr()?;
+    let dest = format!("{local_ip}:{}", listen.port());
+
+    let origin = {
+        let uri: http::Uri = endpoint
+            .parse()
+            .with_context(|| format!("manager endpoint {endpoint}"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow!("manager endpoint {endpoint} has no host"))?;
+        format!("{}://{authority}", uri.scheme_str().unwrap_or("http"))
+    };
+    let self_exe = std::env::current_exe().context("finding the worker executable")?;
+    let processors = Arc::new(Processors::start(
+        &cfg.processors,
+        limits.clone(),
+        manager.piece_token.as_deref(),
+        &self_exe,
+    )?);
+    tracing::info!(processors = ?processors.summary(), "processors ready");
+    let env = Arc::new(SealingEnv {
+        client: client.clone(),
+        processors: processors.clone(),
+        limits,
+        instance: instance.clone(),
+        attached,
+        local_piece_dirs: cfg.worker.local_pieces_dirs(),
+        remote_piece_base: format!("{origin}/piecestore"),
+        deals_enabled: cfg.sealing.enable_deals
+            || cfg
+                .threads()
+                .iter()
+                .any(|t| t.sealing.enable_deals == Some(true)),
+        static_tree_d: cfg.processors.static_tree_d()?,
+    });
+
+    let mut controls = Vec::new();
+    let mut sealing = Vec::new();
+    for (i, t, loc) in threads {
+        let ctrl = ThreadControl::new(
+            i,
+            Some(loc.display().to_string()),
+            t.plan.unwrap_or_default().as_str(),
+        );
+        let thread = SealingThread::new(t, cfg.sealing.clone(), ctrl.clone(), env.clone(), loc)
+            .with_context(|| format!("sealing_thread.{i}"))?;
+        controls.push(ctrl);
+        sealing.push(thread);
+    }
+
+    let (server, bound) = rt.block_on(crate::server::serve(listen, controls.clone()))?;
+    tracing::info!(%bound, instance = %instance, dest = %dest, "worker control server listening");
+    println!("damocles-worker listening on {bound}");
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+    let mut handles = Vec::new();
+    for (thread, ctrl) in sealing.into_iter().zip(controls.iter()) {
+        let tx = done_tx.clone();
+        let name = format!("worker-{}", ctrl.index());
+        let n2 = name.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    thread.run();
+                    let _ = tx.send(n2);
+                })
+                .with_context(|| format!("starting {name}"))?,
+        );
+    }
+
+    // WorkerPing every ping_interval.
+    let ping_controls = controls.clone();
+    let ping_client = client.clone();
+    let interval = cfg.worker.ping_interval.0;
+    let ping = rt.spawn(async move {
+        loop {
+            let info = WorkerInfo {
+                name: instance.clone(),
+                dest: dest.clone(),
+                version: crate::server::version(),
+                summary: summary(&ping_controls),
+            };
+            if let Err(e) = ping_client.http().worker_ping(info).await {
+                tracing::warn!(error = %e, "worker ping failed");
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+
+    // Signals.
+    let tx = done_tx.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot listen for signals");
+            return;
+        };
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = quit.recv() => "SIGQUIT",
+        };
+        let _ = tx.send(format!("signal {which}"));
+    });
+    drop(done_tx);
+
+    let why = done_rx
+        .recv()
+        .unwrap_or_else(|_| "every module ended".into());
+    tracing::info!(reason = %why, "stopping");
+    for c in &controls {
+        c.stop();
+    }
+    ping.abort();
+    let _ = server.stop();
+    // Sealing work in flight is abandoned: every step is persisted, so it resumes at the next
+    // start. Threads inside a processor call are not waited for.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for h in handles {
+        while !h.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    processors.shutdown();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attached_and_scanned_stores_get_names_and_duplicates_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let scanned = dir.path().join("scan").join("s1");
+        std::fs::create_dir_all(&a).expect("mkdir");
+        std::fs::create_dir_all(&scanned).expect("mkdir");
+        std::fs::write(
+            scanned.join("sectorstore.json"),
+            r#"{"ID": "id-1", "Name": "", "ReadOnly": true, "Weight": 3}"#,
+        )
+        .expect("write");
+        std::fs::create_dir_all(dir.path().join("scan").join("no-json")).expect("mkdir");
+        let text = format!(
+            r#"
+[sector_manager]
+rpc_client.addr = "/ip4/127.0.0.1/tcp/1789"
+[[sealing_thread]]
+location = "{loc}"
+[[attached]]
+name = "persist"
+location = "{a}"
+[worker]
+scan_persist_stores = ["{pat}"]
+"#,
+            loc = dir.path().join("t0").display(),
+            a = a.display(),
+            pat = dir.path().join("scan").join("*").display()
+        );
+        let cfg = crate::config::from_str_named(&text, "test.toml").expect("config");
+        let stores = attached_stores(&cfg).expect("stores");
+        assert_eq!(stores.len(), 2);
+        assert_eq!(stores[0].name, "persist");
+        assert!(!stores[0].readonly);
+        assert_eq!(stores[1].name, "id-1");
+        assert!(stores[1].readonly);
+
+        let dup = text.replace("name = \"persist\"", "name = \"id-1\"");
+        let cfg = crate::config::from_str_named(&dup, "test.toml").expect("config");
+        let e = attached_stores(&cfg).expect_err("duplicate");
+        assert!(
+            e.to_string().contains("duplicate persist name: id-1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_thread_states() {
+        let a = ThreadControl::new(0, None, "sealer");
+        let b = ThreadControl::new(1, None, "sealer");
+        b.set_job(Some("s-t01-1".into()), "PC1Done", Some("PC2"));
+        b.set_running(Some("builtin pc2".into()));
+        let s = summary(&[a, b]);
+        assert_eq!(
+            (s.threads, s.empty, s.running, s.paused, s.waiting, s.errors),
+            (2, 1, 1, 0, 0, 0)
+        );
+    }
+}

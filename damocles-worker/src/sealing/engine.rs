@@ -1,0 +1,322 @@
+//! The engine that drives one sector through a planner (worker-spec §1.6): plan the next state
+//! from an event, write it to the sector record, run the state's handler, report to the
+//! manager, and react to failures by level.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use damocles_manager_api::rpc::SealerApiClient;
+use damocles_manager_api::types::{
+    ReportStateReq, SectorFailure, SectorId, SectorStateChange, WorkerIdentifier,
+};
+
+use crate::client::ManagerClient;
+use crate::config::SealingConfig;
+use crate::limits::LimitPool;
+use crate::processors::Processors;
+use crate::sealing::control::ThreadControl;
+use crate::sealing::failure::{Failure, Level, StepResult, WithLevel};
+use crate::sealing::state::{display_stage, Event, Sector, State};
+use crate::sealing::store::SealingStore;
+
+/// A persist store the worker can write to (`[[attached]]` or scanned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedStore {
+    /// Instance name, shared with the manager.
+    pub name: String,
+    /// Root directory (for file stores).
+    pub location: PathBuf,
+    /// Never a persist candidate.
+    pub readonly: bool,
+    /// objstore plugin serving the store (our addition), with its meta.
+    pub plugin: Option<String>,
+    /// Plugin settings.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// What every sealing thread shares.
+pub struct SealingEnv {
+    /// The manager.
+    pub client: ManagerClient,
+    /// Processors of every stage.
+    pub processors: Arc<Processors>,
+    /// Stage limits.
+    pub limits: Arc<LimitPool>,
+    /// The worker's instance name (`ReportState.Worker.Instance`).
+    pub instance: String,
+    /// Persist stores.
+    pub attached: Vec<AttachedStore>,
+    /// Local directories holding deal pieces (`<dir>/<cid>`, `<dir>/<cid>.car`).
+    pub local_piece_dirs: Vec<PathBuf>,
+    /// `<manager origin>/piecestore`.
+    pub remote_piece_base: String,
+    /// Pieces may be fetched (global `[sealing] enable_deals`).
+    pub deals_enabled: bool,
+    /// Static tree-d files by sector size.
+    pub static_tree_d: BTreeMap<u64, PathBuf>,
+}
+
+impl std::fmt::Debug for SealingEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealingEnv")
+            .field("instance", &self.instance)
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a planner's handler works with.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The thread's sealing store.
+    pub store: &'a SealingStore,
+    /// The sector record (saved by the engine after every applied event).
+    pub sector: Sector,
+    /// The thread's effective sealing settings.
+    pub sealing: &'a SealingConfig,
+    /// The thread's control block.
+    pub ctrl: &'a ThreadControl,
+    /// Shared services.
+    pub env: &'a SealingEnv,
+}
+
+impl Ctx<'_> {
+    /// The allocated sector's id; Abort if the record has none.
+    pub fn sector_id(&self) -> StepResult<SectorId> {
+        self.sector
+            .sector_id()
+            .ok_or_else(|| Failure::new(Level::Abort, anyhow!("base is required")))
+    }
+
+    /// Persists the sector record.
+    pub fn save(&self) -> StepResult<()> {
+        self.store.save_sector(&self.sector).crit()
+    }
+}
+
+/// A planner: the transition table and the handlers of its states.
+pub trait Planner {
+    /// Its name, as stored in the sector record.
+    fn name(&self) -> &'static str;
+    /// The state after `event` in `state`, if the table has that edge.
+    fn plan(&self, event: &Event, state: State) -> Option<State>;
+    /// Runs the handler of the sector's current state: the next event, or `None` when the
+    /// sector is finished.
+    fn exec(&mut self, ctx: &mut Ctx<'_>) -> StepResult<Option<Event>>;
+}
+
+/// How a sealing round ended well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sector is done (finished, or no task after the idle retries).
+    Done,
+    /// The sector record belongs to another planner.
+    SwitchPlanner(String),
+}
+
+/// Drives the sector of `ctx` with `planner` until it is done, a planner switch is needed, or
+/// a failure stops it (Permanent, Critical, Abort, or an interrupt).
+pub fn seal(
+    planner: &mut dyn Planner,
+    ctx: &mut Ctx<'_>,
+    resume_state: Option<String>,
+) -> Result<Outcome, Failure> {
+    let mut event = resume_state.and_then(|s| match s.parse::<State>() {
+        Ok(state) => Some(Event::SetState(state)),
+        Err(e) => {
+            tracing::error!(error = %e, "resume state ignored");
+            None
+        }
+    });
+    let mut idle_count = 0u32;
+    loop {
+        let prev = ctx.sector.state;
+        if ctx.sector.plan() != planner.name() {
+            return Ok(Outcome::SwitchPlanner(ctx.sector.plan().to_string()));
+        }
+        ctx.ctrl.check_interrupt()?;
+        let event_name = event.as_ref().map(|e| e.name());
+        let handled = handle(planner, ctx, event.take());
+        let sid = ctx.sector.sector_id();
+        ctx.ctrl.set_job(
+            sid.map(|s| s.to_string()),
+            ctx.sector.state.as_str(),
+            Some(display_stage(ctx.sector.state, ctx.sector.plan())),
+        );
+        if let Some(sid) = sid {
+            report(ctx, sid, prev, event_name, handled.as_ref().err())?;
+        }
+        match handled {
+            Ok(Some(Event::Idle)) => {
+                idle_count += 1;
+                if idle_count > ctx.sealing.request_task_max_retries {
+                    return Ok(Outcome::Done);
+                }
+                event = Some(Event::Idle);
+            }
+            Ok(Some(e)) => event = Some(e),
+            Ok(None) => {
+                let Some(sid) = sid else {
+                    return Err(Failure::new(
+                        Level::Critical,
+                        anyhow!("state {} ended without a sector", ctx.sector.state),
+                    ));
+                };
+                let reported = ctx
+                    .env
+                    .client
+                    .call("Venus.ReportFinalized", |c| async move {
+                        c.report_finalized(sid).await
+                    });
+                match reported {
+                    Ok(()) => {
+                        ctx.store.finalize().crit()?;
+                        ctx.sector = Sector::new(planner.name());
+                        tracing::info!(sector = %sid, "sector finished");
+                        return Ok(Outcome::Done);
+                    }
+                    Err(e) => retry(ctx, e.into())?,
+                }
+            }
+            Err(f) if f.is_interrupt() => return Err(f),
+            Err(f) if f.level == Level::Abort => {
+                abort(ctx, planner.name(), &f);
+                return Err(f);
+            }
+            Err(f) if f.level == Level::Temporary => retry(ctx, f)?,
+            Err(f) => return Err(f),
+        }
+    }
+}
+
+/// Applies `event` (if any) and runs the handler of the resulting state.
+fn handle(
+    planner: &mut dyn Planner,
+    ctx: &mut Ctx<'_>,
+    event: Option<Event>,
+) -> StepResult<Option<Event>> {
+    match event {
+        None => {}
+        Some(Event::Idle | Event::Retry) => {
+            ctx.ctrl.sleep(ctx.sealing.recover_interval.0)?;
+        }
+        Some(e) => {
+            let state = ctx.sector.state;
+            let next = match &e {
+                Event::SetState(s) => *s,
+                other => planner.plan(other, state).ok_or_else(|| {
+                    Failure::new(
+                        Level::Critical,
+                        anyhow!("unexpected event {} for state {state}", other.name()),
+                    )
+                })?,
+            };
+            let name = e.name();
+            ctx.sector.apply(e, next).crit()?;
+            ctx.save()?;
+            tracing::debug!(event = name, from = %state, to = %next, "sector state changed");
+        }
+    }
+    ctx.ctrl.set_job(
+        ctx.sector.sector_id().map(|s| s.to_string()),
+        ctx.sector.state.as_str(),
+        Some(display_stage(ctx.sector.state, ctx.sector.plan())),
+    );
+    planner.exec(ctx)
+}
+
+/// `Venus.ReportState` after a step; a manager that answers `Finalized` has dropped the
+/// sector, which is then wiped here too (an Abort).
+fn report(
+    ctx: &mut Ctx<'_>,
+    sid: SectorId,
+    prev: State,
+    event: Option<&'static str>,
+    failure: Option<&Failure>,
+) -> StepResult<()> {
+    if failure.is_some_and(Failure::is_interrupt) {
+        return Ok(());
+    }
+    let req = ReportStateReq {
+        worker: WorkerIdentifier {
+            instance: ctx.env.instance.clone(),
+            location: ctx.store.location().display().to_string(),
+        },
+        state_change: SectorStateChange {
+            prev: prev.as_str().to_string(),
+            next: ctx.sector.state.as_str().to_string(),
+            // damocles always sends "None" here (its event was moved out before formatting).
+            event: event.unwrap_or("None").to_string(),
+        },
+        failure: failure.map(|f| SectorFailure {
+            level: f.level.wire_name().to_string(),
+            desc: f.desc(),
+        }),
+    };
+    let resp = match ctx.env.client.call("Venus.ReportState", |c| async move {
+        c.report_state(sid, req).await
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(sector = %sid, error = %e, "reporting the state failed");
+            return Ok(());
+        }
+    };
+    if resp.finalized {
+        tracing::warn!(sector = %sid, reason = %resp.abort_reason, "cleanup aborted sector");
+        ctx.store.finalize().crit()?;
+        ctx.sector = Sector::new(ctx.sector.plan().to_string());
+        let reason = if resp.abort_reason.is_empty() {
+            "task aborted".to_string()
+        } else {
+            resp.abort_reason
+        };
+        return Err(Failure::new(Level::Abort, anyhow!(reason)));
+    }
+    Ok(())
+}
+
+/// The retry rule: up to `max_retries` (counted per sector, persisted), then Permanent.
+fn retry(ctx: &mut Ctx<'_>, failure: Failure) -> StepResult<()> {
+    if ctx.sector.retry >= ctx.sealing.max_retries {
+        ctx.sector.retry = 0;
+        ctx.save()?;
+        return Err(Failure::new(Level::Permanent, failure.error));
+    }
+    ctx.sector.retry += 1;
+    ctx.save()?;
+    tracing::warn!(
+        retry = ctx.sector.retry,
+        max = ctx.sealing.max_retries,
+        error = %format!("{:#}", failure.error),
+        "temporary failure; retrying"
+    );
+    ctx.ctrl.sleep(ctx.sealing.recover_interval.0)?;
+    Ok(())
+}
+
+/// The Abort path: tell the manager, wipe the sector locally.
+fn abort(ctx: &mut Ctx<'_>, plan: &str, failure: &Failure) {
+    if let Some(sid) = ctx.sector.sector_id() {
+        let reason = failure.desc();
+        if let Err(e) = ctx.env.client.call("Venus.ReportAborted", |c| async move {
+            c.report_aborted(sid, reason).await
+        }) {
+            tracing::warn!(sector = %sid, error = %e, "reporting the abort failed");
+        }
+        tracing::warn!(sector = %sid, error = %failure, "sector aborted");
+    }
+    if let Err(e) = ctx.store.finalize() {
+        tracing::error!(error = %format!("{e:#}"), "wiping the aborted sector failed");
+    }
+    ctx.sector = Sector::new(plan);
+}
+
+/// Sleeps between polls; the pause between two sectors (`seal_interval`) only ends early at
+/// shutdown.
+pub fn poll_interval(ctx: &Ctx<'_>) -> Duration {
+    ctx.sealing.rpc_polling_interval.0
+}
