@@ -246,7 +246,6 @@ pub fn run(path: &Path) -> Result<()> {
         tracing::info!(%listen, "metrics exporter listening");
     }
     let listen = cfg.worker.rpc_server.listen_addr()?;
-    let dest = format!("{local_ip}:{}", listen.port());
 
     let origin = {
         let uri: http::Uri = endpoint
@@ -296,6 +295,7 @@ pub fn run(path: &Path) -> Result<()> {
     }
 
     let (server, bound) = rt.block_on(crate::server::serve(listen, controls.clone()))?;
+    let dest = format!("{local_ip}:{}", bound.port());
     tracing::info!(%bound, instance = %instance, dest = %dest, "worker control server listening");
     println!("damocles-worker listening on {bound}");
 

@@ -1,6 +1,7 @@
 //! Integration tests of the damocles-manager binary.
 
 mod api;
+mod cluster;
 mod common;
 mod e2e;
 mod params;
@@ -8,3 +9,4 @@ mod restart;
 #[path = "../../../objstore/s3/tests/it/server.rs"]
 mod s3server;
 mod stores;
+mod worker;

@@ -1,0 +1,175 @@
+//! A damocles-worker daemon started as the real binary against a [`TestManager`].
+//!
+//! The worker binary is the one built beside the manager binary under test (the README's test
+//! command builds the whole workspace first); `DAMOCLES_WORKER_BIN` overrides it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{TestManager, MANAGER};
+
+/// The worker binary.
+pub fn worker_bin() -> PathBuf {
+    let bin = std::env::var_os("DAMOCLES_WORKER_BIN").map_or_else(
+        || {
+            Path::new(MANAGER)
+                .parent()
+                .expect("bin dir")
+                .join("damocles-worker")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace (`cargo build --workspace`) first",
+        bin.display()
+    );
+    bin
+}
+
+/// A worker daemon in a directory of its own; killed when dropped.
+pub struct TestWorker {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub addr: Option<SocketAddr>,
+    starts: usize,
+}
+
+impl TestWorker {
+    /// A worker of manager `m` with `threads` sealing threads in `dir`, persisting into the
+    /// manager's `persist` store; `extra` is appended to the config.
+    pub fn new(m: &TestManager, dir: &Path, threads: usize, extra: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("worker dir");
+        let mut cfg = format!(
+            r#"[worker]
+name = "test-worker"
+ping_interval = "2s"
+rpc_server.host = "127.0.0.1"
+rpc_server.port = 0
+
+[sector_manager]
+rpc_client.addr = "http://{manager}"
+
+[sealing]
+allowed_miners = [{miner}]
+allowed_sizes = ["2KiB"]
+enable_deals = true
+max_retries = 3
+seal_interval = "1s"
+recover_interval = "1s"
+rpc_polling_interval = "1s"
+
+[[attached]]
+name = "persist"
+location = "{persist}"
+"#,
+            manager = m.addr.expect("manager started"),
+            miner = crate::common::MINER,
+            persist = m.home.join("persist").display(),
+        );
+        for i in 0..threads {
+            cfg.push_str(&format!(
+                "\n[[sealing_thread]]\nlocation = \"{}\"\n",
+                dir.join(format!("t{i}")).display()
+            ));
+        }
+        cfg.push_str(extra);
+        let config = dir.join("worker.toml");
+        std::fs::write(&config, cfg).expect("worker config");
+        TestWorker {
+            dir: dir.to_path_buf(),
+            config,
+            child: None,
+            addr: None,
+            starts: 0,
+        }
+    }
+
+    /// Starts the daemon; answers its control address.
+    pub fn start(&mut self) -> SocketAddr {
+        assert!(self.child.is_none(), "already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("worker-{}.log", self.starts)))
+            .expect("log");
+        let mut child = Command::new(worker_bin())
+            .args(["daemon", "-c"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,jsonrpsee=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the worker");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not start:\n{}",
+                self.logs()
+            );
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(a) = line.trim().strip_prefix("damocles-worker listening on ") {
+                        break a.parse::<SocketAddr>().expect("address");
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!(
+                        "the worker exited ({status}) before listening:\n{}",
+                        self.logs()
+                    );
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+        self.addr = Some(addr);
+        addr
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.starts {
+            let p = self.dir.join(format!("worker-{i}.log"));
+            out.push_str(&format!(
+                "--- worker start {i}\n{}",
+                std::fs::read_to_string(p).unwrap_or_default()
+            ));
+        }
+        out
+    }
+
+    /// Runs `damocles-worker worker …` against the daemon.
+    pub fn control(&self, args: &[&str]) -> std::process::Output {
+        Command::new(worker_bin())
+            .arg("worker")
+            .args(["--host", &self.addr.expect("started").to_string()])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run worker control")
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
