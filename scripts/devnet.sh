@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Starts damocles-manager on the embedded devnet (one 2 KiB miner, t010000) in a directory of
-# your choice, building what it needs and generating the 2 KiB parameters once per machine.
+# The whole stack on one machine: builds what it needs, generates the 2 KiB parameters once per
+# machine (with progress), starts damocles-manager on the embedded devnet and a damocles-worker
+# with default configs in DIR, seals N 2 KiB sectors to Finished with a live view, and prints a
+# summary read from the chain.
 #
-#   bash scripts/devnet.sh [DIR]      DIR defaults to ./devnet-home; an existing one is reused
+#   bash scripts/devnet.sh [DIR]                  DIR defaults to ./devnet-home; reused if present
 #   DEVNET_FRESH=1 bash scripts/devnet.sh [DIR]   start from a clean directory
+#   DEVNET_SECTORS=4 bash scripts/devnet.sh       how many sectors to seal (default 2)
 #
-# Stop it with Ctrl-C. While it runs, `target/.../damocles-manager util chain head` and the
-# other `util` commands talk to it on :1789.
+# Logs: DIR/manager.log and DIR/worker.log. A second run continues the same chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,19 +18,14 @@ DIR="${1:-./devnet-home}"
 
 bash scripts/system-deps.sh
 echo "==> build" >&2
-cargo build -p damocles-manager -p damocles-worker --bins
+cargo build --workspace --bins
 BIN="$CARGO_TARGET_DIR/debug"
 echo "==> parameters for 2 KiB sectors" >&2
 "$BIN/damocles-manager" util params generate --sector-size 2KiB
 
-if [ "${DEVNET_FRESH:-0}" = "1" ] && [ -d "$DIR" ]; then
-  echo "==> removing $DIR" >&2
-  rm -rf "$DIR"
+args=(devnet --dir "$DIR" --sectors "${DEVNET_SECTORS:-2}" --worker-bin "$BIN/damocles-worker")
+if [ "${DEVNET_FRESH:-0}" = "1" ]; then
+  args+=(--fresh)
 fi
-if [ ! -f "$DIR/sector-manager.cfg" ]; then
-  "$BIN/damocles-manager" --home "$DIR" daemon init --devnet --miner 10000 --sector-size 2KiB
-else
-  echo "==> reusing $DIR (DEVNET_FRESH=1 starts clean)" >&2
-fi
-echo "==> damocles-manager on the devnet, home $DIR; Ctrl-C stops it" >&2
-exec "$BIN/damocles-manager" --home "$DIR" daemon run --listen 127.0.0.1:1789
+echo "==> damocles-manager ${args[*]}" >&2
+exec "$BIN/damocles-manager" "${args[@]}"

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::HomeDir;
 
 pub mod daemon;
+pub mod devnet;
 pub mod util;
 
 /// damocles-manager: manager of a damocles sealing cluster.
@@ -34,6 +35,9 @@ pub enum Command {
     Daemon(daemon::DaemonCommand),
     /// Run a manager on a fresh embedded devnet with one miner and no config files.
     Mock(daemon::MockArgs),
+    /// The whole stack on one machine: this manager on the devnet and a damocles-worker,
+    /// sealing sectors with a live view and a summary from the chain.
+    Devnet(devnet::DevnetArgs),
     /// Utilities; most talk to a running daemon.
     Util(util::UtilArgs),
 }
@@ -112,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Daemon(cmd) => cmd.run(home_dir),
         Command::Mock(args) => args.run(),
+        Command::Devnet(args) => args.run(),
         Command::Util(args) => args.run(home_dir),
     }
 }
