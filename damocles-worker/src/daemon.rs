@@ -187,6 +187,9 @@ pub fn run(path: &Path) -> Result<()> {
     )?;
 
     let attached = attached_stores(&cfg)?;
+    for s in attached.iter().filter(|s| s.plugin.is_some()) {
+        tracing::warn!(store = %s.name, "plugin stores are not persist candidates yet: the transfer stage writes to file stores only");
+    }
     for s in &attached {
         let name = s.name.clone();
         let info = client

@@ -137,7 +137,6 @@ pub fn seal(
         if ctx.sector.plan() != planner.name() {
             return Ok(Outcome::SwitchPlanner(ctx.sector.plan().to_string()));
         }
-        ctx.ctrl.check_interrupt()?;
         let event_name = event.as_ref().map(|e| e.name());
         let handled = handle(planner, ctx, event.take());
         let sid = ctx.sector.sector_id();
@@ -192,17 +191,18 @@ pub fn seal(
     }
 }
 
-/// Applies `event` (if any) and runs the handler of the resulting state.
+/// Applies `event` (if any), then honours a pause or stop request, then runs the handler of
+/// the resulting state. The event is written first so that a pause never throws away finished
+/// work (damocles drops the pending event, so a pause right after PC1 runs PC1 again).
 fn handle(
     planner: &mut dyn Planner,
     ctx: &mut Ctx<'_>,
     event: Option<Event>,
 ) -> StepResult<Option<Event>> {
+    let mut idle = false;
     match event {
         None => {}
-        Some(Event::Idle | Event::Retry) => {
-            ctx.ctrl.sleep(ctx.sealing.recover_interval.0)?;
-        }
+        Some(Event::Idle | Event::Retry) => idle = true,
         Some(e) => {
             let state = ctx.sector.state;
             let next = match &e {
@@ -219,6 +219,10 @@ fn handle(
             ctx.save()?;
             tracing::debug!(event = name, from = %state, to = %next, "sector state changed");
         }
+    }
+    ctx.ctrl.check_interrupt()?;
+    if idle {
+        ctx.ctrl.sleep(ctx.sealing.recover_interval.0)?;
     }
     ctx.ctrl.set_job(
         ctx.sector.sector_id().map(|s| s.to_string()),
@@ -237,7 +241,10 @@ fn report(
     event: Option<&'static str>,
     failure: Option<&Failure>,
 ) -> StepResult<()> {
-    if failure.is_some_and(Failure::is_interrupt) {
+    // A pause is not a failure: only the transition made before it is reported.
+    let interrupted = failure.is_some_and(Failure::is_interrupt);
+    let failure = failure.filter(|f| !f.is_interrupt());
+    if interrupted && prev == ctx.sector.state {
         return Ok(());
     }
     let req = ReportStateReq {

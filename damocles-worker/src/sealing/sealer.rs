@@ -17,10 +17,42 @@ use vc_processors::builtin::tasks::{
     self as t, Piece, PieceFile, TransferItem, TransferRoute, TransferStoreInfo,
     UnpaddedBytesAmount,
 };
+use vc_processors::ProducerError;
 
 use crate::sealing::engine::{poll_interval, Ctx, Planner};
 use crate::sealing::failure::{required, Failure, Level, StepResult, WithLevel};
 use crate::sealing::state::{plan, sealer_plan, Event, State};
+
+/// The level of a processor's failure: a child that died, is restarting or did not answer in
+/// time may well succeed on a retry (Temporary); a task the processor itself failed needs an
+/// operator (Permanent). damocles makes every processor failure Permanent, so a child killed
+/// by the OOM killer pauses the thread.
+trait Processed<T> {
+    fn processed(self) -> StepResult<T>;
+}
+
+impl<T> Processed<T> for anyhow::Result<T> {
+    fn processed(self) -> StepResult<T> {
+        self.map_err(|e| {
+            let transient = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<ProducerError>(),
+                    Some(
+                        ProducerError::ChildExited { .. }
+                            | ProducerError::Unavailable { .. }
+                            | ProducerError::Timeout { .. }
+                    )
+                )
+            });
+            let level = if transient {
+                Level::Temporary
+            } else {
+                Level::Permanent
+            };
+            Failure::new(level, e)
+        })
+    }
+}
 
 /// A failed on-chain message is resubmitted after this pause (§2.1).
 const RESUBMIT_DELAY: Duration = Duration::from_secs(30);
@@ -202,7 +234,7 @@ fn add_pieces(ctx: &mut Ctx<'_>) -> StepResult<Vec<api::PieceInfo>> {
             },
             Some(ctx.ctrl),
         )
-        .perm()
+        .processed()
 }
 
 /// Where a deal piece comes from: a local pieces directory, else the manager's piece store.
@@ -260,7 +292,7 @@ fn build_tree_d(ctx: &mut Ctx<'_>, allow_static: bool) -> StepResult<()> {
             },
             Some(ctx.ctrl),
         )
-        .perm()?;
+        .processed()?;
     if !built {
         return Err(Failure::new(
             Level::Permanent,
@@ -328,7 +360,7 @@ fn pre_commit1(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
             },
             Some(ctx.ctrl),
         )
-        .perm()?;
+        .processed()?;
     Ok(Some(Event::PC1(ticket, out)))
 }
 
@@ -353,12 +385,13 @@ fn pre_commit2(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         }
     }
     // PC1 copies the staged data into the sealed file and PC2 encodes that file in place
-    // (filecoin-proofs 19, `seal_pre_commit_phase1`: "sealed in place"). An interrupted PC2 may
-    // have encoded part of it, so a second run starts from a fresh copy of the staged file.
+    // (filecoin-proofs 19, `seal_pre_commit_phase1`: "sealed in place"). A PC2 that ran before
+    // (interrupted, or finished but not yet recorded) has encoded some or all of it, so a
+    // second run starts from a fresh copy of the staged file.
     let marker = ctx.store.pc2_running_marker(sid);
     let sealed = ctx.store.sealed_file(sid);
     if marker.exists() {
-        tracing::warn!(sector = %sid, "a previous PC2 was interrupted; restoring the sealed file from the staged data");
+        tracing::warn!(sector = %sid, "PC2 ran before; restoring the sealed file from the staged data");
         remove_if_present(&sealed).crit()?;
         std::fs::copy(ctx.store.staged_file(sid), &sealed)
             .with_context(|| format!("copying the staged data to {}", sealed.display()))
@@ -379,11 +412,13 @@ fn pre_commit2(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
             },
             Some(ctx.ctrl),
         )
-        .perm()?;
+        .processed()?;
     if ctx.sealing.verify_after_pc2 {
         run_commit1(ctx, [0; 32], out.clone())?;
     }
-    remove_if_present(&marker).crit()?;
+    // The marker stays: the PC2 event is written after this handler returns, so a crash before
+    // that runs PC2 again, over a sealed file that is already encoded. (damocles removes it
+    // here and then encodes the replica twice.) PC1 and finalization remove the cache dir.
     Ok(Some(if vp::needs_synthetic_proofs(out.registered_proof) {
         Event::PC2NeedSyntheticProof(out)
     } else {
@@ -567,7 +602,8 @@ fn persist(ctx: &mut Ctx<'_>) -> StepResult<String> {
         .env
         .attached
         .iter()
-        .filter(|s| !s.readonly)
+        // Plugin stores (S3) are not written by the transfer stage yet.
+        .filter(|s| !s.readonly && s.plugin.is_none())
         .map(|s| s.name.clone())
         .collect();
     if candidates.is_empty() {
@@ -639,7 +675,7 @@ fn persist(ctx: &mut Ctx<'_>) -> StepResult<String> {
     ctx.env
         .processors
         .run(t::Transfer { stores, routes }, Some(ctx.ctrl))
-        .perm()?;
+        .processed()?;
     tracing::info!(sector = %sid, store = %store.name, "sector files persisted");
     Ok(store.name.clone())
 }
@@ -733,7 +769,7 @@ fn commit2(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         miner_id: base.allocated.id.miner,
     };
     let _token = ctx.env.limits.acquire_stage("c2", Some(ctx.ctrl));
-    let out = ctx.env.processors.run(task, Some(ctx.ctrl)).perm()?;
+    let out = ctx.env.processors.run(task, Some(ctx.ctrl)).processed()?;
     Ok(Some(Event::C2(out)))
 }
 

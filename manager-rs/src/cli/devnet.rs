@@ -181,10 +181,12 @@ impl DevnetArgs {
         }
 
         let mut manager_cmd = Command::new(&self_exe);
-        manager_cmd
-            .arg("--home")
-            .arg(&home)
-            .args(["daemon", "run", "--listen", &self.listen.to_string()]);
+        manager_cmd.arg("--home").arg(&home).args([
+            "daemon",
+            "run",
+            "--listen",
+            &self.listen.to_string(),
+        ]);
         let _manager = spawn(
             "manager",
             manager_cmd,
@@ -202,7 +204,12 @@ impl DevnetArgs {
         let worker_cfg = worker_dir.join("worker.toml");
         std::fs::write(
             &worker_cfg,
-            worker_config(self.listen, &home.join("persist"), &worker_dir, self.threads),
+            worker_config(
+                self.listen,
+                &home.join("persist"),
+                &worker_dir,
+                self.threads,
+            ),
         )?;
         let mut worker_cmd = Command::new(&worker_bin);
         worker_cmd.args(["daemon", "-c"]).arg(&worker_cfg);

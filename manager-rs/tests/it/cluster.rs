@@ -7,6 +7,7 @@ use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 
 use crate::common::{ok_text, TestManager, MINER};
+use crate::stall::StallProxy;
 use crate::worker::TestWorker;
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -123,4 +124,113 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].info.name, "test-worker");
     assert_eq!(workers[0].info.summary.threads, 2);
+}
+
+/// Calls the worker's control server.
+fn control(w: &TestWorker, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let url = format!("http://{}/", w.addr.expect("worker started"));
+    let (status, body) = crate::common::raw_call(&url, None, method, params);
+    assert_eq!(status, 200, "{method}: {body}");
+    body["result"].clone()
+}
+
+#[test]
+fn kill_9_of_the_worker_in_each_state_and_of_a_processor_child_loses_no_sector() {
+    vc_processors::builtin::params::ensure_test_params(
+        &vc_processors::builtin::params::ParamKind::ALL,
+    )
+    .expect("params");
+    let mut m = TestManager::with_config(|c| c.miners[0].sector.max_number = Some(1));
+    m.start();
+    // The worker reports each state after running its handler, with the next event only in
+    // memory: holding back the report of state S and killing the worker then leaves the
+    // record in S, and the restarted worker must run S's handler again.
+    const REPORTED: [&str; 5] = [
+        "PC1Done",
+        "PC2Done",
+        "PCSubmitted",
+        "Persisted",
+        "SeedAssigned",
+    ];
+    let proxy = StallProxy::start(format!("http://{}/rpc/v0", m.addr.expect("manager")), |v| {
+        if v["method"] != "Venus.ReportState" {
+            return None;
+        }
+        let next = v["params"][1]["StateChange"]["Next"].as_str()?;
+        REPORTED.contains(&next).then(|| next.to_string())
+    });
+    // C2 runs in an external `damocles-worker processor c2` child.
+    let mut w = TestWorker::new_via(
+        &m,
+        proxy.addr,
+        &m.dir.path().join("worker"),
+        1,
+        "\n[[processors.c2]]\nauto_restart = true\n",
+    );
+    w.start();
+    let mut killed_in: Vec<String> = Vec::new();
+    let mut child_killed = None;
+    let c = m.client();
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the sector did not finish; killed in {killed_in:?}\n{}\n{}",
+            w.logs(),
+            m.logs()
+        );
+        if let Ok(state) = proxy.stalled.recv_timeout(Duration::from_millis(50)) {
+            w.kill();
+            w.start();
+            killed_in.push(state);
+            continue;
+        }
+        let finished = block_on(SealerCliApiClient::list_sectors(
+            &c,
+            SectorWorkerState::Offline,
+            SectorJob::All,
+        ))
+        .expect("offline");
+        if !finished.is_empty() {
+            assert!(finished[0].finalized && finished[0].abort_reason.is_empty());
+            break;
+        }
+        if killed_in.iter().any(|s| s == "C1Done") {
+            continue;
+        }
+        // C1Done: its handler runs C2 in the child. Kill the child mid-task, then the worker.
+        let t = control(&w, "VenusWorker.WorkerList", serde_json::json!([]))[0].clone();
+        let proc = t["thread_state"]["proc"].as_str().unwrap_or_default();
+        if t["job_state"] != "C1Done" || !proc.starts_with("ext(pid: ") {
+            continue;
+        }
+        if child_killed.is_none() {
+            let pid: i32 = proc
+                .trim_start_matches("ext(pid: ")
+                .trim_end_matches(')')
+                .parse()
+                .expect("pid");
+            std::thread::sleep(Duration::from_secs(1));
+            // SAFETY: signalling a process this test's worker started.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            child_killed = Some(pid);
+            continue;
+        }
+        // The retried C2 runs in the restarted child: now kill the worker.
+        w.kill();
+        w.start();
+        killed_in.push("C1Done".into());
+    }
+    let mut want: Vec<String> = REPORTED.map(String::from).to_vec();
+    want.push("C1Done".into());
+    assert_eq!(killed_in, want, "a kill in every state");
+    let pid = child_killed.expect("the c2 child was killed");
+    let logs = w.logs();
+    assert!(
+        logs.contains(&format!("c2: processor (pid {pid})")) && logs.contains("in flight"),
+        "the killed child's task fails with a clear error:\n{logs}"
+    );
+    let chain = block_on(DamoclesApiClient::chain_sectors(&c, MINER)).expect("chain");
+    assert_eq!(chain.active.len(), 1);
+    assert!(chain.active[0].proof_verified);
 }

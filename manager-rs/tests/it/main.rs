@@ -8,5 +8,6 @@ mod params;
 mod restart;
 #[path = "../../../objstore/s3/tests/it/server.rs"]
 mod s3server;
+mod stall;
 mod stores;
 mod worker;

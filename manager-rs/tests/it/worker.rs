@@ -45,6 +45,17 @@ impl TestWorker {
     /// A worker of manager `m` with `threads` sealing threads in `dir`, persisting into the
     /// manager's `persist` store; `extra` is appended to the config.
     pub fn new(m: &TestManager, dir: &Path, threads: usize, extra: &str) -> Self {
+        Self::new_via(m, m.addr.expect("manager started"), dir, threads, extra)
+    }
+
+    /// The same, reaching the manager at `manager` (a proxy in front of it).
+    pub fn new_via(
+        m: &TestManager,
+        manager: SocketAddr,
+        dir: &Path,
+        threads: usize,
+        extra: &str,
+    ) -> Self {
         std::fs::create_dir_all(dir).expect("worker dir");
         let mut cfg = format!(
             r#"[worker]
@@ -69,7 +80,6 @@ rpc_polling_interval = "1s"
 name = "persist"
 location = "{persist}"
 "#,
-            manager = m.addr.expect("manager started"),
             miner = crate::common::MINER,
             persist = m.home.join("persist").display(),
         );
