@@ -7,7 +7,7 @@ use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 
 use crate::common::{ok_text, TestManager, MINER};
-use crate::stall::StallProxy;
+use crate::stall::{Action, StallProxy};
 use crate::worker::TestWorker;
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -157,7 +157,9 @@ fn kill_9_of_the_worker_in_each_state_and_of_a_processor_child_loses_no_sector()
             return None;
         }
         let next = v["params"][1]["StateChange"]["Next"].as_str()?;
-        REPORTED.contains(&next).then(|| next.to_string())
+        REPORTED
+            .contains(&next)
+            .then(|| (next.to_string(), Action::Stall))
     });
     // C2 runs in an external `damocles-worker processor c2` child.
     let mut w = TestWorker::new_via(
@@ -233,4 +235,110 @@ fn kill_9_of_the_worker_in_each_state_and_of_a_processor_child_loses_no_sector()
     let chain = block_on(DamoclesApiClient::chain_sectors(&c, MINER)).expect("chain");
     assert_eq!(chain.active.len(), 1);
     assert!(chain.active[0].proof_verified);
+}
+
+#[test]
+fn a_permanent_failure_pauses_until_resume_and_a_rejected_sector_is_aborted_for_the_next() {
+    let mut m = TestManager::with_config(|c| c.miners[0].sector.max_number = Some(2));
+    m.start();
+    // The first PreCommit of sector 1 is answered "mismatched" (Permanent: the thread pauses),
+    // the second "rejected" (Abort: the sector is dropped and the thread takes sector 2).
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let proxy = StallProxy::start(
+        format!("http://{}/rpc/v0", m.addr.expect("manager")),
+        move |v| {
+            if v["method"] != "Venus.SubmitPreCommit" || v["params"][0]["ID"]["Number"] != 1 {
+                return None;
+            }
+            match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Some((
+                    "mismatched".into(),
+                    Action::Reply(serde_json::json!({"Res": 3, "Desc": "test: mismatched"})),
+                )),
+                1 => Some((
+                    "rejected".into(),
+                    Action::Reply(serde_json::json!({"Res": 4, "Desc": "test: rejected"})),
+                )),
+                _ => None,
+            }
+        },
+    );
+    let mut w = TestWorker::new_via(&m, proxy.addr, &m.dir.path().join("worker"), 1, "");
+    w.start();
+    assert_eq!(
+        proxy
+            .stalled
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the PreCommit was submitted"),
+        "mismatched"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let paused = loop {
+        let t = control(&w, "VenusWorker.WorkerList", serde_json::json!([]))[0].clone();
+        if t["thread_state"]["state"] == "Paused" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "never paused: {t}\n{}", w.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(paused["job_state"], "PC2Done");
+    let last = paused["last_error"].as_str().expect("last error");
+    assert!(
+        last.starts_with("permanent:") && last.contains("test: mismatched"),
+        "{last}"
+    );
+    let listed = ok_text(&w.control(&["list"]));
+    assert!(
+        listed.contains("Paused(") && listed.contains("test: mismatched"),
+        "{listed}"
+    );
+
+    // Resume: the PreCommit goes again and is rejected; the sector is aborted and the thread
+    // goes on with sector 2.
+    let out = ok_text(&w.control(&["resume", "--index", "0"]));
+    assert!(out.contains("true"), "{out}");
+    assert_eq!(
+        proxy
+            .stalled
+            .recv_timeout(Duration::from_secs(60))
+            .expect("submitted again"),
+        "rejected"
+    );
+    let c = m.client();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = control(&w, "VenusWorker.WorkerList", serde_json::json!([]))[0].clone();
+        if t["job_id"] == format!("s-t0{MINER}-2") && t["job_state"] != "Allocated" {
+            assert_eq!(t["last_error"], serde_json::Value::Null, "{t}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sector 2 never started: {t}\n{}",
+            w.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let offline = block_on(SealerCliApiClient::list_sectors(
+        &c,
+        SectorWorkerState::Offline,
+        SectorJob::All,
+    ))
+    .expect("offline");
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(offline[0].id.number, 1);
+    assert!(
+        offline[0].abort_reason.contains("test: rejected"),
+        "the manager records why: {:?}",
+        offline[0]
+    );
+    assert!(
+        !w.dir
+            .join("t0")
+            .join("data")
+            .join("sealed")
+            .join(format!("s-t0{MINER}-1"))
+            .exists(),
+        "sector 1's files are wiped"
+    );
 }

@@ -7,10 +7,19 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-type Matcher = Box<dyn Fn(&serde_json::Value) -> Option<String> + Send + Sync>;
+/// What the proxy does with a request the matcher picked.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Never answer.
+    Stall,
+    /// Answer with this `result` instead of the manager.
+    Reply(serde_json::Value),
+}
 
-/// The proxy: requests for which the matcher answers `Some(tag)` (once per tag) are never
-/// answered, and their tag is sent on the channel.
+type Matcher = Box<dyn Fn(&serde_json::Value) -> Option<(String, Action)> + Send + Sync>;
+
+/// The proxy: a request for which the matcher answers `Some((tag, action))` gets the action
+/// (once per tag), and its tag is sent on the channel; everything else goes to the manager.
 pub struct StallProxy {
     pub addr: SocketAddr,
     pub stalled: std::sync::mpsc::Receiver<String>,
@@ -20,7 +29,7 @@ impl StallProxy {
     /// Forwards to `upstream` (`http://host:port/rpc/v0`).
     pub fn start(
         upstream: String,
-        matcher: impl Fn(&serde_json::Value) -> Option<String> + Send + Sync + 'static,
+        matcher: impl Fn(&serde_json::Value) -> Option<(String, Action)> + Send + Sync + 'static,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -74,7 +83,7 @@ fn serve(
         }
         let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-            if let Some(tag) = matcher(&v) {
+            if let Some((tag, action)) = matcher(&v) {
                 let first = {
                     let mut u = used.lock().expect("lock");
                     let first = !u.contains(&tag);
@@ -85,10 +94,28 @@ fn serve(
                 };
                 if first {
                     let _ = tx.send(tag);
-                    // Never answer: wait until the worker goes away.
-                    let mut sink = Vec::new();
-                    let _ = reader.read_to_end(&mut sink);
-                    return;
+                    match action {
+                        Action::Stall => {
+                            // Never answer: wait until the worker goes away.
+                            let mut sink = Vec::new();
+                            let _ = reader.read_to_end(&mut sink);
+                            return;
+                        }
+                        Action::Reply(result) => {
+                            let body = serde_json::json!({"jsonrpc": "2.0", "id": v["id"], "result": result})
+                                .to_string();
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            if writer.write_all(head.as_bytes()).is_err()
+                                || writer.write_all(body.as_bytes()).is_err()
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
                 }
             }
         }
