@@ -342,3 +342,66 @@ fn a_permanent_failure_pauses_until_resume_and_a_rejected_sector_is_aborted_for_
         "sector 1's files are wiped"
     );
 }
+
+#[test]
+fn every_stage_in_an_external_child_seals_a_sector() {
+    vc_processors::builtin::params::ensure_test_params(
+        &vc_processors::builtin::params::ParamKind::ALL,
+    )
+    .expect("params");
+    let mut m = TestManager::with_config(|c| c.miners[0].sector.max_number = Some(1));
+    m.start();
+    let mut extra = String::new();
+    for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c2", "transfer"] {
+        extra.push_str(&format!("\n[[processors.{stage}]]\nconcurrent = 1\n"));
+    }
+    let mut w = TestWorker::new(&m, &m.dir.path().join("worker"), 1, &extra);
+    w.start();
+    let c = m.client();
+    let started = Instant::now();
+    let mut procs = std::collections::BTreeSet::new();
+    loop {
+        let t = control(&w, "VenusWorker.WorkerList", serde_json::json!([]))[0].clone();
+        if let Some(p) = t["thread_state"]["proc"].as_str() {
+            procs.insert(format!(
+                "{} {}",
+                t["job_state"].as_str().unwrap_or_default(),
+                p
+            ));
+        }
+        let offline = block_on(SealerCliApiClient::list_sectors(
+            &c,
+            SectorWorkerState::Offline,
+            SectorJob::All,
+        ))
+        .expect("offline");
+        if !offline.is_empty() {
+            assert!(offline[0].finalized && offline[0].abort_reason.is_empty());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not sealed in 10 minutes\n{}",
+            w.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        procs.iter().all(|p| !p.contains("builtin")),
+        "no stage ran in-process: {procs:?}"
+    );
+    assert!(
+        procs.iter().any(|p| p.starts_with("C1Done ext(pid: ")),
+        "C2 ran in a child: {procs:?}"
+    );
+    let logs = w.logs();
+    for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c2", "transfer"] {
+        assert!(
+            logs.contains(&format!("kind=\"{stage}\"")),
+            "{stage} child started:\n{logs}"
+        );
+    }
+    let chain = block_on(DamoclesApiClient::chain_sectors(&c, MINER)).expect("chain");
+    assert_eq!(chain.active.len(), 1);
+    assert!(chain.active[0].proof_verified);
+}
