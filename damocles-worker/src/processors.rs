@@ -233,6 +233,7 @@ impl<T: Task> Pool<T> {
         if let Some(ctrl) = ctrl {
             ctrl.set_waiting();
         }
+        let started = std::time::Instant::now();
         let result = match &self.inner {
             PoolInner::InProcess(processor) => {
                 let processor: &dyn Processor<T> = &**processor;
@@ -248,6 +249,15 @@ impl<T: Task> Pool<T> {
         if let Some(ctrl) = ctrl {
             ctrl.set_idle();
         }
+        let secs = started.elapsed().as_secs_f64();
+        metrics::histogram!("damocles_worker_processor_task_seconds", "stage" => T::STAGE)
+            .record(secs);
+        tracing::info!(
+            stage = T::STAGE,
+            ms = (secs * 1e3) as u64,
+            ok = result.is_ok(),
+            "processor task"
+        );
         result
     }
 

@@ -229,7 +229,21 @@ fn handle(
         ctx.sector.state.as_str(),
         Some(display_stage(ctx.sector.state, ctx.sector.plan())),
     );
-    planner.exec(ctx)
+    let started = std::time::Instant::now();
+    let state = ctx.sector.state;
+    let out = planner.exec(ctx);
+    let secs = started.elapsed().as_secs_f64();
+    metrics::histogram!("damocles_worker_step_seconds", "state" => state.as_str()).record(secs);
+    if let Some(sid) = ctx.sector.sector_id() {
+        tracing::info!(
+            sector = %sid,
+            state = state.as_str(),
+            ms = (secs * 1e3) as u64,
+            ok = out.is_ok(),
+            "step"
+        );
+    }
+    out
 }
 
 /// `Venus.ReportState` after a step; a manager that answers `Finalized` has dropped the

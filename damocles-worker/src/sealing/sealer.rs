@@ -435,6 +435,7 @@ fn synthetic_proof(ctx: &mut Ctx<'_>) -> StepResult<()> {
     let pieces = required(ctx.sector.phases.pieces.clone(), "pieces")?;
     let _token = ctx.env.limits.acquire_stage("synth_proof", Some(ctx.ctrl));
     ctx.ctrl.set_running(Some("builtin synth_proof".into()));
+    let started = std::time::Instant::now();
     vp::generate_synth_proofs(
         &ctx.store.cache_dir(sid),
         &ctx.store.sealed_file(sid),
@@ -452,6 +453,12 @@ fn synthetic_proof(ctx: &mut Ctx<'_>) -> StepResult<()> {
             _ => f,
         })?;
     }
+    tracing::info!(
+        stage = "synth_proof",
+        ms = started.elapsed().as_millis() as u64,
+        ok = true,
+        "processor task"
+    );
     vp::clear_layer_data(&ctx.store.cache_dir(sid)).crit()?;
     ctx.ctrl.set_idle();
     Ok(())
@@ -481,7 +488,8 @@ fn run_commit1(
     let base = required(ctx.sector.base.as_ref(), "base")?;
     let pieces = required(ctx.sector.phases.pieces.as_ref(), "pieces")?;
     let ticket = ticket_bytes(ctx)?;
-    vp::seal_commit_phase1(
+    let started = std::time::Instant::now();
+    let out = vp::seal_commit_phase1(
         &ctx.store.cache_dir(sid),
         &ctx.store.sealed_file(sid),
         base.prove_input.0,
@@ -490,8 +498,16 @@ fn run_commit1(
         seed,
         pc2out,
         pieces,
-    )
-    .perm()
+    );
+    let secs = started.elapsed().as_secs_f64();
+    metrics::histogram!("damocles_worker_processor_task_seconds", "stage" => "c1").record(secs);
+    tracing::info!(
+        stage = "c1",
+        ms = (secs * 1e3) as u64,
+        ok = out.is_ok(),
+        "processor task"
+    );
+    out.perm()
 }
 
 /// PC2Done: submit the PreCommit.
