@@ -37,6 +37,7 @@ const CHAIN_WAITS: [&str; 3] = ["PCSubmitted", "PersistanceSubmitted", "ProofSub
 fn fields(line: &str) -> BTreeMap<&str, &str> {
     line.split_whitespace()
         .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| (k, v.trim_matches('"')))
         .collect()
 }
 
