@@ -248,37 +248,26 @@ impl ThreadControl {
 
     /// Sleeps `d`, unless a pause is requested or the daemon stops first.
     pub fn sleep(&self, d: Duration) -> Result<(), Interrupted> {
-        let deadline = Instant::now() + d;
-        let mut g = self.lock();
-        loop {
-            if g.stopped {
-                return Err(Interrupted::Stop);
-            }
-            if g.pause_pending {
-                g.pause_pending = false;
-                return Err(Interrupted::Pause);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            g = self
-                .inner
-                .1
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        self.wait(d, true)
     }
 
     /// Sleeps `d`, returning early only when the daemon stops (the pause between two sectors
     /// is not interrupted by a pause request, §1.3).
     pub fn sleep_until_stop(&self, d: Duration) -> Result<(), Interrupted> {
+        self.wait(d, false)
+    }
+
+    /// Waits `d`; a stop ends it early, and so does a pause request if `pausable`.
+    fn wait(&self, d: Duration, pausable: bool) -> Result<(), Interrupted> {
         let deadline = Instant::now() + d;
         let mut g = self.lock();
         loop {
             if g.stopped {
                 return Err(Interrupted::Stop);
+            }
+            if pausable && g.pause_pending {
+                g.pause_pending = false;
+                return Err(Interrupted::Pause);
             }
             let now = Instant::now();
             if now >= deadline {

@@ -86,32 +86,7 @@ impl TestManager {
             .stderr(log)
             .spawn()
             .expect("spawn the manager");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
-            assert!(
-                Instant::now() < deadline,
-                "the manager did not start:\n{}",
-                self.logs()
-            );
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(a) = line.trim().strip_prefix("damocles-manager listening on ") {
-                        break a.parse::<SocketAddr>().expect("address");
-                    }
-                }
-                _ => {
-                    let status = child.wait().expect("wait");
-                    panic!(
-                        "the manager exited ({status}) before listening:\n{}",
-                        self.logs()
-                    );
-                }
-            }
-        };
-        // Keep draining stdout so the child never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
+        let addr = wait_listening(&mut child, "damocles-manager", || self.logs());
         self.child = Some(child);
         self.addr = Some(addr);
         addr
@@ -189,6 +164,35 @@ impl Drop for TestManager {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Waits (60 s at most) for `<name> listening on ADDR` on a child's stdout, then keeps
+/// draining it so the child never blocks; panics with `logs()` if the child stops first.
+pub fn wait_listening(child: &mut Child, name: &str, logs: impl Fn() -> String) -> SocketAddr {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let prefix = format!("{name} listening on ");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start:\n{}",
+            logs()
+        );
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(a) = line.trim().strip_prefix(&prefix) {
+                    break a.parse::<SocketAddr>().expect("address");
+                }
+            }
+            _ => {
+                let status = child.wait().expect("wait");
+                panic!("{name} exited ({status}) before listening:\n{}", logs());
+            }
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
 }
 
 /// POSTs one JSON-RPC request; returns the HTTP status and the body as JSON.

@@ -5,11 +5,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::common::{TestManager, MANAGER};
 
@@ -115,31 +113,7 @@ location = "{persist}"
             .stderr(log)
             .spawn()
             .expect("spawn the worker");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
-            assert!(
-                Instant::now() < deadline,
-                "the worker did not start:\n{}",
-                self.logs()
-            );
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(a) = line.trim().strip_prefix("damocles-worker listening on ") {
-                        break a.parse::<SocketAddr>().expect("address");
-                    }
-                }
-                _ => {
-                    let status = child.wait().expect("wait");
-                    panic!(
-                        "the worker exited ({status}) before listening:\n{}",
-                        self.logs()
-                    );
-                }
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let addr = crate::common::wait_listening(&mut child, "damocles-worker", || self.logs());
         self.child = Some(child);
         self.addr = Some(addr);
         addr
