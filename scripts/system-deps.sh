@@ -2,6 +2,7 @@
 # System packages the build needs, installed when missing (Debian; needs root or sudo):
 #   libclang   bindgen generates the RocksDB bindings at build time
 #   valgrind   the objstore plugins are leak-checked under it
+#   python3    the example Python ext-processor (docs/examples/transfer_s3.py) is tested
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,7 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' \
   missing+=(libclang-dev)
 fi
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -125,13 +125,44 @@ impl ManagerClient {
         let started = Instant::now();
         let out = self.rt.block_on(f(self.http.clone()));
         let secs = started.elapsed().as_secs_f64();
-        metrics::counter!("damocles_worker_rpc_call_total", "method" => method).increment(1);
-        metrics::histogram!("damocles_worker_rpc_call_seconds", "method" => method).record(secs);
+        let label = metric_method(method);
+        metrics::counter!("rpc_call", "method" => label).increment(1);
+        metrics::histogram!("rpc_timing", "method" => label).record(secs);
         out.map_err(|e| {
-            metrics::counter!("damocles_worker_rpc_call_errors_total", "method" => method)
-                .increment(1);
+            metrics::counter!("rpc_error", "method" => label).increment(1);
             classify(method, &e)
         })
+    }
+}
+
+/// The `method` label of the RPC metrics: damocles' client method name for a wire method
+/// (worker-spec §7), or the wire name for a method damocles' client does not have.
+pub fn metric_method(wire: &'static str) -> &'static str {
+    match wire {
+        "Venus.AllocateSector" => "allocate_sector",
+        "Venus.AcquireDeals" => "acquire_deals",
+        "Venus.AssignTicket" => "assign_ticket",
+        "Venus.SubmitPreCommit" => "submit_pre_commit",
+        "Venus.PollPreCommitState" => "poll_pre_commit_state",
+        "Venus.SubmitPersistedEx" => "submit_persisted_ex",
+        "Venus.WaitSeed" => "wait_seed",
+        "Venus.SubmitProof" => "submit_proof",
+        "Venus.PollProofState" => "poll_proof_state",
+        "Venus.ReportState" => "report_state",
+        "Venus.ReportFinalized" => "report_finalized",
+        "Venus.ReportAborted" => "report_aborted",
+        "Venus.AllocateSanpUpSector" => "allocate_snapup_sector",
+        "Venus.SubmitSnapUpProof" => "submit_snapup_proof",
+        "Venus.StoreReserveSpace" => "store_reserve_space",
+        "Venus.StoreBasicInfo" => "store_basic_info",
+        "Venus.AllocateRebuildSector" => "allocate_rebuild_sector",
+        "Venus.AllocateUnsealSector" => "allocate_unseal_sector",
+        "Venus.AchieveUnsealSector" => "achieve_unseal_sector",
+        "Venus.AcquireUnsealDest" => "acquire_unseal_dest",
+        "Venus.WdPoStAllocateJobs" => "allocate_wdpost_job",
+        "Venus.WdPoStHeartbeatJobs" => "wdpost_heartbeat",
+        "Venus.WdPoStFinishJob" => "wdpost_finish",
+        other => other,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,11 +55,18 @@ pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
             .name
             .clone()
             .unwrap_or_else(|| location.display().to_string());
+        let library = match &a.plugin {
+            Some(plugin) => Some(plugin_library(cfg, plugin).with_context(|| {
+                format!("attached.{i}.plugin: objstore plugin {plugin:?} not usable")
+            })?),
+            None => None,
+        };
         out.push(AttachedStore {
             name,
             location,
             readonly: a.readonly,
             plugin: a.plugin.clone(),
+            library,
             meta: a.meta.clone(),
         });
     }
@@ -88,6 +95,7 @@ pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
                 location,
                 readonly: j.read_only,
                 plugin: None,
+                library: None,
                 meta: BTreeMap::new(),
             });
         }
@@ -104,6 +112,23 @@ pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
         );
     }
     Ok(out)
+}
+
+/// The library file of objstore plugin `name` in `worker.plugin_dir`.
+fn plugin_library(cfg: &WorkerConfig, name: &str) -> Result<PathBuf> {
+    let dir = cfg.worker.plugin_dir()?;
+    let names = objstore::plugin::plugin_file_names(name);
+    names
+        .iter()
+        .map(|file| dir.join(file))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "no such plugin in {} (tried {}; set `worker.plugin_dir`)",
+                dir.display(),
+                names.join(", ")
+            )
+        })
 }
 
 /// The local address on the route to the manager (the worker's own IP as the manager sees it).
@@ -187,9 +212,6 @@ pub fn run(path: &Path) -> Result<()> {
     )?;
 
     let attached = attached_stores(&cfg)?;
-    for s in attached.iter().filter(|s| s.plugin.is_some()) {
-        tracing::warn!(store = %s.name, "plugin stores are not persist candidates yet: the transfer stage writes to file stores only");
-    }
     for s in &attached {
         let name = s.name.clone();
         let info = client
@@ -197,15 +219,22 @@ pub fn run(path: &Path) -> Result<()> {
                 c.store_basic_info(name).await
             })
             .map_err(|e| anyhow!("{e}"))?;
-        if info.is_none() {
+        let Some(info) = info else {
             bail!(
                 "store basic info of instance {} not found in damocles-manager",
                 s.name
             );
+        };
+        if s.library.is_some() {
+            // Open it now, with the settings a transfer will use, so a bad plugin or meta
+            // stops the daemon before a sector depends on the store.
+            vc_processors::builtin::processors::transfer::open_plugin_store(
+                &s.transfer_info(info.meta.as_ref()),
+            )
+            .with_context(|| format!("attached store {}", s.name))?;
+            tracing::info!(store = %s.name, plugin = ?s.plugin, "objstore plugin store attached");
         }
     }
-
-    let limits = Arc::new(LimitPool::from_config(&cfg.processors)?);
 
     // Sealing stores: created when missing (not their parents), each used once.
     let mut threads = Vec::new();
@@ -248,6 +277,8 @@ pub fn run(path: &Path) -> Result<()> {
             .with_context(|| format!("metrics.http_listen {listen}"))?;
         tracing::info!(%listen, "metrics exporter listening");
     }
+    // After the exporter, so the capacity gauges it sets are published.
+    let limits = Arc::new(LimitPool::from_config(&cfg.processors)?);
     let listen = cfg.worker.rpc_server.listen_addr()?;
 
     let origin = {

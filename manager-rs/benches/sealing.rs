@@ -16,6 +16,10 @@ use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 mod common;
 #[path = "../tests/it/worker.rs"]
 mod worker;
+// The test helpers know the S3 test server; this benchmark does not start it.
+#[allow(dead_code)]
+#[path = "../../objstore/s3/tests/it/server.rs"]
+mod s3server;
 
 use common::TestManager;
 use worker::TestWorker;

@@ -33,8 +33,34 @@ pub struct AttachedStore {
     pub readonly: bool,
     /// objstore plugin serving the store (our addition), with its meta.
     pub plugin: Option<String>,
-    /// Plugin settings.
+    /// The plugin's library file, found in `worker.plugin_dir`.
+    pub library: Option<PathBuf>,
+    /// Plugin settings; they override the manager's `Meta` of the store key by key.
     pub meta: BTreeMap<String, String>,
+}
+
+impl AttachedStore {
+    /// How a transfer reaches this store: the manager's `Meta` with this worker's `meta` on
+    /// top and, for a plugin store, the plugin to open it with.
+    pub fn transfer_info(
+        &self,
+        manager_meta: Option<&BTreeMap<String, String>>,
+    ) -> vc_processors::builtin::tasks::TransferStoreInfo {
+        let mut meta: std::collections::HashMap<String, String> = manager_meta
+            .map(|m| m.clone().into_iter().collect())
+            .unwrap_or_default();
+        meta.extend(self.meta.clone());
+        vc_processors::builtin::tasks::TransferStoreInfo {
+            name: self.name.clone(),
+            meta: Some(meta),
+            plugin: self.library.as_ref().map(|library| {
+                vc_processors::builtin::tasks::TransferPlugin {
+                    library: library.clone(),
+                    path: self.location.display().to_string(),
+                }
+            }),
+        }
+    }
 }
 
 /// What every sealing thread shares.

@@ -14,8 +14,7 @@ use damocles_manager_api::types::{
 };
 use vc_processors::builtin::proofs::{self as vp, api};
 use vc_processors::builtin::tasks::{
-    self as t, Piece, PieceFile, TransferItem, TransferRoute, TransferStoreInfo,
-    UnpaddedBytesAmount,
+    self as t, Piece, PieceFile, TransferItem, TransferRoute, UnpaddedBytesAmount,
 };
 use vc_processors::ProducerError;
 
@@ -618,8 +617,7 @@ fn persist(ctx: &mut Ctx<'_>) -> StepResult<String> {
         .env
         .attached
         .iter()
-        // Plugin stores (S3) are not written by the transfer stage yet.
-        .filter(|s| !s.readonly && s.plugin.is_none())
+        .filter(|s| !s.readonly)
         .map(|s| s.name.clone())
         .collect();
     if candidates.is_empty() {
@@ -658,35 +656,30 @@ fn persist(ctx: &mut Ctx<'_>) -> StepResult<String> {
                 ),
             )
         })?;
+    // File stores take absolute paths under their mount; plugin stores take object paths.
+    let dest = |rel: PathBuf| {
+        if store.library.is_some() {
+            rel
+        } else {
+            store.location.join(rel)
+        }
+    };
     let cache_dir = ctx.store.cache_dir(sid);
     let mut routes = vec![route(
         ctx.store.sealed_file(sid),
         &store.name,
-        store.location.join(crate::sealing::store::sealed_rel(sid)),
+        dest(crate::sealing::store::sealed_rel(sid)),
     )];
     for name in vp::cached_filenames_for_sector(seal_proof(ctx)?) {
         routes.push(route(
             cache_dir.join(&name),
             &store.name,
-            store
-                .location
-                .join(crate::sealing::store::cache_rel(sid))
-                .join(&name),
+            dest(crate::sealing::store::cache_rel(sid).join(&name)),
         ));
     }
     let stores = HashMap::from([(
         store.name.clone(),
-        TransferStoreInfo {
-            name: store.name.clone(),
-            meta: Some(
-                chosen
-                    .meta
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
-            ),
-        },
+        store.transfer_info(chosen.meta.as_ref()),
     )]);
     ctx.env
         .processors

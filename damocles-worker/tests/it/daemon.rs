@@ -73,3 +73,23 @@ fn a_missing_persist_store_or_manager_stops_the_start_up() {
         "the manager is unreachable: {err}"
     );
 }
+
+#[test]
+fn an_unknown_objstore_plugin_stops_the_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = BASE.replace(
+        "[[attached]]\nname = \"persist\"\nlocation = \"/nonexistent/persist\"\n",
+        &format!(
+            "[worker]\nplugin_dir = \"{}\"\n\n[[attached]]\nname = \"s3\"\nlocation = \"s3://bucket/sectors\"\nplugin = \"nope\"\n",
+            dir.path().display()
+        ),
+    );
+    let (ok, err) = daemon(&cfg);
+    assert!(!ok);
+    assert!(
+        err.contains("attached.0.plugin")
+            && err.contains("\"nope\"")
+            && err.contains("libobjstore_nope.so"),
+        "{err}"
+    );
+}

@@ -7,6 +7,8 @@ use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 
 use crate::common::{ok_text, TestManager, MINER};
+use crate::common::{s3_attached, s3_persist_store, sector_objects};
+use crate::s3server::{S3Server, BUCKET};
 use crate::stall::{Action, StallProxy};
 use crate::worker::TestWorker;
 
@@ -359,18 +361,31 @@ fn a_permanent_failure_pauses_until_resume_and_a_rejected_sector_is_aborted_for_
 }
 
 #[test]
-fn every_stage_in_an_external_child_seals_a_sector() {
+fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
     vc_processors::builtin::params::ensure_test_params(
         &vc_processors::builtin::params::ParamKind::ALL,
     )
     .expect("params");
-    let mut m = TestManager::with_config(|c| c.miners[0].sector.max_number = Some(1));
+    let server = S3Server::start();
+    let endpoint = server.endpoint.clone();
+    let mut m = TestManager::with_config(move |c| {
+        c.miners[0].sector.max_number = Some(1);
+        c.common
+            .persist_stores
+            .push(s3_persist_store("s3", &endpoint));
+    });
     m.start();
     let mut extra = String::new();
     for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c2", "transfer"] {
         extra.push_str(&format!("\n[[processors.{stage}]]\nconcurrent = 1\n"));
     }
-    let mut w = TestWorker::new(&m, &m.dir.path().join("worker"), 1, &extra);
+    let mut w = TestWorker::with_attached(
+        m.addr.expect("manager"),
+        &m.dir.path().join("worker"),
+        1,
+        &s3_attached("s3"),
+        &extra,
+    );
     w.start();
     let c = m.client();
     let started = Instant::now();
@@ -422,4 +437,117 @@ fn every_stage_in_an_external_child_seals_a_sector() {
     let chain = block_on(DamoclesApiClient::chain_sectors(&c, MINER)).expect("chain");
     assert_eq!(chain.active.len(), 1);
     assert!(chain.active[0].proof_verified);
+    // The files went into the bucket through the plugin, nowhere else.
+    let objects = sector_objects(&server, 1);
+    let mut expected = vec![format!("sealed/s-t0{MINER}-1")];
+    for f in vc_processors::builtin::proofs::cached_filenames_for_sector(
+        vc_processors::builtin::proofs::api::RegisteredSealProof::StackedDrg2KiBV1_1,
+    ) {
+        expected.push(format!("cache/s-t0{MINER}-1/{f}"));
+    }
+    expected.sort();
+    assert_eq!(objects, expected);
+    let sealed = std::fs::metadata(
+        server
+            .root
+            .join(BUCKET)
+            .join(format!("sectors/sealed/s-t0{MINER}-1")),
+    )
+    .expect("sealed object");
+    assert_eq!(sealed.len(), 2048);
+    assert!(!m
+        .home
+        .join(format!("persist/sealed/s-t0{MINER}-1"))
+        .exists());
+    let find = ok_text(&m.util(&["storage", "find", &MINER.to_string(), "1"]));
+    assert!(find.contains("sealed file: s3"), "{find}");
+}
+
+/// One scrape of a Prometheus text endpoint.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the exporter");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// The value of the first series of `name` whose labels contain every `labels` pair.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|p| l.contains(p)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_worker_publishes_its_manager_calls_and_limits_to_prometheus() {
+    let mut m = TestManager::with_config(|c| c.miners[0].sector.max_number = Some(1));
+    m.start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let extra = format!(
+        "\n[metrics]\nenable = true\nhttp_listen = \"{metrics}\"\n\n[processors.limitation.concurrent]\npc1 = 1\n"
+    );
+    let mut w = TestWorker::new(&m, &m.dir.path().join("worker"), 1, &extra);
+    w.start();
+    let started = Instant::now();
+    let text = loop {
+        let text = scrape(metrics);
+        if series(&text, "rpc_call", &["method=\"assign_ticket\""]).is_some() {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no ticket was assigned:\n{text}\n{}",
+            w.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let worker = "worker_name=\"test-worker\"";
+    // damocles' series (worker-spec §7): Rust method names, the worker's global labels.
+    assert_eq!(
+        series(&text, "rpc_call", &["method=\"allocate_sector\"", worker]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        series(
+            &text,
+            "rpc_timing",
+            &["method=\"report_state\"", "quantile=\"0.5\""]
+        )
+        .is_some_and(|s| s > 0.0 && s < 5.0),
+        "{text}"
+    );
+    assert!(text.contains("worker_ip=\"127.0.0.1\""), "{text}");
+    assert_eq!(
+        series(&text, "rpc_error", &["method=\"allocate_sector\""]),
+        None
+    );
+    // Our additions: the limits, with their size.
+    assert_eq!(
+        series(
+            &text,
+            "damocles_worker_limit_capacity",
+            &["limit=\"stage-pc1\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        series(
+            &text,
+            "damocles_worker_limit_in_use",
+            &["limit=\"stage-pc1\""]
+        )
+        .is_some(),
+        "{text}"
+    );
 }

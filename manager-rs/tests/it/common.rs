@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use damocles_manager::config::ManagerConfig;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 
+use crate::s3server::{S3Server, BUCKET};
+
 pub const MANAGER: &str = env!("CARGO_BIN_EXE_damocles-manager");
 pub const MINER: u64 = 10000;
 
@@ -30,6 +32,69 @@ pub fn devnet_config(home: &Path) -> ManagerConfig {
     std::fs::create_dir_all(home.join("persist")).expect("persist dir");
     std::fs::create_dir_all(home.join("pieces")).expect("pieces dir");
     ManagerConfig::devnet_default(home, MINER, 2048)
+}
+
+/// A persist store `name` on the S3 plugin in the test server at `endpoint`, under the
+/// `sectors` prefix of its bucket (objects are files under `<root>/<bucket>/sectors/`).
+pub fn s3_persist_store(
+    name: &str,
+    endpoint: &str,
+) -> damocles_manager::config::PersistStoreConfig {
+    use crate::s3server::{ACCESS_KEY, SECRET_KEY};
+    let mut s3 = damocles_manager::config::PersistStoreConfig {
+        name: name.into(),
+        path: format!("s3://{BUCKET}/sectors"),
+        plugin_name: Some("s3".into()),
+        ..Default::default()
+    };
+    for (k, v) in [
+        ("Endpoint", endpoint),
+        ("Bucket", BUCKET),
+        ("Prefix", "sectors"),
+        ("AccessKey", ACCESS_KEY),
+        ("SecretKey", SECRET_KEY),
+        ("MaxRetries", "0"),
+        ("ReadTimeoutSecs", "5"),
+    ] {
+        s3.meta.insert(k.into(), v.into());
+    }
+    s3
+}
+
+/// The worker's `[[attached]]` block for the manager's S3 store `name`: the plugin, and no
+/// meta of its own (the manager's `Meta` reaches the transfer).
+pub fn s3_attached(name: &str) -> String {
+    format!(
+        "[[attached]]\nname = \"{name}\"\nlocation = \"s3://{BUCKET}/sectors\"\nplugin = \"s3\"\n"
+    )
+}
+
+/// The objects of sector `number` in the S3 test server (files under `<root>/<bucket>/`),
+/// relative to the store's `sectors` prefix.
+pub fn sector_objects(server: &S3Server, number: u64) -> Vec<String> {
+    let root = server.root.join(BUCKET).join("sectors");
+    let name = format!("s-t0{MINER}-{number}");
+    let mut out = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(&root)
+                    .expect("under root")
+                    .display()
+                    .to_string();
+                if rel.split('/').any(|c| c == name) {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 impl TestManager {

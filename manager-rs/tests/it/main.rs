@@ -4,6 +4,7 @@ mod api;
 mod cluster;
 mod common;
 mod e2e;
+mod ext_python;
 mod params;
 mod restart;
 #[path = "../../../objstore/s3/tests/it/server.rs"]

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::common::{ok_text, TestManager, MANAGER, MINER};
-use crate::s3server::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
+use crate::s3server::{S3Server, BUCKET};
 
 fn files(sid_name: &str) -> Vec<String> {
     let mut out = vec![format!("sealed/{sid_name}")];
@@ -37,23 +37,7 @@ fn an_s3_plugin_store_and_a_scanned_store_hold_sectors() {
     let pattern = format!("{}/store-*", scanned.path().display());
     let endpoint = server.endpoint.clone();
     let mut m = TestManager::with_config(move |c| {
-        let mut s3 = damocles_manager::config::PersistStoreConfig {
-            name: "s3".into(),
-            path: "s3://damocles/sectors".into(),
-            plugin_name: Some("s3".into()),
-            ..Default::default()
-        };
-        for (k, v) in [
-            ("Endpoint", endpoint.as_str()),
-            ("Bucket", BUCKET),
-            ("Prefix", "sectors"),
-            ("AccessKey", ACCESS_KEY),
-            ("SecretKey", SECRET_KEY),
-            ("MaxRetries", "0"),
-            ("ReadTimeoutSecs", "5"),
-        ] {
-            s3.meta.insert(k.into(), v.into());
-        }
+        let s3 = crate::common::s3_persist_store("s3", &endpoint);
         c.common.persist_stores.push(s3);
         c.common.scan_persist_stores = vec![pattern];
     });
@@ -263,6 +247,41 @@ fn attach_indexes_an_existing_store_while_the_daemon_runs() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         err.contains("/nonexistent/store is not a directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_worker_refuses_to_start_with_an_s3_store_it_cannot_open() {
+    let server = S3Server::start();
+    let endpoint = server.endpoint.clone();
+    let mut m = TestManager::with_config(move |c| {
+        c.common
+            .persist_stores
+            .push(crate::common::s3_persist_store("s3", &endpoint));
+    });
+    m.start();
+    // The worker's meta is laid over the manager's: a part size S3 refuses.
+    let attached = format!(
+        "{}meta = {{ PartSize = \"1024\" }}\n",
+        crate::common::s3_attached("s3")
+    );
+    let w = crate::worker::TestWorker::with_attached(
+        m.addr.expect("manager"),
+        &m.dir.path().join("worker"),
+        1,
+        &attached,
+        "",
+    );
+    let out = std::process::Command::new(crate::worker::worker_bin())
+        .args(["daemon", "-c"])
+        .arg(&w.config)
+        .output()
+        .expect("run the worker");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("attached store s3") && err.contains("Meta.PartSize"),
         "{err}"
     );
 }

@@ -54,6 +54,21 @@ impl TestWorker {
         threads: usize,
         extra: &str,
     ) -> Self {
+        let attached = format!(
+            "[[attached]]\nname = \"persist\"\nlocation = \"{}\"\n",
+            m.home.join("persist").display()
+        );
+        Self::with_attached(manager, dir, threads, &attached, extra)
+    }
+
+    /// A worker of the manager at `manager` whose persist stores are the `attached` TOML.
+    pub fn with_attached(
+        manager: SocketAddr,
+        dir: &Path,
+        threads: usize,
+        attached: &str,
+        extra: &str,
+    ) -> Self {
         std::fs::create_dir_all(dir).expect("worker dir");
         let mut cfg = format!(
             r#"[worker]
@@ -74,12 +89,8 @@ seal_interval = "1s"
 recover_interval = "1s"
 rpc_polling_interval = "1s"
 
-[[attached]]
-name = "persist"
-location = "{persist}"
-"#,
+{attached}"#,
             miner = crate::common::MINER,
-            persist = m.home.join("persist").display(),
         );
         for i in 0..threads {
             cfg.push_str(&format!(

@@ -230,6 +230,22 @@ pub struct TransferStoreInfo {
     pub name: String,
     /// Its `Meta` key-values.
     pub meta: Option<HashMap<String, String>>,
+    /// Our addition: the objstore plugin that implements the store. With it, route ends
+    /// naming this store are object paths (`sealed/s-t01000-1`) that the builtin reads and
+    /// writes through the plugin, opened with `meta`. Absent on the wire when unset, so
+    /// file-store transfers keep damocles' JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<TransferPlugin>,
+}
+
+/// How to open a store through an objstore plugin (our addition to [`TransferStoreInfo`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferPlugin {
+    /// The plugin library file (absolute path).
+    pub library: PathBuf,
+    /// The store's `Path` as the plugin understands it (a directory for file stores,
+    /// informational for S3).
+    pub path: String,
 }
 
 /// One end of a transfer route.

@@ -12,3 +12,5 @@ mod golden;
 mod golden_json;
 #[cfg(feature = "builtin")]
 mod sealing;
+#[cfg(feature = "builtin")]
+mod transfer_objects;

@@ -302,6 +302,7 @@ pub fn persist_copy(stages: &Stages, sector: &Sector, to: &Path) -> PoStReplicaI
         TransferStoreInfo {
             name: "store".into(),
             meta: None,
+            plugin: None,
         },
     );
     assert!(stages

@@ -12,6 +12,9 @@
 //! symlink is replaced as a link and its target is never touched; copying a path onto itself,
 //! a directory into itself, or over a directory that contains the source is refused, and so is
 //! a symlink loop inside a copied tree.
+//!
+//! Our addition: a route end whose store carries an objstore `plugin` is an object path in
+//! that store, read or written through the plugin ([`objects`]).
 
 use std::fs;
 use std::io;
@@ -22,10 +25,24 @@ use anyhow::{bail, ensure, Context, Result};
 use super::super::fsutil::{copy_file_atomic, rename_into_place, sync_dir, temp_path_beside};
 use super::super::tasks::{Transfer, TransferRoute};
 
+mod objects;
+
+pub use objects::open_plugin_store;
+
 /// Runs a transfer task. `allow_links` is false under `--disable-link` / `DISABLE_LINK`.
 pub fn transfer(task: &Transfer, allow_links: bool) -> Result<bool> {
+    let mut stores = objects::OpenStores::default();
     for (index, route) in task.routes.iter().enumerate() {
-        transfer_route(route, allow_links).with_context(|| {
+        (|| {
+            let src_store = stores.store_of(task, &route.src)?;
+            let dest_store = stores.store_of(task, &route.dest)?;
+            if src_store.is_none() && dest_store.is_none() {
+                transfer_route(route, allow_links)
+            } else {
+                objects::transfer_route(route, src_store, dest_store)
+            }
+        })()
+        .with_context(|| {
             format!(
                 "route {index}: {} -> {}",
                 route.src.uri.display(),
