@@ -805,7 +805,11 @@ pub struct DevnetConfig {
     pub seed: String,
     /// Epochs between PreCommit and the interactive seed.
     pub pre_commit_challenge_delay: i64,
-    /// Epochs of one WindowPoSt deadline (48 per proving period).
+    /// Deadlines per proving period (48 on Filecoin networks; fewer make short periods for
+    /// tests). Fixed when the chain is created.
+    #[serde(rename = "WPoStPeriodDeadlines")]
+    pub wpost_period_deadlines: u64,
+    /// Epochs of one WindowPoSt deadline.
     #[serde(rename = "WPoStChallengeWindow")]
     pub wpost_challenge_window: i64,
     /// Epochs before a deadline opens that its challenge is drawn.
@@ -825,6 +829,7 @@ impl Default for DevnetConfig {
             block_delay_secs: 1,
             seed: "damocles-devnet".into(),
             pre_commit_challenge_delay: 10,
+            wpost_period_deadlines: 48,
             wpost_challenge_window: 20,
             wpost_challenge_lookback: 5,
             fault_declaration_cutoff: 7,
@@ -923,6 +928,9 @@ impl ManagerConfig {
             };
             if dev.block_delay_secs == 0 {
                 bail!("[Devnet] BlockDelaySecs must be at least 1");
+            }
+            if !(1..=48).contains(&dev.wpost_period_deadlines) {
+                bail!("[Devnet] WPoStPeriodDeadlines must be between 1 and 48");
             }
             if dev.wpost_challenge_window
                 <= dev

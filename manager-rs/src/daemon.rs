@@ -29,6 +29,8 @@ pub struct DaemonOptions {
     pub listen: SocketAddr,
     /// A store name that is not configured is a file store at that path (mock mode).
     pub auto_fs_stores: bool,
+    /// Run the WindowPoSt scheduler (`--poster`) for the miners with `PoSt.Enabled`.
+    pub poster: bool,
 }
 
 /// A running daemon.
@@ -135,6 +137,9 @@ impl Daemon {
         });
         release_stale_reservations(&sealer)?;
         commitments.start()?;
+        if opts.poster {
+            start_poster(&cfg, &sealer, stop.clone());
+        }
 
         let module = rpc::module(sealer.clone())?;
         let metrics = install_metrics();
@@ -185,6 +190,35 @@ impl Daemon {
         self.shutdown().await;
         Ok(())
     }
+}
+
+/// Starts the WindowPoSt scheduler with the builtin prover.
+fn start_poster(cfg: &ManagerConfig, sealer: &Arc<Sealer>, stop: CancellationToken) {
+    use crate::post::check::CheckLimits;
+    use crate::post::scheduler::{PoStMiner, Poster};
+    let miners: Vec<PoStMiner> = cfg
+        .miners
+        .iter()
+        .map(|m| PoStMiner {
+            actor: m.actor,
+            cfg: m.post.clone(),
+        })
+        .collect();
+    let proving = &cfg.common.proving;
+    let poster = Poster::new(
+        sealer.chain.clone(),
+        crate::post::SectorLocator {
+            sealer: sealer.clone(),
+        },
+        Arc::new(crate::post::prover::BuiltinProver::default()),
+        miners,
+        CheckLimits {
+            parallel: proving.parallel_check_limit as usize,
+            single_timeout: proving.single_check_timeout.0,
+            total_timeout: proving.partition_check_timeout.0,
+        },
+    );
+    tokio::spawn(poster.run(stop));
 }
 
 /// Reservations of sectors that are no longer online are leftovers of a crash: release them.

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod deals;
 pub mod error;
 pub mod kv;
+pub mod post;
 pub mod proofs;
 pub mod rpc;
 pub mod sealer;

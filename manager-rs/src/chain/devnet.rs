@@ -166,7 +166,7 @@ impl Devnet {
                     block_delay_secs: cfg.block_delay_secs,
                     pre_commit_challenge_delay: cfg.pre_commit_challenge_delay,
                     network_version: DEVNET_NETWORK_VERSION,
-                    wpost_period_deadlines: 48,
+                    wpost_period_deadlines: cfg.wpost_period_deadlines,
                     wpost_challenge_window: cfg.wpost_challenge_window,
                     wpost_challenge_lookback: cfg.wpost_challenge_lookback,
                     fault_declaration_cutoff: cfg.fault_declaration_cutoff,
@@ -222,7 +222,7 @@ impl Devnet {
                     allocated: BTreeSet::new(),
                     pre_commits: BTreeMap::new(),
                     sectors: BTreeMap::new(),
-                    deadlines: vec![Vec::new(); 48],
+                    deadlines: vec![Vec::new(); state.params.wpost_period_deadlines as usize],
                     posts_accepted: 0,
                 },
             );

@@ -41,7 +41,7 @@ pub struct RunArgs {
     /// Directory holding `sector-manager.cfg` instead of the home.
     #[arg(long = "conf-dir", value_name = "DIR")]
     pub conf_dir: Option<PathBuf>,
-    /// Start the WindowPoSt scheduler (not yet implemented: accepted and reported).
+    /// Run the WindowPoSt scheduler for the miners with `[Miners.PoSt] Enabled`.
     #[arg(long)]
     pub poster: bool,
     /// Start the WinningPoSt responder (not yet implemented: accepted and reported).
@@ -167,7 +167,6 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
         bail!("--proxy is not supported yet");
     }
     for (on, flag) in [
-        (args.poster, "--poster"),
         (args.miner, "--miner"),
         (args.ext_prover, "--ext-prover"),
         (args.worker_prover, "--worker-prover"),
@@ -199,6 +198,7 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
             DaemonOptions {
                 listen,
                 auto_fs_stores: false,
+                poster: args.poster,
             },
         )
         .await?;
@@ -233,6 +233,7 @@ impl MockArgs {
                 DaemonOptions {
                     listen,
                     auto_fs_stores: true,
+                    poster: false,
                 },
             )
             .await?;

@@ -569,7 +569,12 @@ impl DamoclesApiServer for RpcImpl {
             }
         }
         let mut faulty = Vec::new();
-        for d in 0..48 {
+        let deadlines = c
+            .network_params()
+            .await
+            .map_err(internal)?
+            .wpost_period_deadlines;
+        for d in 0..deadlines {
             for p in c.partitions(miner, d).await.map_err(internal)? {
                 faulty.extend(p.faulty_sectors);
             }
@@ -584,7 +589,14 @@ impl DamoclesApiServer for RpcImpl {
 
     async fn chain_deadlines(&self, miner: ActorId) -> RpcResult<Vec<Vec<Partition>>> {
         let mut out = Vec::new();
-        for d in 0..48 {
+        let deadlines = self
+            .sealer
+            .chain
+            .network_params()
+            .await
+            .map_err(internal)?
+            .wpost_period_deadlines;
+        for d in 0..deadlines {
             out.push(
                 self.sealer
                     .chain

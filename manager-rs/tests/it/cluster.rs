@@ -26,8 +26,18 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
         &vc_processors::builtin::params::ParamKind::ALL,
     )
     .expect("params");
-    // Three sector numbers in all, so the worker stops asking after three sectors.
-    let mut m = TestManager::with_config(|c| c.miners[0].sector.max_number = Some(3));
+    // Three sector numbers in all, so the worker stops asking after three sectors. Short
+    // proving periods (4 deadlines of 8 epochs) and the WindowPoSt scheduler: the sectors
+    // are proven from the persist store as soon as they are active.
+    let mut m = TestManager::with_config(|c| {
+        c.miners[0].sector.max_number = Some(3);
+        let dev = c.devnet.as_mut().expect("devnet");
+        dev.wpost_period_deadlines = 4;
+        dev.wpost_challenge_window = 8;
+        dev.wpost_challenge_lookback = 5;
+        dev.fault_declaration_cutoff = 6;
+    });
+    m.run_args = vec!["--poster".into()];
     m.start();
     let data: Vec<u8> = (0..900u32).map(|i| (i * 7 % 253) as u8).collect();
     let file = m.dir.path().join("deal.bin");
@@ -126,6 +136,47 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].info.name, "test-worker");
     assert_eq!(workers[0].info.summary.threads, 2);
+
+    // WindowPoSt: two whole proving periods after the last activation, every deadline holding
+    // a sector was proven each time, and nothing is faulty.
+    let head = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
+    let period = head.params.wpost_proving_period();
+    let accepted_before = head.summary["window_posts_accepted"];
+    let until = head.head.epoch + 2 * period + head.params.wpost_challenge_window;
+    let deadlines_used = block_on(DamoclesApiClient::chain_deadlines(&c, MINER))
+        .expect("deadlines")
+        .iter()
+        .filter(|d| d.iter().any(|p| !p.all_sectors.is_empty()))
+        .count() as u64;
+    loop {
+        let now = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
+        let deadlines = block_on(DamoclesApiClient::chain_deadlines(&c, MINER)).expect("dl");
+        let faulty: Vec<u64> = deadlines
+            .iter()
+            .flatten()
+            .flat_map(|p| p.faulty_sectors.clone())
+            .collect();
+        assert!(
+            faulty.is_empty(),
+            "faulty sectors {faulty:?} at epoch {}\n{}",
+            now.head.epoch,
+            m.logs()
+        );
+        if now.head.epoch >= until {
+            let proven = now.summary["window_posts_accepted"] - accepted_before;
+            assert!(
+                proven >= 2 * deadlines_used,
+                "{proven} WindowPoSts accepted in two periods for {deadlines_used} deadlines\n{}",
+                m.logs()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let miner = block_on(DamoclesApiClient::chain_miner(&c, MINER)).expect("miner");
+    assert_eq!(miner.power.raw_byte_power, 3 * 2048, "{:?}", miner.power);
+    assert_eq!(miner.power.faulty_sectors, 0);
+    assert!(m.logs().contains("WindowPoSt proven and verified"));
 }
 
 /// Calls the worker's control server.

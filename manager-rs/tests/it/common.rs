@@ -23,6 +23,8 @@ pub struct TestManager {
     pub child: Option<Child>,
     pub addr: Option<SocketAddr>,
     pub cfg: ManagerConfig,
+    /// Extra arguments of `daemon run` (`--poster`).
+    pub run_args: Vec<String>,
     starts: usize,
 }
 
@@ -128,6 +130,7 @@ impl TestManager {
             child: None,
             addr: None,
             cfg,
+            run_args: Vec::new(),
             starts: 0,
         }
     }
@@ -146,6 +149,7 @@ impl TestManager {
             .args(["--home"])
             .arg(&self.home)
             .args(["daemon", "run", "--listen", &listen])
+            .args(&self.run_args)
             .env("RUST_LOG", "info,jsonrpsee=warn")
             .stdout(Stdio::piped())
             .stderr(log)

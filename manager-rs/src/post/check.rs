@@ -1,0 +1,156 @@
+//! Which sectors of a partition can be proven (manager-spec §3.4).
+//!
+//! A sector is provable when its sealed file and the cache files a PoSt reads are present
+//! and, with `StrictCheck`, when a vanilla proof of one of its real challenges (for a fixed
+//! check seed) can be made from them, which reads the challenged replica nodes and the
+//! Merkle tree. Each check is bounded by `SingleCheckTimeout`, a whole call by
+//! `PartitionCheckTimeout`, and at most `ParallelCheckLimit` sectors are checked at once. A
+//! sector whose check times out counts as bad.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use tokio::sync::Semaphore;
+use vc_processors::builtin::proofs::{api, cached_filenames_for_sector, to_prover_id};
+use vc_processors::builtin::tasks::PoStReplicaInfo;
+
+/// Limits of the checks (`[Common.Proving]`).
+#[derive(Debug, Clone)]
+pub struct CheckLimits {
+    /// Sectors checked at once (0: unlimited).
+    pub parallel: usize,
+    /// Bound on one sector.
+    pub single_timeout: Duration,
+    /// Bound on the whole call.
+    pub total_timeout: Duration,
+}
+
+/// One sector to check.
+#[derive(Debug, Clone)]
+pub struct CheckItem {
+    /// Its replica, as the prover will read it.
+    pub replica: PoStReplicaInfo,
+    /// Its seal proof.
+    pub seal_proof: api::RegisteredSealProof,
+    /// Its PoSt proof.
+    pub post_proof: api::RegisteredPoStProof,
+}
+
+/// The sectors that failed, with the reason.
+pub type BadSectors = BTreeMap<u64, String>;
+
+/// Checks every item; answers the bad ones. `strict` adds the vanilla proof.
+pub async fn check_sectors(
+    miner: u64,
+    items: Vec<CheckItem>,
+    strict: bool,
+    limits: &CheckLimits,
+) -> BadSectors {
+    let permits = Arc::new(Semaphore::new(if limits.parallel == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        limits.parallel
+    }));
+    let mut tasks = tokio::task::JoinSet::new();
+    let numbers: Vec<u64> = items.iter().map(|i| i.replica.sector_id).collect();
+    for item in items {
+        let permits = permits.clone();
+        let single = limits.single_timeout;
+        tasks.spawn(async move {
+            let number = item.replica.sector_id;
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return (number, Err("the check was cancelled".to_string()));
+            };
+            let work = tokio::task::spawn_blocking(move || check_one(miner, &item, strict));
+            let res = match tokio::time::timeout(single, work).await {
+                Err(_) => Err(format!("check timed out after {single:?}")),
+                Ok(Err(e)) => Err(format!("check panicked: {e}")),
+                Ok(Ok(Err(e))) => Err(format!("{e:#}")),
+                Ok(Ok(Ok(()))) => Ok(()),
+            };
+            (number, res)
+        });
+    }
+    let mut bad = BadSectors::new();
+    let mut done = std::collections::BTreeSet::new();
+    let collect = async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((n, res)) = joined {
+                done.insert(n);
+                if let Err(reason) = res {
+                    bad.insert(n, reason);
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(limits.total_timeout, collect)
+        .await
+        .is_err()
+    {
+        tracing::warn!(miner, timeout = ?limits.total_timeout, "sector checks timed out");
+    }
+    for n in numbers {
+        if !done.contains(&n) && !bad.contains_key(&n) {
+            bad.insert(n, "not checked in time".into());
+        }
+    }
+    bad
+}
+
+fn check_one(miner: u64, item: &CheckItem, strict: bool) -> Result<()> {
+    let r = &item.replica;
+    let sealed = std::fs::metadata(&r.sealed_file)
+        .with_context(|| format!("sealed file {}", r.sealed_file.display()))?;
+    let size = u64::from(item.seal_proof.sector_size());
+    ensure!(
+        sealed.len() == size,
+        "sealed file {} has {} bytes, expected {size}",
+        r.sealed_file.display(),
+        sealed.len()
+    );
+    for name in cached_filenames_for_sector(item.seal_proof) {
+        let p = r.cache_dir.join(&name);
+        ensure!(p.is_file(), "cache file {} is missing", p.display());
+    }
+    if !strict {
+        return Ok(());
+    }
+    let sector = api::SectorId::from(r.sector_id);
+    let seed = check_seed(r.sector_id);
+    let challenges = vc_processors::builtin::proofs::guard("check challenges", || {
+        api::post::generate_fallback_sector_challenges(
+            item.post_proof,
+            &seed,
+            &[sector],
+            to_prover_id(miner),
+        )
+    })?;
+    let first: Vec<u64> = challenges
+        .get(&sector)
+        .and_then(|c| c.first().copied())
+        .into_iter()
+        .collect();
+    ensure!(!first.is_empty(), "no challenge for sector {}", r.sector_id);
+    let replica = api::PrivateReplicaInfo::new(
+        item.post_proof,
+        r.comm_r,
+        r.cache_dir.clone(),
+        r.sealed_file.clone(),
+    );
+    vc_processors::builtin::proofs::guard("check vanilla proof", || {
+        api::post::generate_single_vanilla_proof(item.post_proof, sector, &replica, &first)
+    })
+    .context("vanilla proof of one challenge")?;
+    Ok(())
+}
+
+/// A fixed seed per sector: checks read real challenge positions without chain randomness.
+fn check_seed(sector: u64) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&sector.to_le_bytes());
+    seed[8..16].copy_from_slice(b"dmcheck!");
+    seed[31] &= 0x3f;
+    seed
+}

@@ -1,0 +1,834 @@
+//! The WindowPoSt scheduler (manager-spec §3.2–§3.3).
+//!
+//! On every head change, each enabled miner has runners for its current deadline and, when it
+//! is already active (its challenge drawn), the next one. A runner
+//! - **starts** once the head reaches `Challenge + ChallengeConfidence`: it declares the
+//!   recoveries of the deadline after next and computes the proofs, partition batch by batch;
+//! - **submits** what is ready once the head reaches `Open + SubmitConfidence` (and again for
+//!   batches that finish later);
+//! - is **aborted** when the head reaches the deadline's close.
+//!
+//! A batch is retried (5 s apart) until it is proven or the deadline closes. Sectors that fail
+//! the check, or that the prover reports as faults, are skipped and the rest proven. Before a
+//! proof is kept, the challenge randomness is read again (a changed value means a reorg:
+//! prove again) and the proof is verified.
+//!
+//! The confidences default (0) to damocles' values, capped for short devnet deadlines:
+//! `ChallengeConfidence` = min(10, lookback / 2), `SubmitConfidence` = min(4, window / 15).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use damocles_manager_api::json::Bytes;
+use damocles_manager_api::types::{ActorId, ChainEpoch, SectorNumber};
+use tokio_util::sync::CancellationToken;
+use vc_processors::builtin::proofs::{api, to_prover_id};
+use vc_processors::builtin::tasks::WindowPoSt;
+
+use super::check::{check_sectors, CheckItem, CheckLimits};
+use super::prover::{prove, WindowProver};
+use super::SectorLocator;
+use crate::chain::{
+    miner_entropy, new_message_id, Chain, DeadlineInfo, DomainSeparationTag, Message,
+    MessageStatus, MethodCall, NetworkParams, PoStPartition, RecoveryDeclaration,
+};
+use crate::config::PoStConfig;
+use crate::proofs::seal_proof;
+
+/// Pause between two attempts of a batch.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A miner the scheduler proves for.
+#[derive(Debug, Clone)]
+pub struct PoStMiner {
+    /// Actor id.
+    pub actor: ActorId,
+    /// Its `[Miners.PoSt]`.
+    pub cfg: PoStConfig,
+}
+
+impl PoStMiner {
+    /// The sender of its messages (`Senders`, else `Sender`, else the miner's own address on
+    /// the devnet).
+    pub fn sender(&self) -> String {
+        self.cfg
+            .senders
+            .first()
+            .cloned()
+            .or_else(|| self.cfg.sender.clone())
+            .unwrap_or_else(|| format!("t0{}", self.actor))
+    }
+}
+
+/// Effective confidences for a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confidences {
+    /// Epochs after the challenge before a runner starts.
+    pub challenge: ChainEpoch,
+    /// Epochs after the open before proofs are submitted.
+    pub submit: ChainEpoch,
+}
+
+impl Confidences {
+    /// `ChallengeConfidence` and `SubmitConfidence` of `cfg`, with the defaults for 0.
+    pub fn new(cfg: &PoStConfig, params: &NetworkParams) -> Self {
+        let challenge = if cfg.challenge_confidence > 0 {
+            cfg.challenge_confidence
+        } else {
+            10.min(params.wpost_challenge_lookback / 2)
+        };
+        let submit = if cfg.submit_confidence > 0 {
+            cfg.submit_confidence
+        } else {
+            4.min(params.wpost_challenge_window / 15)
+        };
+        Confidences { challenge, submit }
+    }
+}
+
+/// The deadline after `dl`.
+pub fn next_deadline(dl: &DeadlineInfo, params: &NetworkParams) -> DeadlineInfo {
+    let index = (dl.index + 1) % params.wpost_period_deadlines;
+    let open = dl.open + params.wpost_challenge_window;
+    let period_start = if index == 0 {
+        dl.period_start + params.wpost_proving_period()
+    } else {
+        dl.period_start
+    };
+    DeadlineInfo {
+        current_epoch: dl.current_epoch,
+        period_start,
+        index,
+        open,
+        close: open + params.wpost_challenge_window,
+        challenge: open - params.wpost_challenge_lookback,
+        fault_cutoff: open - params.fault_declaration_cutoff,
+    }
+}
+
+/// What a runner should do at a height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The deadline closed: cancel and forget the runner.
+    Abort,
+    /// Start computing (once).
+    Start,
+    /// Submit what is ready (and start if not yet started).
+    Submit,
+    /// Nothing yet.
+    Wait,
+}
+
+/// The rule of §3.2 for deadline `dl` at height `h`.
+pub fn action(dl: &DeadlineInfo, h: ChainEpoch, conf: Confidences) -> Action {
+    if h >= dl.close {
+        Action::Abort
+    } else if h < dl.challenge {
+        Action::Wait
+    } else if h >= dl.open + conf.submit {
+        Action::Submit
+    } else if h >= dl.challenge + conf.challenge {
+        Action::Start
+    } else {
+        Action::Wait
+    }
+}
+
+/// A proven batch, ready to be submitted.
+#[derive(Debug, Clone)]
+struct ReadyProof {
+    partitions: Vec<PoStPartition>,
+    proof: Vec<u8>,
+    submitted: bool,
+}
+
+/// One (miner, deadline).
+struct Runner {
+    dl: DeadlineInfo,
+    started: bool,
+    cancel: CancellationToken,
+    ready: Arc<Mutex<Vec<ReadyProof>>>,
+}
+
+/// Proves the deadlines of the enabled miners.
+pub struct Poster {
+    chain: Arc<dyn Chain>,
+    locator: SectorLocator,
+    prover: Arc<dyn WindowProver>,
+    miners: Vec<PoStMiner>,
+    limits: CheckLimits,
+}
+
+impl std::fmt::Debug for Poster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poster")
+            .field("prover", &self.prover.name())
+            .field("miners", &self.miners)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sleeps `d` unless cancelled first; false when cancelled.
+async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+impl Poster {
+    /// A scheduler for `miners` (those with `PoSt.Enabled`) proving with `prover`.
+    pub fn new(
+        chain: Arc<dyn Chain>,
+        locator: SectorLocator,
+        prover: Arc<dyn WindowProver>,
+        miners: Vec<PoStMiner>,
+        limits: CheckLimits,
+    ) -> Arc<Self> {
+        Arc::new(Poster {
+            chain,
+            locator,
+            prover,
+            miners: miners.into_iter().filter(|m| m.cfg.enabled).collect(),
+            limits,
+        })
+    }
+
+    /// Follows the head until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        tracing::info!(prover = %self.prover.name(), miners = ?self.miners.iter().map(|m| m.actor).collect::<Vec<_>>(), "WindowPoSt scheduler running");
+        let mut heads = self.chain.subscribe();
+        let mut runners: BTreeMap<(ActorId, ChainEpoch), Runner> = BTreeMap::new();
+        loop {
+            let epoch = heads.borrow_and_update().epoch;
+            if let Err(e) = self.on_head(epoch, &mut runners, &stop).await {
+                tracing::warn!(epoch, error = %format!("{e:#}"), "WindowPoSt scheduling failed at this head");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = heads.changed() => if changed.is_err() { break },
+            }
+        }
+        for r in runners.values() {
+            r.cancel.cancel();
+        }
+    }
+
+    async fn on_head(
+        self: &Arc<Self>,
+        h: ChainEpoch,
+        runners: &mut BTreeMap<(ActorId, ChainEpoch), Runner>,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let params = self.chain.network_params().await?;
+        for miner in &self.miners {
+            let conf = Confidences::new(&miner.cfg, &params);
+            let current = tokio::time::timeout(
+                Duration::from_secs(10),
+                self.chain.proving_deadline(miner.actor),
+            )
+            .await
+            .map_err(|_| anyhow!("miner {}: deadline info timed out", miner.actor))??;
+            let next = next_deadline(&current, &params);
+            for dl in [current, next] {
+                if dl.challenge <= h && h < dl.close {
+                    runners
+                        .entry((miner.actor, dl.open))
+                        .or_insert_with(|| Runner {
+                            dl,
+                            started: false,
+                            cancel: stop.child_token(),
+                            ready: Arc::default(),
+                        });
+                }
+            }
+            let keys: Vec<_> = runners
+                .keys()
+                .filter(|(m, _)| *m == miner.actor)
+                .copied()
+                .collect();
+            for key in keys {
+                let Some(r) = runners.get_mut(&key) else {
+                    continue;
+                };
+                match action(&r.dl, h, conf) {
+                    Action::Abort => {
+                        r.cancel.cancel();
+                        let left = lock(&r.ready).iter().filter(|p| !p.submitted).count();
+                        if left > 0 || !r.started {
+                            tracing::warn!(
+                                miner = miner.actor,
+                                deadline = r.dl.index,
+                                open = r.dl.open,
+                                unsubmitted = left,
+                                started = r.started,
+                                "deadline closed before its proofs were submitted"
+                            );
+                        }
+                        runners.remove(&key);
+                    }
+                    Action::Wait => {}
+                    Action::Start | Action::Submit => {
+                        if !r.started {
+                            r.started = true;
+                            let this = self.clone();
+                            let (m, dl, cancel, ready) = (
+                                miner.clone(),
+                                r.dl.clone(),
+                                r.cancel.clone(),
+                                r.ready.clone(),
+                            );
+                            tokio::spawn(async move {
+                                this.start(m, dl, cancel, ready).await;
+                            });
+                        }
+                        if action(&r.dl, h, conf) == Action::Submit {
+                            self.submit(miner, &r.dl, &r.ready).await;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recoveries for the deadline after next, and the proofs of `dl`, concurrently.
+    async fn start(
+        self: Arc<Self>,
+        miner: PoStMiner,
+        dl: DeadlineInfo,
+        cancel: CancellationToken,
+        ready: Arc<Mutex<Vec<ReadyProof>>>,
+    ) {
+        tracing::info!(
+            miner = miner.actor,
+            deadline = dl.index,
+            open = dl.open,
+            "WindowPoSt runner started"
+        );
+        let recover = async {
+            if let Err(e) = self.declare_recoveries(&miner, &dl).await {
+                tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "declaring recoveries failed");
+            }
+        };
+        let proofs = self.generate(&miner, &dl, &cancel, &ready);
+        tokio::join!(recover, proofs);
+    }
+
+    async fn declare_recoveries(&self, miner: &PoStMiner, dl: &DeadlineInfo) -> Result<()> {
+        let params = self.chain.network_params().await?;
+        let decl_index = (dl.index + 2) % params.wpost_period_deadlines;
+        let partitions = self.chain.partitions(miner.actor, decl_index).await?;
+        let mut declarations = Vec::new();
+        let mut budget = if miner.cfg.max_recover_sector_limit > 0 {
+            miner.cfg.max_recover_sector_limit as usize
+        } else {
+            usize::MAX
+        };
+        for (idx, p) in partitions.iter().enumerate() {
+            let unrecovered: Vec<SectorNumber> = p
+                .faulty_sectors
+                .iter()
+                .filter(|n| !p.recovering_sectors.contains(n))
+                .copied()
+                .collect();
+            if unrecovered.is_empty() || budget == 0 {
+                continue;
+            }
+            let (items, unlocatable) = self.check_items(miner.actor, &unrecovered).await?;
+            let bad = check_sectors(miner.actor, items, miner.cfg.strict_check, &self.limits).await;
+            let mut good: Vec<SectorNumber> = unrecovered
+                .iter()
+                .filter(|n| !bad.contains_key(n) && !unlocatable.contains_key(n))
+                .copied()
+                .collect();
+            for (n, why) in bad.iter().chain(unlocatable.iter()) {
+                tracing::info!(miner = miner.actor, sector = n, reason = %why, "faulty sector still not provable");
+            }
+            good.truncate(budget);
+            budget -= good.len();
+            if !good.is_empty() {
+                declarations.push(RecoveryDeclaration {
+                    deadline: decl_index,
+                    partition: idx as u64,
+                    sectors: good,
+                });
+            }
+        }
+        if declarations.is_empty() {
+            return Ok(());
+        }
+        let per_message = if miner.cfg.max_partitions_per_recovery_message > 0 {
+            miner.cfg.max_partitions_per_recovery_message as usize
+        } else {
+            declarations.len()
+        };
+        for chunk in declarations.chunks(per_message) {
+            let msg = Message {
+                from: miner.sender(),
+                to: miner.actor,
+                value: 0,
+                call: MethodCall::DeclareFaultsRecovered {
+                    recoveries: chunk.to_vec(),
+                },
+            };
+            let id = new_message_id(&msg)?;
+            self.chain.push_message(&id, msg).await?;
+            tracing::info!(miner = miner.actor, deadline = decl_index, message = %id, recoveries = ?chunk, "declared recoveries");
+            metrics::counter!("damocles_manager_post_recoveries_declared_total", "miner" => miner.actor.to_string())
+                .increment(chunk.iter().map(|d| d.sectors.len() as u64).sum());
+        }
+        Ok(())
+    }
+
+    /// Replicas to check for `numbers`, and the sectors that cannot even be located.
+    async fn check_items(
+        &self,
+        miner: ActorId,
+        numbers: &[SectorNumber],
+    ) -> Result<(Vec<CheckItem>, BTreeMap<SectorNumber, String>)> {
+        let on_chain: BTreeMap<SectorNumber, _> = self
+            .chain
+            .miner_sectors(miner)
+            .await?
+            .into_iter()
+            .map(|s| (s.sector_number, s))
+            .collect();
+        let mut items = Vec::new();
+        let mut unlocatable = BTreeMap::new();
+        for n in numbers {
+            let Some(info) = on_chain.get(n) else {
+                unlocatable.insert(*n, "not on chain".to_string());
+                continue;
+            };
+            let item = (|| -> Result<CheckItem> {
+                let seal = seal_proof(info.seal_proof)?;
+                let post = window_post_proof_for(seal)?;
+                Ok(CheckItem {
+                    replica: self.locator.replica(miner, info)?,
+                    seal_proof: seal,
+                    post_proof: post,
+                })
+            })();
+            match item {
+                Ok(i) => items.push(i),
+                Err(e) => {
+                    unlocatable.insert(*n, format!("{e:#}"));
+                }
+            }
+        }
+        Ok((items, unlocatable))
+    }
+
+    async fn generate(
+        &self,
+        miner: &PoStMiner,
+        dl: &DeadlineInfo,
+        cancel: &CancellationToken,
+        ready: &Arc<Mutex<Vec<ReadyProof>>>,
+    ) {
+        let partitions = match self.chain.partitions(miner.actor, dl.index).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "reading the partitions failed");
+                return;
+            }
+        };
+        if partitions.iter().all(|p| p.all_sectors.is_empty()) {
+            tracing::debug!(
+                miner = miner.actor,
+                deadline = dl.index,
+                "no sectors in this deadline"
+            );
+            return;
+        }
+        let per_batch = if miner.cfg.max_partitions_per_po_st_message > 0 {
+            miner.cfg.max_partitions_per_po_st_message as usize
+        } else {
+            partitions.len()
+        };
+        let indexed: Vec<(u64, crate::chain::Partition)> = partitions
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64, p))
+            .collect();
+        for batch in indexed.chunks(per_batch.max(1)) {
+            let mut skipped_by_prover = BTreeSet::new();
+            loop {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                match self
+                    .prove_batch(miner, dl, batch, &mut skipped_by_prover)
+                    .await
+                {
+                    Ok(Some(p)) => {
+                        lock(ready).push(p);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "WindowPoSt batch failed; retrying");
+                        if !pause(cancel, RETRY_INTERVAL).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt at a batch: `Ok(None)` when nothing in it can be proven. Sectors the
+    /// prover reports as faults are added to `skipped_by_prover` and the attempt repeated.
+    async fn prove_batch(
+        &self,
+        miner: &PoStMiner,
+        dl: &DeadlineInfo,
+        batch: &[(u64, crate::chain::Partition)],
+        skipped_by_prover: &mut BTreeSet<SectorNumber>,
+    ) -> Result<Option<ReadyProof>> {
+        let labels = [("miner", miner.actor.to_string())];
+        let mut rand = self.challenge_rand(miner.actor, dl).await?;
+        rand[31] &= 0x3f;
+        loop {
+            let mut to_prove = Vec::new();
+            for (_, p) in batch {
+                for n in &p.all_sectors {
+                    let faulty = p.faulty_sectors.contains(n) && !p.recovering_sectors.contains(n);
+                    if !faulty {
+                        to_prove.push(*n);
+                    }
+                }
+            }
+            if to_prove.is_empty() {
+                tracing::info!(
+                    miner = miner.actor,
+                    deadline = dl.index,
+                    "every sector of the batch is faulty; nothing to prove"
+                );
+                return Ok(None);
+            }
+            let checked_at = Instant::now();
+            let (items, mut bad) = self.check_items(miner.actor, &to_prove).await?;
+            let post_proof = match items.first() {
+                Some(i) => i.post_proof,
+                None => {
+                    tracing::warn!(miner = miner.actor, deadline = dl.index, unlocatable = ?bad, "no sector of the batch can be located");
+                    return Ok(None);
+                }
+            };
+            let checked = check_sectors(
+                miner.actor,
+                items.clone(),
+                miner.cfg.strict_check,
+                &self.limits,
+            )
+            .await;
+            metrics::histogram!("damocles_manager_post_check_seconds", &labels)
+                .record(checked_at.elapsed().as_secs_f64());
+            bad.extend(checked);
+            for n in skipped_by_prover.iter() {
+                bad.entry(*n)
+                    .or_insert_with(|| "reported faulty by the prover".into());
+            }
+            for (n, why) in &bad {
+                tracing::warn!(miner = miner.actor, deadline = dl.index, sector = n, reason = %why, "sector skipped in this WindowPoSt");
+            }
+            let replicas: Vec<_> = items
+                .into_iter()
+                .filter(|i| !bad.contains_key(&i.replica.sector_id))
+                .map(|i| i.replica)
+                .collect();
+            if replicas.is_empty() {
+                tracing::warn!(
+                    miner = miner.actor,
+                    deadline = dl.index,
+                    "nothing to prove in this batch"
+                );
+                metrics::counter!("damocles_manager_post_sectors_skipped_total", &labels)
+                    .increment(bad.len() as u64);
+                return Ok(None);
+            }
+            let partitions: Vec<PoStPartition> = batch
+                .iter()
+                .filter(|(_, p)| {
+                    p.all_sectors
+                        .iter()
+                        .any(|n| replicas.iter().any(|r| r.sector_id == *n))
+                })
+                .map(|(idx, p)| PoStPartition {
+                    index: *idx,
+                    skipped: p
+                        .all_sectors
+                        .iter()
+                        .filter(|n| bad.contains_key(n))
+                        .copied()
+                        .collect(),
+                })
+                .collect();
+            let proven: Vec<SectorNumber> = replicas.iter().map(|r| r.sector_id).collect();
+            let task = WindowPoSt {
+                miner_id: miner.actor,
+                proof_type: post_proof,
+                replicas: replicas.clone(),
+                seed: rand,
+            };
+            let proved_at = Instant::now();
+            let out = prove(self.prover.clone(), task)
+                .await
+                .with_context(|| format!("prover {}", self.prover.name()))?;
+            metrics::histogram!("damocles_manager_post_proof_seconds", &labels)
+                .record(proved_at.elapsed().as_secs_f64());
+            if !out.faults.is_empty() {
+                tracing::warn!(miner = miner.actor, deadline = dl.index, faults = ?out.faults, "the prover reported faulty sectors; proving without them");
+                let before = skipped_by_prover.len();
+                skipped_by_prover.extend(out.faults.iter().copied());
+                if skipped_by_prover.len() == before {
+                    bail!("the prover reports the same faults again: {:?}", out.faults);
+                }
+                continue;
+            }
+            let Some(proof) = out.proofs.into_iter().next() else {
+                bail!("the prover returned no proof");
+            };
+            let mut again = self.challenge_rand(miner.actor, dl).await?;
+            again[31] &= 0x3f;
+            if again != rand {
+                bail!("the challenge randomness changed (reorg); proving again");
+            }
+            let public: BTreeMap<api::SectorId, api::PublicReplicaInfo> = replicas
+                .iter()
+                .map(|r| {
+                    (
+                        api::SectorId::from(r.sector_id),
+                        api::PublicReplicaInfo::new(post_proof, r.comm_r),
+                    )
+                })
+                .collect();
+            let proof_bytes = proof.0;
+            let valid = {
+                let proof_bytes = proof_bytes.clone();
+                let miner_id = miner.actor;
+                tokio::task::spawn_blocking(move || {
+                    vc_processors::builtin::proofs::guard("verify_window_post", || {
+                        api::post::verify_window_post(
+                            &rand,
+                            &[(post_proof, &proof_bytes)],
+                            &public,
+                            to_prover_id(miner_id),
+                        )
+                    })
+                })
+                .await
+                .map_err(|e| anyhow!("verification task: {e}"))??
+            };
+            if !valid {
+                bail!("the proof does not verify");
+            }
+            metrics::counter!("damocles_manager_post_sectors_proven_total", &labels)
+                .increment(proven.len() as u64);
+            metrics::counter!("damocles_manager_post_sectors_skipped_total", &labels)
+                .increment(bad.len() as u64);
+            tracing::info!(miner = miner.actor, deadline = dl.index, sectors = ?proven, skipped = ?bad.keys().collect::<Vec<_>>(), ms = proved_at.elapsed().as_millis() as u64, "WindowPoSt proven and verified");
+            return Ok(Some(ReadyProof {
+                partitions,
+                proof: proof_bytes,
+                submitted: false,
+            }));
+        }
+    }
+
+    async fn challenge_rand(&self, miner: ActorId, dl: &DeadlineInfo) -> Result<[u8; 32]> {
+        self.chain
+            .randomness_from_beacon(
+                DomainSeparationTag::WindowedPoStChallengeSeed,
+                dl.challenge,
+                &miner_entropy(miner),
+            )
+            .await
+    }
+
+    /// Sends every ready proof of `dl` not sent yet.
+    async fn submit(&self, miner: &PoStMiner, dl: &DeadlineInfo, ready: &Mutex<Vec<ReadyProof>>) {
+        let todo: Vec<(usize, ReadyProof)> = lock(ready)
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.submitted)
+            .map(|(i, p)| (i, p.clone()))
+            .collect();
+        for (i, p) in todo {
+            match self.submit_one(miner, dl, &p).await {
+                Ok(id) => {
+                    if let Some(entry) = lock(ready).get_mut(i) {
+                        entry.submitted = true;
+                    }
+                    tracing::info!(miner = miner.actor, deadline = dl.index, message = %id, partitions = ?p.partitions, "WindowPoSt submitted");
+                    let chain = self.chain.clone();
+                    let actor = miner.actor;
+                    let deadline = dl.index;
+                    tokio::spawn(async move {
+                        watch_result(chain, actor, deadline, id).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "submitting the WindowPoSt failed; retrying at the next head");
+                }
+            }
+        }
+    }
+
+    async fn submit_one(
+        &self,
+        miner: &PoStMiner,
+        dl: &DeadlineInfo,
+        p: &ReadyProof,
+    ) -> Result<damocles_manager_api::json::Cid> {
+        let commit_epoch = dl.challenge;
+        let commit_rand = self
+            .chain
+            .randomness_from_tickets(DomainSeparationTag::PoStChainCommit, commit_epoch, &[])
+            .await?;
+        let msg = Message {
+            from: miner.sender(),
+            to: miner.actor,
+            value: 0,
+            call: MethodCall::SubmitWindowedPoSt {
+                deadline: dl.index,
+                partitions: p.partitions.clone(),
+                proofs: vec![Bytes(p.proof.clone())],
+                chain_commit_epoch: commit_epoch,
+                chain_commit_rand: Bytes(commit_rand.to_vec()),
+            },
+        };
+        let id = new_message_id(&msg)?;
+        self.chain.push_message(&id, msg).await?;
+        Ok(id)
+    }
+}
+
+/// Logs (and counts) how a submitted WindowPoSt ended; gives up after 30 minutes.
+async fn watch_result(
+    chain: Arc<dyn Chain>,
+    miner: ActorId,
+    deadline: u64,
+    id: damocles_manager_api::json::Cid,
+) {
+    let until = Instant::now() + Duration::from_secs(30 * 60);
+    let mut heads = chain.subscribe();
+    while Instant::now() < until {
+        match chain.message_status(&id).await {
+            Ok(Some(MessageStatus::Executed {
+                exit_code, error, ..
+            })) => {
+                let result = if exit_code == 0 { "ok" } else { "failed" };
+                metrics::counter!("damocles_manager_post_submits_total", "miner" => miner.to_string(), "result" => result).increment(1);
+                if exit_code == 0 {
+                    tracing::info!(miner, deadline, message = %id, "WindowPoSt landed");
+                } else {
+                    tracing::error!(miner, deadline, message = %id, exit_code, error = ?error, "WindowPoSt failed on chain");
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(message = %id, error = %format!("{e:#}"), "message status")
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(60), heads.changed())
+            .await
+            .is_ok_and(|r| r.is_err())
+        {
+            return;
+        }
+    }
+    tracing::warn!(miner, deadline, message = %id, "no result for the WindowPoSt after 30 minutes");
+}
+
+/// The WindowPoSt proof of a seal proof (the `…V1_2` API types for the chain's `…V1_1`).
+fn window_post_proof_for(seal: api::RegisteredSealProof) -> Result<api::RegisteredPoStProof> {
+    vc_processors::builtin::proofs::window_post_proof_for_size(u64::from(seal.sector_size()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> NetworkParams {
+        NetworkParams {
+            network_name: "t".into(),
+            block_delay_secs: 1,
+            pre_commit_challenge_delay: 10,
+            network_version: 23,
+            wpost_period_deadlines: 4,
+            wpost_challenge_window: 8,
+            wpost_challenge_lookback: 5,
+            fault_declaration_cutoff: 6,
+            max_prove_commit_duration: 100,
+        }
+    }
+
+    fn dl(index: u64, open: ChainEpoch) -> DeadlineInfo {
+        DeadlineInfo {
+            current_epoch: open,
+            period_start: open - index as ChainEpoch * 8,
+            index,
+            open,
+            close: open + 8,
+            challenge: open - 5,
+            fault_cutoff: open - 6,
+        }
+    }
+
+    #[test]
+    fn confidences_default_to_damocles_values_capped_by_the_network() {
+        let mut mainnet = params();
+        mainnet.wpost_challenge_window = 60;
+        mainnet.wpost_challenge_lookback = 20;
+        let c = Confidences::new(&PoStConfig::default(), &mainnet);
+        assert_eq!((c.challenge, c.submit), (10, 4));
+        let c = Confidences::new(&PoStConfig::default(), &params());
+        assert_eq!((c.challenge, c.submit), (2, 0));
+        let cfg = PoStConfig {
+            challenge_confidence: 1,
+            submit_confidence: 3,
+            ..PoStConfig::default()
+        };
+        let c = Confidences::new(&cfg, &params());
+        assert_eq!((c.challenge, c.submit), (1, 3));
+    }
+
+    #[test]
+    fn runners_start_after_the_challenge_submit_after_the_open_and_end_at_the_close() {
+        let conf = Confidences {
+            challenge: 2,
+            submit: 1,
+        };
+        let d = dl(1, 108);
+        assert_eq!(action(&d, 102, conf), Action::Wait, "before the challenge");
+        assert_eq!(action(&d, 104, conf), Action::Wait, "challenge + 1");
+        assert_eq!(action(&d, 105, conf), Action::Start);
+        assert_eq!(action(&d, 108, conf), Action::Start, "open, submit waits");
+        assert_eq!(action(&d, 109, conf), Action::Submit);
+        assert_eq!(action(&d, 115, conf), Action::Submit);
+        assert_eq!(action(&d, 116, conf), Action::Abort);
+    }
+
+    #[test]
+    fn the_next_deadline_wraps_into_the_next_period() {
+        let p = params();
+        let last = dl(3, 124);
+        let next = next_deadline(&last, &p);
+        assert_eq!(next.index, 0);
+        assert_eq!(next.open, 132);
+        assert_eq!(next.period_start, last.period_start + 32);
+        assert_eq!((next.challenge, next.close), (127, 140));
+        let n1 = next_deadline(&dl(0, 100), &p);
+        assert_eq!((n1.index, n1.open, n1.period_start), (1, 108, 100));
+    }
+}
