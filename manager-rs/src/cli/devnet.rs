@@ -184,6 +184,7 @@ impl DevnetArgs {
         manager_cmd.arg("--home").arg(&home).args([
             "daemon",
             "run",
+            "--poster",
             "--listen",
             &self.listen.to_string(),
         ]);
@@ -339,6 +340,13 @@ impl DevnetArgs {
             chain.active.len(),
             chain.pre_committed.len(),
             chain.faulty.len()
+        );
+        println!(
+            "devnet: {} WindowPoSts accepted so far (the manager runs with --poster)",
+            head.summary
+                .get("window_posts_accepted")
+                .copied()
+                .unwrap_or_default()
         );
         println!("devnet: stopping the worker and the manager; run again to continue this chain");
         Ok(())

@@ -177,6 +177,64 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     assert_eq!(miner.power.raw_byte_power, 3 * 2048, "{:?}", miner.power);
     assert_eq!(miner.power.faulty_sectors, 0);
     assert!(m.logs().contains("WindowPoSt proven and verified"));
+
+    // A damaged sector is skipped and only it turns faulty; repaired, it is declared
+    // recovered and proven again. First the sealed file, then a cache file.
+    let sector_file =
+        |n: u64, rel: &str| persist.join(rel.replace("{}", &format!("s-t0{MINER}-{n}")));
+    for (n, rel) in [(1, "sealed/{}"), (2, "cache/{}/sc-02-data-tree-r-last.dat")] {
+        let path = sector_file(n, rel);
+        let original = std::fs::read(&path).expect("sector file");
+        if rel.starts_with("sealed") {
+            std::fs::write(&path, vec![0xa5u8; original.len()]).expect("corrupt");
+        } else {
+            std::fs::remove_file(&path).expect("delete");
+        }
+        let faulty = wait_faults(&m, |f| !f.is_empty(), 3 * period);
+        assert_eq!(faulty, vec![n], "only the damaged sector is faulty");
+        std::fs::write(&path, &original).expect("repair");
+        wait_faults(&m, |f| f.is_empty(), 4 * period);
+        let logs = m.logs();
+        assert!(
+            logs.contains("declared recoveries")
+                && logs.contains("sector skipped in this WindowPoSt"),
+            "{logs}"
+        );
+    }
+}
+
+/// Waits (at most `epochs` epochs) until the miner's faulty sectors satisfy `done`, checking
+/// each time that the sectors not faulty keep their power; answers the faulty sectors.
+fn wait_faults(m: &TestManager, done: impl Fn(&[u64]) -> bool, epochs: i64) -> Vec<u64> {
+    let c = m.client();
+    let start = block_on(DamoclesApiClient::chain_head(&c))
+        .expect("head")
+        .head
+        .epoch;
+    loop {
+        let before = block_on(DamoclesApiClient::chain_miner(&c, MINER)).expect("miner");
+        let chain = block_on(DamoclesApiClient::chain_sectors(&c, MINER)).expect("chain");
+        let miner = block_on(DamoclesApiClient::chain_miner(&c, MINER)).expect("miner");
+        // Compared only when no block came between the reads.
+        if before.deadline.current_epoch == miner.deadline.current_epoch {
+            assert_eq!(
+                miner.power.raw_byte_power,
+                2048 * (chain.active.len() - chain.faulty.len()) as u64,
+                "healthy sectors keep their power: {:?}",
+                miner.power
+            );
+        }
+        if done(&chain.faulty) {
+            return chain.faulty;
+        }
+        assert!(
+            miner.deadline.current_epoch < start + epochs,
+            "faulty sectors {:?} after {epochs} epochs\n{}",
+            chain.faulty,
+            m.logs()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Calls the worker's control server.
