@@ -2,7 +2,7 @@
 //! until it is told to stop.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub struct DaemonOptions {
     pub auto_fs_stores: bool,
     /// Run the WindowPoSt scheduler (`--poster`) for the miners with `PoSt.Enabled`.
     pub poster: bool,
+    /// `--ext-prover`: prove with the children of this `ext-prover.cfg`.
+    pub ext_prover: Option<PathBuf>,
 }
 
 /// A running daemon.
@@ -138,7 +140,7 @@ impl Daemon {
         release_stale_reservations(&sealer)?;
         commitments.start()?;
         if opts.poster {
-            start_poster(&cfg, &sealer, stop.clone());
+            start_poster(&cfg, &sealer, opts.ext_prover.as_deref(), stop.clone()).await?;
         }
 
         let module = rpc::module(sealer.clone())?;
@@ -192,9 +194,42 @@ impl Daemon {
     }
 }
 
-/// Starts the WindowPoSt scheduler with the builtin prover.
-fn start_poster(cfg: &ManagerConfig, sealer: &Arc<Sealer>, stop: CancellationToken) {
+/// Starts the WindowPoSt scheduler with the builtin prover, or the `[[WdPost]]` children of
+/// `ext_prover` when given (the builtin when that file has none).
+async fn start_poster(
+    cfg: &ManagerConfig,
+    sealer: &Arc<Sealer>,
+    ext_prover: Option<&Path>,
+    stop: CancellationToken,
+) -> Result<()> {
     use crate::post::check::CheckLimits;
+    use crate::post::ext::{ExtProverConfig, ExtWindowProver};
+    use crate::post::prover::{BuiltinProver, WindowProver};
+    let prover: Arc<dyn WindowProver> = match ext_prover {
+        None => Arc::new(BuiltinProver::default()),
+        Some(path) => {
+            let ext = ExtProverConfig::load(path)?;
+            if ext.wd_post.is_empty() && ext.win_post.is_empty() {
+                bail!(
+                    "--ext-prover: {} has no [[WdPost]] or [[WinPost]] block: no ext prover constructed",
+                    path.display()
+                );
+            }
+            if ext.wd_post.is_empty() {
+                tracing::info!(
+                    "ext-prover.cfg has no [[WdPost]]: WindowPoSt uses the builtin prover"
+                );
+                Arc::new(BuiltinProver::default())
+            } else {
+                let blocks = ext.wd_post.clone();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || ExtWindowProver::start(&blocks))
+                        .await
+                        .context("starting the ext-prover children")??,
+                )
+            }
+        }
+    };
     use crate::post::scheduler::{PoStMiner, Poster};
     let miners: Vec<PoStMiner> = cfg
         .miners
@@ -210,7 +245,7 @@ fn start_poster(cfg: &ManagerConfig, sealer: &Arc<Sealer>, stop: CancellationTok
         crate::post::SectorLocator {
             sealer: sealer.clone(),
         },
-        Arc::new(crate::post::prover::BuiltinProver::default()),
+        prover,
         miners,
         CheckLimits {
             parallel: proving.parallel_check_limit as usize,
@@ -219,6 +254,7 @@ fn start_poster(cfg: &ManagerConfig, sealer: &Arc<Sealer>, stop: CancellationTok
         },
     );
     tokio::spawn(poster.run(stop));
+    Ok(())
 }
 
 /// Reservations of sectors that are no longer online are leftovers of a crash: release them.

@@ -168,7 +168,6 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
     }
     for (on, flag) in [
         (args.miner, "--miner"),
-        (args.ext_prover, "--ext-prover"),
         (args.worker_prover, "--worker-prover"),
     ] {
         if on {
@@ -190,6 +189,15 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
     let cfg = ManagerConfig::load(&cfg_path)?;
     let db = dirs.db_dir(&cfg);
     let listen = parse_listen(&args.listen)?;
+    let ext_prover = if args.ext_prover {
+        let p = cfg_path.with_file_name(EXT_PROVER_FILE);
+        if !args.poster {
+            tracing::warn!("--ext-prover without --poster: WindowPoSt is not scheduled, so the ext-prover is not started");
+        }
+        Some(p)
+    } else {
+        None
+    };
     let rt = super::runtime()?;
     rt.block_on(async move {
         let daemon = Daemon::start(
@@ -199,6 +207,7 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
                 listen,
                 auto_fs_stores: false,
                 poster: args.poster,
+                ext_prover,
             },
         )
         .await?;
@@ -234,6 +243,7 @@ impl MockArgs {
                     listen,
                     auto_fs_stores: true,
                     poster: false,
+                    ext_prover: None,
                 },
             )
             .await?;

@@ -136,8 +136,10 @@ fn init_logging() {
             "info,storage_proofs_core=warn,storage_proofs_porep=warn,storage_proofs_post=warn,storage_proofs_update=warn,filecoin_proofs=warn,bellperson=warn,jsonrpsee=warn",
         )
     });
+    // Colours only on a terminal: log files stay plain text.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .try_init();
 }

@@ -6,10 +6,12 @@
 //!   deadline closes; recoveries are declared for the deadline after next;
 //! - [`check`]: which sectors can be proven (files present and, with `StrictCheck`, a real
 //!   vanilla proof of one challenge), bounded by `[Common.Proving]`;
-//! - [`prover`]: the `window_post` task run by a [`prover::WindowProver`] (builtin in this
-//!   process for now); faults it reports are skipped and the proof retried.
+//! - [`prover`]: the `window_post` task run by a [`prover::WindowProver`]: builtin in this
+//!   process, or [`ext`] children from `ext-prover.cfg`; faults a prover reports are skipped
+//!   and the proof retried.
 
 pub mod check;
+pub mod ext;
 pub mod prover;
 pub mod scheduler;
 

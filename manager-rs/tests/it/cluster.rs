@@ -201,6 +201,57 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
             "{logs}"
         );
     }
+
+    // The same sectors proven by an ext-prover child (`damocles-worker processor window_post`
+    // beside the manager), which is killed once and restarted; no deadline is missed.
+    m.stop();
+    std::fs::write(
+        m.home.join("ext-prover.cfg"),
+        "[[WdPost]]\nConcurrent = 1\n",
+    )
+    .expect("cfg");
+    m.run_args = vec!["--poster".into(), "--ext-prover".into()];
+    m.start();
+    let logs = m.logs();
+    let pid: i32 = logs
+        .lines()
+        .rev()
+        .find(|l| l.contains("ext-prover child ready"))
+        .and_then(|l| l.split("pid=Some(").nth(1))
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the ext-prover child started:\n{logs}"));
+    let c = m.client();
+    let head = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
+    let accepted_before = head.summary["window_posts_accepted"];
+    let kill_at = head.head.epoch + period / 2;
+    let until = head.head.epoch + 2 * period + head.params.wpost_challenge_window;
+    let mut killed = false;
+    loop {
+        let now = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
+        let faulty = block_on(DamoclesApiClient::chain_sectors(&c, MINER))
+            .expect("chain")
+            .faulty;
+        assert!(faulty.is_empty(), "faulty {faulty:?}\n{}", m.logs());
+        if !killed && now.head.epoch >= kill_at {
+            // SAFETY: signalling the child of the manager this test started.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            killed = true;
+        }
+        if now.head.epoch >= until {
+            let proven = now.summary["window_posts_accepted"] - accepted_before;
+            assert!(
+                proven >= 2 * deadlines_used,
+                "{proven} WindowPoSts by the ext-prover for {deadlines_used} deadlines\n{}",
+                m.logs()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let logs = m.logs();
+    assert!(logs.contains("processor restarted"), "{logs}");
+    assert!(logs.contains("prover=ext-prover (1 children)"), "{logs}");
 }
 
 /// Waits (at most `epochs` epochs) until the miner's faulty sectors satisfy `done`, checking
