@@ -14,7 +14,7 @@
 //! a symlink loop inside a copied tree.
 //!
 //! Our addition: a route end whose store carries an objstore `plugin` is an object path in
-//! that store, read or written through the plugin ([`objects`]).
+//! that store, read or written through the plugin (see [`open_plugin_store`]).
 
 use std::fs;
 use std::io;
