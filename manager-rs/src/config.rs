@@ -725,7 +725,7 @@ pub struct PoStConfig {
     pub challenge_confidence: i64,
     /// Most sectors declared recovered (0: unlimited).
     pub max_recover_sector_limit: u64,
-    /// Most partitions per SubmitWindowedPoSt (0: protocol maximum).
+    /// Most partitions per SubmitWindowedPoSt (0: all partitions of the deadline in one).
     pub max_partitions_per_po_st_message: u64,
     /// Most partitions per recovery message (0: unlimited).
     pub max_partitions_per_recovery_message: u64,
