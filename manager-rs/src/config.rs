@@ -725,7 +725,7 @@ pub struct PoStConfig {
     pub challenge_confidence: i64,
     /// Most sectors declared recovered (0: unlimited).
     pub max_recover_sector_limit: u64,
-    /// Most partitions per SubmitWindowedPoSt (0: all partitions of the deadline in one).
+    /// Most partitions per SubmitWindowedPoSt (0: the protocol maximum).
     pub max_partitions_per_po_st_message: u64,
     /// Most partitions per recovery message (0: unlimited).
     pub max_partitions_per_recovery_message: u64,
@@ -929,8 +929,8 @@ impl ManagerConfig {
             if dev.block_delay_secs == 0 {
                 bail!("[Devnet] BlockDelaySecs must be at least 1");
             }
-            if !(1..=48).contains(&dev.wpost_period_deadlines) {
-                bail!("[Devnet] WPoStPeriodDeadlines must be between 1 and 48");
+            if !(3..=48).contains(&dev.wpost_period_deadlines) {
+                bail!("[Devnet] WPoStPeriodDeadlines must be between 3 and 48 (recoveries are declared two deadlines ahead)");
             }
             if dev.wpost_challenge_window
                 <= dev

@@ -49,6 +49,9 @@ impl AttachedStore {
         let mut meta: std::collections::HashMap<String, String> = manager_meta
             .map(|m| m.clone().into_iter().collect())
             .unwrap_or_default();
+        // Keys are case-insensitive to the plugins: a worker key replaces the manager's key
+        // of any case.
+        meta.retain(|k, _| !self.meta.keys().any(|w| w.eq_ignore_ascii_case(k)));
         meta.extend(self.meta.clone());
         vc_processors::builtin::tasks::TransferStoreInfo {
             name: self.name.clone(),

@@ -586,6 +586,13 @@ fn prove_commit(
     if activated.is_empty() || (require_all && !errors.is_empty()) {
         return fail(errors.join("; "));
     }
+    let busy = {
+        let actor = state
+            .miners
+            .get(&miner)
+            .ok_or_else(|| Failure(EXIT_NOT_FOUND, "miner".into()))?;
+        state.deadline_info(actor, epoch).index
+    };
     let actor = state
         .miners
         .get_mut(&miner)
@@ -595,7 +602,7 @@ fn prove_commit(
         let Some(pc) = actor.pre_commits.remove(&n) else {
             continue;
         };
-        let (deadline, partition) = assign_deadline(actor, n);
+        let (deadline, partition) = assign_deadline(actor, n, busy);
         actor.sectors.insert(
             n,
             SectorOnChainInfo {
@@ -624,12 +631,17 @@ fn prove_commit(
 }
 
 /// Puts a new sector in the deadline with the fewest sectors, in its last partition with room.
-fn assign_deadline(actor: &mut MinerActor, n: SectorNumber) -> (u64, u64) {
+/// Puts a new sector in the least-filled deadline, never the current one (`busy`) or the one
+/// after it, whose proofs may be in the making (as the miner actor does).
+fn assign_deadline(actor: &mut MinerActor, n: SectorNumber, busy: u64) -> (u64, u64) {
     let per = actor.info.window_post_partition_sectors as usize;
+    let count = actor.deadlines.len() as u64;
+    let excluded = [busy % count.max(1), (busy + 1) % count.max(1)];
     let (idx, _) = actor
         .deadlines
         .iter()
         .enumerate()
+        .filter(|(i, _)| count < 3 || !excluded.contains(&(*i as u64)))
         .map(|(i, parts)| (i, parts.iter().map(|p| p.all_sectors.len()).sum::<usize>()))
         .min_by_key(|&(i, count)| (count, i))
         .unwrap_or((0, 0));
@@ -1065,9 +1077,10 @@ impl Devnet {
     fn activate_for_test(&self, miner: ActorId, n: SectorNumber, sealed_cid: Cid) -> (u64, u64) {
         let mut st = self.lock();
         let epoch = st.head.epoch;
+        let busy = st.deadline_info(&st.miners[&miner], epoch).index;
         let actor = st.miners.get_mut(&miner).expect("miner on the devnet");
         actor.allocated.insert(n);
-        let (deadline, partition) = assign_deadline(actor, n);
+        let (deadline, partition) = assign_deadline(actor, n, busy);
         let seal_proof = actor.info.seal_proof_type;
         actor.sectors.insert(
             n,

@@ -199,7 +199,7 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
         None
     };
     let rt = super::runtime()?;
-    rt.block_on(async move {
+    let out = rt.block_on(async move {
         let daemon = Daemon::start(
             cfg,
             &db,
@@ -213,7 +213,10 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
         .await?;
         println!("damocles-manager listening on {}", daemon.addr);
         daemon.run_until_signalled().await
-    })
+    });
+    // Blocking work still running (a proof, a hung prover child) does not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+    out
 }
 
 impl MockArgs {

@@ -51,7 +51,7 @@ pub async fn check_sectors(
     let permits = Arc::new(Semaphore::new(if limits.parallel == 0 {
         Semaphore::MAX_PERMITS
     } else {
-        limits.parallel
+        limits.parallel.min(Semaphore::MAX_PERMITS)
     }));
     let mut tasks = tokio::task::JoinSet::new();
     let numbers: Vec<u64> = items.iter().map(|i| i.replica.sector_id).collect();
@@ -60,10 +60,15 @@ pub async fn check_sectors(
         let single = limits.single_timeout;
         tasks.spawn(async move {
             let number = item.replica.sector_id;
-            let Ok(_permit) = permits.acquire_owned().await else {
+            let Ok(permit) = permits.acquire_owned().await else {
                 return (number, Err("the check was cancelled".to_string()));
             };
-            let work = tokio::task::spawn_blocking(move || check_one(miner, &item, strict));
+            // The permit lives as long as the check itself, even past its timeout, so a hung
+            // disk cannot make more than the limit of checks pile up.
+            let work = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                check_one(miner, &item, strict)
+            });
             let res = match tokio::time::timeout(single, work).await {
                 Err(_) => Err(format!("check timed out after {single:?}")),
                 Ok(Err(e)) => Err(format!("check panicked: {e}")),
@@ -151,6 +156,5 @@ fn check_seed(sector: u64) -> [u8; 32] {
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&sector.to_le_bytes());
     seed[8..16].copy_from_slice(b"dmcheck!");
-    seed[31] &= 0x3f;
     seed
 }

@@ -206,10 +206,19 @@ impl WindowProver for ExtWindowProver {
     fn prove(&self, task: WindowPoSt) -> Result<WindowPoStOutput> {
         let i = self.choose();
         let child = &self.children[i];
+        /// Gives the slot back on every way out, panics included.
+        struct Slot<'a>(&'a AtomicUsize);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         child.in_flight.fetch_add(1, Ordering::Relaxed);
-        let out = child.producer.call(task);
-        child.in_flight.fetch_sub(1, Ordering::Relaxed);
-        out.with_context(|| format!("ext-prover WdPost.{i}"))
+        let _slot = Slot(&child.in_flight);
+        child
+            .producer
+            .call(task)
+            .with_context(|| format!("ext-prover WdPost.{i}"))
     }
 }
 

@@ -90,7 +90,7 @@ impl Confidences {
 
 /// The deadline after `dl`.
 pub fn next_deadline(dl: &DeadlineInfo, params: &NetworkParams) -> DeadlineInfo {
-    let index = (dl.index + 1) % params.wpost_period_deadlines;
+    let index = (dl.index + 1) % params.wpost_period_deadlines.max(1);
     let open = dl.open + params.wpost_challenge_window;
     let period_start = if index == 0 {
         dl.period_start + params.wpost_proving_period()
@@ -229,23 +229,37 @@ impl Poster {
         let params = self.chain.network_params().await?;
         for miner in &self.miners {
             let conf = Confidences::new(&miner.cfg, &params);
-            let current = tokio::time::timeout(
+            // A miner whose deadline cannot be read gets no new runner at this head; its
+            // existing runners still submit and end below, and other miners go on.
+            match tokio::time::timeout(
                 Duration::from_secs(10),
                 self.chain.proving_deadline(miner.actor),
             )
             .await
-            .map_err(|_| anyhow!("miner {}: deadline info timed out", miner.actor))??;
-            let next = next_deadline(&current, &params);
-            for dl in [current, next] {
-                if dl.challenge <= h && h < dl.close {
-                    runners
-                        .entry((miner.actor, dl.open))
-                        .or_insert_with(|| Runner {
-                            dl,
-                            started: false,
-                            cancel: stop.child_token(),
-                            ready: Arc::default(),
-                        });
+            {
+                Ok(Ok(current)) => {
+                    let next = next_deadline(&current, &params);
+                    for dl in [current, next] {
+                        if dl.challenge <= h && h < dl.close {
+                            runners
+                                .entry((miner.actor, dl.open))
+                                .or_insert_with(|| Runner {
+                                    dl,
+                                    started: false,
+                                    cancel: stop.child_token(),
+                                    ready: Arc::default(),
+                                });
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(miner = miner.actor, error = %format!("{e:#}"), "reading the proving deadline failed")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        miner = miner.actor,
+                        "reading the proving deadline timed out"
+                    )
                 }
             }
             let keys: Vec<_> = runners
@@ -323,7 +337,7 @@ impl Poster {
 
     async fn declare_recoveries(&self, miner: &PoStMiner, dl: &DeadlineInfo) -> Result<()> {
         let params = self.chain.network_params().await?;
-        let decl_index = (dl.index + 2) % params.wpost_period_deadlines;
+        let decl_index = (dl.index + 2) % params.wpost_period_deadlines.max(1);
         let partitions = self.chain.partitions(miner.actor, decl_index).await?;
         let mut declarations = Vec::new();
         let mut budget = if miner.cfg.max_recover_sector_limit > 0 {
@@ -433,11 +447,26 @@ impl Poster {
         cancel: &CancellationToken,
         ready: &Arc<Mutex<Vec<ReadyProof>>>,
     ) {
-        let partitions = match self.chain.partitions(miner.actor, dl.index).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "reading the partitions failed");
-                return;
+        // The partitions and the partition size, read again until they come or the deadline
+        // closes.
+        let (partitions, partition_sectors) = loop {
+            let read = async {
+                let partitions = self.chain.partitions(miner.actor, dl.index).await?;
+                let info = self
+                    .chain
+                    .miner_info(miner.actor)
+                    .await?
+                    .ok_or_else(|| anyhow!("miner {} is not on chain", miner.actor))?;
+                anyhow::Ok((partitions, info.window_post_partition_sectors))
+            };
+            match read.await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "reading the partitions failed; retrying");
+                    if !pause(cancel, RETRY_INTERVAL).await {
+                        return;
+                    }
+                }
             }
         };
         if partitions.iter().all(|p| p.all_sectors.is_empty()) {
@@ -451,7 +480,7 @@ impl Poster {
         let per_batch = if miner.cfg.max_partitions_per_po_st_message > 0 {
             miner.cfg.max_partitions_per_po_st_message as usize
         } else {
-            partitions.len()
+            max_post_partitions(partition_sectors)
         };
         let indexed: Vec<(u64, crate::chain::Partition)> = partitions
             .into_iter()
@@ -465,7 +494,7 @@ impl Poster {
                     return;
                 }
                 match self
-                    .prove_batch(miner, dl, batch, &mut skipped_by_prover)
+                    .prove_batch(miner, dl, batch, &mut skipped_by_prover, cancel)
                     .await
                 {
                     Ok(Some(p)) => {
@@ -492,6 +521,7 @@ impl Poster {
         dl: &DeadlineInfo,
         batch: &[(u64, crate::chain::Partition)],
         skipped_by_prover: &mut BTreeSet<SectorNumber>,
+        cancel: &CancellationToken,
     ) -> Result<Option<ReadyProof>> {
         let labels = [("miner", miner.actor.to_string())];
         let mut rand = self.challenge_rand(miner.actor, dl).await?;
@@ -501,7 +531,8 @@ impl Poster {
             for (_, p) in batch {
                 for n in &p.all_sectors {
                     let faulty = p.faulty_sectors.contains(n) && !p.recovering_sectors.contains(n);
-                    if !faulty {
+                    // Already proven in this deadline (a proof sent before a restart).
+                    if !faulty && !p.proven_sectors.contains(n) {
                         to_prove.push(*n);
                     }
                 }
@@ -510,7 +541,7 @@ impl Poster {
                 tracing::info!(
                     miner = miner.actor,
                     deadline = dl.index,
-                    "every sector of the batch is faulty; nothing to prove"
+                    "every sector of the batch is faulty or already proven; nothing to prove"
                 );
                 return Ok(None);
             }
@@ -580,15 +611,19 @@ impl Poster {
                 seed: rand,
             };
             let proved_at = Instant::now();
-            let out = prove(self.prover.clone(), task)
-                .await
-                .with_context(|| format!("prover {}", self.prover.name()))?;
+            let out = tokio::select! {
+                out = prove(self.prover.clone(), task) => {
+                    out.with_context(|| format!("prover {}", self.prover.name()))?
+                }
+                _ = cancel.cancelled() => bail!("the deadline closed while proving"),
+            };
             metrics::histogram!("damocles_manager_post_proof_seconds", &labels)
                 .record(proved_at.elapsed().as_secs_f64());
             if !out.faults.is_empty() {
                 tracing::warn!(miner = miner.actor, deadline = dl.index, faults = ?out.faults, "the prover reported faulty sectors; proving without them");
                 let before = skipped_by_prover.len();
-                skipped_by_prover.extend(out.faults.iter().copied());
+                // Only sectors of this task count; anything else is the prover's mistake.
+                skipped_by_prover.extend(out.faults.iter().filter(|n| proven.contains(n)));
                 if skipped_by_prover.len() == before {
                     bail!("the prover reports the same faults again: {:?}", out.faults);
                 }
@@ -597,6 +632,9 @@ impl Poster {
             let Some(proof) = out.proofs.into_iter().next() else {
                 bail!("the prover returned no proof");
             };
+            if cancel.is_cancelled() {
+                bail!("the deadline closed while proving");
+            }
             let mut again = self.challenge_rand(miner.actor, dl).await?;
             again[31] &= 0x3f;
             if again != rand {
@@ -750,6 +788,12 @@ async fn watch_result(
     tracing::warn!(miner, deadline, message = %id, "no result for the WindowPoSt after 30 minutes");
 }
 
+/// Partitions one WindowPoSt message may prove: the network's addressed-sectors limit
+/// (25 000) over the partition size, and at most 3 000 declarations.
+pub fn max_post_partitions(partition_sectors: u64) -> usize {
+    (25_000 / partition_sectors.max(1)).clamp(1, 3_000) as usize
+}
+
 /// The WindowPoSt proof of a seal proof (the `…V1_2` API types for the chain's `…V1_1`).
 fn window_post_proof_for(seal: api::RegisteredSealProof) -> Result<api::RegisteredPoStProof> {
     vc_processors::builtin::proofs::window_post_proof_for_size(u64::from(seal.sector_size()))
@@ -830,5 +874,14 @@ mod tests {
         assert_eq!((next.challenge, next.close), (127, 140));
         let n1 = next_deadline(&dl(0, 100), &p);
         assert_eq!((n1.index, n1.open, n1.period_start), (1, 108, 100));
+    }
+
+    #[test]
+    fn a_message_proves_at_most_the_protocol_maximum_of_partitions() {
+        // 32 GiB: 2349 sectors per partition.
+        assert_eq!(max_post_partitions(2349), 10);
+        // 2 KiB: 2 sectors per partition, capped by the declarations limit.
+        assert_eq!(max_post_partitions(2), 3000);
+        assert_eq!(max_post_partitions(0), 3000);
     }
 }

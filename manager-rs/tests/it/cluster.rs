@@ -185,6 +185,7 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     for (n, rel) in [(1, "sealed/{}"), (2, "cache/{}/sc-02-data-tree-r-last.dat")] {
         let path = sector_file(n, rel);
         let original = std::fs::read(&path).expect("sector file");
+        let logs_before = m.logs().len();
         if rel.starts_with("sealed") {
             std::fs::write(&path, vec![0xa5u8; original.len()]).expect("corrupt");
         } else {
@@ -194,7 +195,8 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
         assert_eq!(faulty, vec![n], "only the damaged sector is faulty");
         std::fs::write(&path, &original).expect("repair");
         wait_faults(&m, |f| f.is_empty(), 4 * period);
-        let logs = m.logs();
+        let all = m.logs();
+        let logs = &all[logs_before..];
         assert!(
             logs.contains("declared recoveries")
                 && logs.contains("sector skipped in this WindowPoSt"),

@@ -273,13 +273,27 @@ fn a_worker_refuses_to_start_with_an_s3_store_it_cannot_open() {
         &attached,
         "",
     );
-    let out = std::process::Command::new(crate::worker::worker_bin())
+    let log = m.dir.path().join("refused-worker.log");
+    let mut child = std::process::Command::new(crate::worker::worker_bin())
         .args(["daemon", "-c"])
         .arg(&w.config)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
         .expect("run the worker");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the worker did not refuse to start within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&log).expect("log");
+    assert!(!status.success());
     assert!(
         err.contains("attached store s3") && err.contains("Meta.PartSize"),
         "{err}"

@@ -243,7 +243,11 @@ fn download(store: &dyn ObjectStore, key: &str, dest: &Path) -> Result<()> {
                 store.full_path(key)
             );
             for object in objects {
-                let relative = object.path[key.len()..].trim_start_matches('/');
+                let relative = object
+                    .path
+                    .strip_prefix(key)
+                    .map(|r| r.trim_start_matches('/'))
+                    .with_context(|| format!("{} is not below {key}", object.path))?;
                 download_file(store, &object.path, &dest.join(relative))?;
             }
             Ok(())
@@ -261,9 +265,25 @@ fn download_file(store: &dyn ObjectStore, key: &str, dest: &Path) -> Result<()> 
         let mut reader = store
             .get(key)
             .with_context(|| format!("read {}", store.full_path(key)))?;
-        let mut file = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        io::copy(&mut reader, &mut file)
+        let expected = store
+            .stat(key)
+            .with_context(|| format!("stat {}", store.full_path(key)))?
+            .size;
+        let mut file = io::BufWriter::with_capacity(
+            1 << 20,
+            File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?,
+        );
+        let copied = io::copy(&mut reader, &mut file)
             .with_context(|| format!("copy {} to {}", store.full_path(key), tmp.display()))?;
+        ensure!(
+            copied == expected,
+            "{} has {expected} bytes but {copied} were read",
+            store.full_path(key)
+        );
+        let mut file = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("write {}", tmp.display()))?;
         file.flush()
             .and_then(|()| file.sync_all())
             .with_context(|| format!("sync {}", tmp.display()))
