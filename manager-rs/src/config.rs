@@ -849,27 +849,33 @@ pub struct DevnetMinerConfig {
     pub sector_size: SectorSize,
 }
 
+/// Parses a TOML text into `T`; `origin` names it in errors. Unknown keys are errors naming
+/// each key by its dotted path (PascalCase, as damocles documents them).
+pub fn parse_strict<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    let de = toml::Deserializer::parse(text).with_context(|| format!("{origin}: invalid TOML"))?;
+    let mut unknown = Vec::new();
+    let parsed: T = serde_ignored::deserialize(de, |path| {
+        unknown.push(path.to_string().replace(".?", ""));
+    })
+    .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+    if !unknown.is_empty() {
+        bail!(
+            "{origin}: unknown key{} {} (keys are PascalCase, as damocles documents them)",
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(parsed)
+}
+
 impl ManagerConfig {
     /// Parses a config text; `origin` names it in errors. Unknown keys are errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let de =
-            toml::Deserializer::parse(text).with_context(|| format!("{origin}: invalid TOML"))?;
-        let mut unknown = Vec::new();
-        let cfg: ManagerConfig = serde_ignored::deserialize(de, |path| {
-            unknown.push(path.to_string().replace(".?", ""));
-        })
-        .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
-        if !unknown.is_empty() {
-            bail!(
-                "{origin}: unknown key{} {} (keys are PascalCase, as damocles documents them)",
-                if unknown.len() > 1 { "s" } else { "" },
-                unknown
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        let cfg: ManagerConfig = parse_strict(text, origin)?;
         cfg.validate().with_context(|| origin.to_string())?;
         Ok(cfg)
     }

@@ -121,16 +121,7 @@ impl State {
         let offset = miner.info.proving_period_offset;
         let period_start = offset + (at - offset).div_euclid(pp) * pp;
         let index = ((at - period_start) / p.wpost_challenge_window) as u64;
-        let open = period_start + index as ChainEpoch * p.wpost_challenge_window;
-        DeadlineInfo {
-            current_epoch: at,
-            period_start,
-            index,
-            open,
-            close: open + p.wpost_challenge_window,
-            challenge: open - p.wpost_challenge_lookback,
-            fault_cutoff: open - p.fault_declaration_cutoff,
-        }
+        DeadlineInfo::new(p, at, period_start, index)
     }
 }
 

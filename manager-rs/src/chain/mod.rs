@@ -344,6 +344,27 @@ pub struct DeadlineInfo {
     pub fault_cutoff: ChainEpoch,
 }
 
+impl DeadlineInfo {
+    /// Deadline `index` of the period starting at `period_start`, seen at `current_epoch`.
+    pub fn new(
+        params: &NetworkParams,
+        current_epoch: ChainEpoch,
+        period_start: ChainEpoch,
+        index: u64,
+    ) -> Self {
+        let open = period_start + index as ChainEpoch * params.wpost_challenge_window;
+        DeadlineInfo {
+            current_epoch,
+            period_start,
+            index,
+            open,
+            close: open + params.wpost_challenge_window,
+            challenge: open - params.wpost_challenge_lookback,
+            fault_cutoff: open - params.fault_declaration_cutoff,
+        }
+    }
+}
+
 /// A deal proposal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -59,18 +59,7 @@ impl ExtProverConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let origin = path.display().to_string();
-        let de =
-            toml::Deserializer::parse(&text).with_context(|| format!("{origin}: invalid TOML"))?;
-        let mut unknown = Vec::new();
-        let cfg: ExtProverConfig = serde_ignored::deserialize(de, |p| {
-            unknown.push(p.to_string().replace(".?", ""));
-        })
-        .map_err(|e| anyhow!("{origin}: {}", e.to_string().trim_end()))?;
-        if !unknown.is_empty() {
-            bail!("{origin}: unknown key {}", unknown.join(", "));
-        }
-        Ok(cfg)
+        crate::config::parse_strict(&text, &path.display().to_string())
     }
 }
 

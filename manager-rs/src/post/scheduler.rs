@@ -91,21 +91,12 @@ impl Confidences {
 /// The deadline after `dl`.
 pub fn next_deadline(dl: &DeadlineInfo, params: &NetworkParams) -> DeadlineInfo {
     let index = (dl.index + 1) % params.wpost_period_deadlines.max(1);
-    let open = dl.open + params.wpost_challenge_window;
     let period_start = if index == 0 {
         dl.period_start + params.wpost_proving_period()
     } else {
         dl.period_start
     };
-    DeadlineInfo {
-        current_epoch: dl.current_epoch,
-        period_start,
-        index,
-        open,
-        close: open + params.wpost_challenge_window,
-        challenge: open - params.wpost_challenge_lookback,
-        fault_cutoff: open - params.fault_declaration_cutoff,
-    }
+    DeadlineInfo::new(params, dl.current_epoch, period_start, index)
 }
 
 /// What a runner should do at a height.

@@ -7,7 +7,7 @@ use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 
 use crate::common::{ok_text, TestManager, MINER};
-use crate::common::{s3_attached, s3_persist_store, sector_objects};
+use crate::common::{one_sector_manager_with_s3_store, s3_attached, sector_objects};
 use crate::s3server::{S3Server, BUCKET};
 use crate::stall::{Action, StallProxy};
 use crate::worker::TestWorker;
@@ -529,13 +529,7 @@ fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
     )
     .expect("params");
     let server = S3Server::start();
-    let endpoint = server.endpoint.clone();
-    let mut m = TestManager::with_config(move |c| {
-        c.miners[0].sector.max_number = Some(1);
-        c.common
-            .persist_stores
-            .push(s3_persist_store("s3", &endpoint));
-    });
+    let mut m = one_sector_manager_with_s3_store(&server);
     m.start();
     let mut extra = String::new();
     for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c2", "transfer"] {

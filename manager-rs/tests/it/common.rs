@@ -99,6 +99,18 @@ pub fn sector_objects(server: &S3Server, number: u64) -> Vec<String> {
     out
 }
 
+/// A manager (not started) that allocates one sector and has the persist store `s3` in
+/// `server`.
+pub fn one_sector_manager_with_s3_store(server: &S3Server) -> TestManager {
+    let endpoint = server.endpoint.clone();
+    TestManager::with_config(move |c| {
+        c.miners[0].sector.max_number = Some(1);
+        c.common
+            .persist_stores
+            .push(s3_persist_store("s3", &endpoint));
+    })
+}
+
 impl TestManager {
     /// A home with the default test config, not started.
     pub fn new() -> Self {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vc_processors::builtin::tasks::{Transfer, TransferItem, TransferRoute, TransferStoreInfo};
 use vc_processors::producer::ProducerBuilder;
 
-use crate::common::{s3_attached, s3_persist_store, sector_objects, TestManager, MINER};
+use crate::common::{one_sector_manager_with_s3_store, s3_attached, sector_objects, MINER};
 use crate::s3server::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use crate::worker::TestWorker;
 
@@ -140,13 +140,7 @@ fn a_worker_persists_a_sector_into_s3_through_the_python_processor() {
     )
     .expect("params");
     let server = S3Server::start();
-    let endpoint = server.endpoint.clone();
-    let mut m = TestManager::with_config(move |c| {
-        c.miners[0].sector.max_number = Some(1);
-        c.common
-            .persist_stores
-            .push(s3_persist_store("s3", &endpoint));
-    });
+    let mut m = one_sector_manager_with_s3_store(&server);
     m.start();
     let extra = format!(
         "\n[[processors.transfer]]\nbin = \"python3\"\nargs = [\"{}\"]\n",
