@@ -13,13 +13,14 @@ use damocles_manager_api::types::{WorkerInfo, WorkerInfoSummary};
 use serde::Deserialize;
 
 use crate::client::ManagerClient;
-use crate::config::{WorkerConfig, DEFAULT_RPC_TIMEOUT};
+use crate::config::{Plan, WorkerConfig, DEFAULT_RPC_TIMEOUT};
 use crate::limits::LimitPool;
 use crate::processors::Processors;
 use crate::sealing::control::{ThreadControl, ThreadStateView};
 use crate::sealing::engine::{AttachedStore, SealingEnv};
 use crate::sealing::store::SealingStore;
 use crate::sealing::thread::SealingThread;
+use crate::sealing::wdpost::WdPostThread;
 
 /// `sectorstore.json` of a scanned persist store (only the keys the worker reads).
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +213,7 @@ pub fn run(path: &Path) -> Result<()> {
     )?;
 
     let attached = attached_stores(&cfg)?;
+    let mut object_stores = BTreeMap::new();
     for s in &attached {
         let name = s.name.clone();
         let info = client
@@ -228,20 +230,32 @@ pub fn run(path: &Path) -> Result<()> {
         if s.library.is_some() {
             // Open it now, with the settings a transfer will use, so a bad plugin or meta
             // stops the daemon before a sector depends on the store.
-            vc_processors::builtin::processors::transfer::open_plugin_store(
+            let store = vc_processors::builtin::processors::transfer::open_plugin_store(
                 &s.transfer_info(info.meta.as_ref()),
             )
             .with_context(|| format!("attached store {}", s.name))?;
+            if let Some(store) = store {
+                object_stores.insert(s.name.clone(), store);
+            }
             tracing::info!(store = %s.name, plugin = ?s.plugin, "objstore plugin store attached");
         }
     }
 
     // Sealing stores: created when missing (not their parents), each used once.
     let mut threads = Vec::new();
+    let mut wdpost_threads = Vec::new();
     let mut locations = BTreeSet::new();
     for (i, t) in cfg.threads().iter().enumerate() {
+        if t.plan == Some(Plan::Wdpost) {
+            // WindowPoSt jobs need no sealing store; a configured location is left alone.
+            wdpost_threads.push((i, t.clone()));
+            continue;
+        }
         let Some(loc) = &t.location else {
-            bail!("sealing_thread.{i}: `location` is required by this worker's planners");
+            bail!(
+                "sealing_thread.{i}: `location` is required by plan `{}`",
+                t.plan.unwrap_or_default()
+            );
         };
         if !loc.exists() {
             SealingStore::init(loc, false)
@@ -312,7 +326,13 @@ pub fn run(path: &Path) -> Result<()> {
                 .iter()
                 .any(|t| t.sealing.enable_deals == Some(true)),
         static_tree_d: cfg.processors.static_tree_d()?,
+        object_stores,
+        post_scratch: std::env::temp_dir().join("damocles-wdpost"),
     });
+    let removed = vc_processors::builtin::post_fetch::remove_stale_scratch(&env.post_scratch);
+    if removed > 0 {
+        tracing::info!(removed, root = %env.post_scratch.display(), "removed wdpost scratch directories left by a killed worker");
+    }
 
     let mut controls = Vec::new();
     let mut sealing = Vec::new();
@@ -325,8 +345,22 @@ pub fn run(path: &Path) -> Result<()> {
         let thread = SealingThread::new(t, cfg.sealing.clone(), ctrl.clone(), env.clone(), loc)
             .with_context(|| format!("sealing_thread.{i}"))?;
         controls.push(ctrl);
-        sealing.push(thread);
+        sealing.push(Box::new(move || thread.run()) as Box<dyn FnOnce() + Send>);
     }
+    for (i, t) in wdpost_threads {
+        let ctrl = ThreadControl::new(i, None, Plan::Wdpost.as_str());
+        let merged = t.effective(&cfg.sealing, None).sealing;
+        let thread = WdPostThread::new(merged, ctrl.clone(), env.clone());
+        controls.push(ctrl);
+        sealing.push(Box::new(move || thread.run()));
+    }
+    // The control server lists threads by index.
+    let mut order: Vec<usize> = (0..controls.len()).collect();
+    order.sort_by_key(|&k| controls[k].index());
+    let mut slots: Vec<Option<_>> = sealing.into_iter().map(Some).collect();
+    let sealing: Vec<Box<dyn FnOnce() + Send>> =
+        order.iter().filter_map(|&k| slots[k].take()).collect();
+    let controls: Vec<ThreadControl> = order.iter().map(|&k| controls[k].clone()).collect();
 
     let (server, bound) = rt.block_on(crate::server::serve(listen, controls.clone()))?;
     let dest = format!("{local_ip}:{}", bound.port());
@@ -343,7 +377,7 @@ pub fn run(path: &Path) -> Result<()> {
             std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
-                    thread.run();
+                    thread();
                     let _ = tx.send(n2);
                 })
                 .with_context(|| format!("starting {name}"))?,

@@ -398,6 +398,10 @@ pub struct ProvingConfig {
     pub partition_check_timeout: GoDuration,
     /// The worker-prover job queue.
     pub worker_prover: WorkerProverConfig,
+    /// Where sectors of stores without local paths (S3) are fetched for a proof (our
+    /// addition; default: `damocles-post` in the system's temporary directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ProvingConfig {
@@ -407,6 +411,7 @@ impl Default for ProvingConfig {
             single_check_timeout: dur(600),
             partition_check_timeout: dur(1200),
             worker_prover: WorkerProverConfig::default(),
+            scratch_dir: None,
         }
     }
 }
@@ -819,6 +824,13 @@ pub struct DevnetConfig {
     pub fault_declaration_cutoff: i64,
     /// Epochs a PreCommit stays valid before its ProveCommit.
     pub max_prove_commit_duration: i64,
+    /// Chance, each epoch, that a miner with power is elected to make a block and must answer
+    /// with a WinningPoSt (0 disables elections).
+    #[serde(rename = "WinningPoStProbability")]
+    pub winning_post_probability: f64,
+    /// Seconds an elected miner has to submit its WinningPoSt before the block is missed.
+    #[serde(rename = "WinningPoStBudgetSecs")]
+    pub winning_post_budget_secs: u64,
     /// Miner actors created at genesis.
     pub miners: Vec<DevnetMinerConfig>,
 }
@@ -834,6 +846,8 @@ impl Default for DevnetConfig {
             wpost_challenge_lookback: 5,
             fault_declaration_cutoff: 7,
             max_prove_commit_duration: 30 * 2880,
+            winning_post_probability: 0.1,
+            winning_post_budget_secs: 25,
             miners: Vec::new(),
         }
     }
@@ -935,6 +949,15 @@ impl ManagerConfig {
             if dev.block_delay_secs == 0 {
                 bail!("[Devnet] BlockDelaySecs must be at least 1");
             }
+            if !(0.0..=1.0).contains(&dev.winning_post_probability) {
+                bail!(
+                    "[Devnet] WinningPoStProbability must be between 0 and 1, got {}",
+                    dev.winning_post_probability
+                );
+            }
+            if dev.winning_post_budget_secs == 0 {
+                bail!("[Devnet] WinningPoStBudgetSecs must be at least 1");
+            }
             if !(3..=48).contains(&dev.wpost_period_deadlines) {
                 bail!("[Devnet] WPoStPeriodDeadlines must be between 3 and 48 (recoveries are declared two deadlines ahead)");
             }
@@ -983,6 +1006,8 @@ impl ManagerConfig {
             ..MinerConfig::default()
         };
         m.sector.enable_deals = true;
+        // The devnet elects miners with power: they answer with WinningPoSts under `--miner`.
+        m.proof.enabled = true;
         // Devnet epochs are short: send commitments quickly.
         for p in [
             &mut m.commitment.pre,

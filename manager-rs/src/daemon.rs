@@ -17,6 +17,7 @@ use crate::commit::Commitments;
 use crate::config::ManagerConfig;
 use crate::deals::DealManager;
 use crate::kv::Kv;
+use crate::post::jobs::JobQueue;
 use crate::rpc;
 use crate::sealer::Sealer;
 use crate::sectors::{NumberAllocator, SectorStates};
@@ -33,6 +34,12 @@ pub struct DaemonOptions {
     pub poster: bool,
     /// `--ext-prover`: prove with the children of this `ext-prover.cfg`.
     pub ext_prover: Option<PathBuf>,
+    /// `--worker-prover`: WindowPoSt jobs for the wdpost threads of workers, and the
+    /// `WdPoSt*` methods they call.
+    pub worker_prover: bool,
+    /// `--miner`: answer the chain's elections of the miners with `[Miners.Proof] Enabled`
+    /// with WinningPoSt proofs.
+    pub miner: bool,
 }
 
 /// A running daemon.
@@ -139,11 +146,38 @@ impl Daemon {
         });
         release_stale_reservations(&sealer)?;
         commitments.start()?;
+        let jobs = if opts.worker_prover {
+            let jobs = Arc::new(JobQueue::new(
+                kv.clone(),
+                cfg.common.proving.worker_prover.clone(),
+            ));
+            tokio::spawn(jobs.clone().run_maintenance(stop.clone()));
+            tracing::info!("worker-prover enabled: serving WindowPoSt jobs to wdpost threads");
+            Some(jobs)
+        } else {
+            None
+        };
+        if opts.poster || opts.miner {
+            let root = scratch_root(&cfg);
+            let removed = crate::post::remote::remove_stale_scratch(&root);
+            if removed > 0 {
+                tracing::info!(removed, root = %root.display(), "removed PoSt scratch directories left by a killed manager");
+            }
+        }
         if opts.poster {
-            start_poster(&cfg, &sealer, opts.ext_prover.as_deref(), stop.clone()).await?;
+            let backend = match (&opts.ext_prover, &jobs) {
+                (Some(path), _) => ProverBackend::Ext(path.clone()),
+                (None, Some(jobs)) => ProverBackend::Workers(jobs.clone()),
+                (None, None) => ProverBackend::Builtin,
+            };
+            start_poster(&cfg, &sealer, backend, stop.clone()).await?;
         }
 
-        let module = rpc::module(sealer.clone())?;
+        if opts.miner {
+            start_winning_poster(&cfg, &sealer, opts.ext_prover.as_deref(), stop.clone()).await?;
+        }
+
+        let module = rpc::module(sealer.clone(), jobs)?;
         let metrics = install_metrics();
         if let Some(h) = metrics.clone() {
             let stop = stop.clone();
@@ -194,20 +228,32 @@ impl Daemon {
     }
 }
 
-/// Starts the WindowPoSt scheduler with the builtin prover, or the `[[WdPost]]` children of
-/// `ext_prover` when given (the builtin when that file has none).
+/// Where WindowPoSt proofs are computed.
+#[derive(Debug)]
+enum ProverBackend {
+    /// In this process.
+    Builtin,
+    /// By the `[[WdPost]]` children of this `ext-prover.cfg` (the builtin when it has none).
+    Ext(PathBuf),
+    /// By the wdpost threads of workers, through this queue.
+    Workers(Arc<JobQueue>),
+}
+
+/// Starts the WindowPoSt scheduler with its prover.
 async fn start_poster(
     cfg: &ManagerConfig,
     sealer: &Arc<Sealer>,
-    ext_prover: Option<&Path>,
+    backend: ProverBackend,
     stop: CancellationToken,
 ) -> Result<()> {
     use crate::post::check::CheckLimits;
     use crate::post::ext::{ExtProverConfig, ExtWindowProver};
-    use crate::post::prover::{BuiltinProver, WindowProver};
-    let prover: Arc<dyn WindowProver> = match ext_prover {
-        None => Arc::new(BuiltinProver::default()),
-        Some(path) => {
+    use crate::post::prover::{BuiltinProver, WindowProver, WorkerProver};
+    let prover: Arc<dyn WindowProver> = match backend {
+        ProverBackend::Builtin => Arc::new(BuiltinProver::default()),
+        ProverBackend::Workers(jobs) => Arc::new(WorkerProver::new(jobs)),
+        ProverBackend::Ext(path) => {
+            let path = path.as_path();
             let ext = ExtProverConfig::load(path)?;
             if ext.wd_post.is_empty() && ext.win_post.is_empty() {
                 bail!(
@@ -244,6 +290,7 @@ async fn start_poster(
         sealer.chain.clone(),
         crate::post::SectorLocator {
             sealer: sealer.clone(),
+            scratch_root: scratch_root(cfg),
         },
         prover,
         miners,
@@ -253,6 +300,63 @@ async fn start_poster(
             total_timeout: proving.partition_check_timeout.0,
         },
     );
+    tokio::spawn(poster.run(stop));
+    Ok(())
+}
+
+/// Where PoSt sectors of object stores are fetched.
+fn scratch_root(cfg: &ManagerConfig) -> PathBuf {
+    cfg.common
+        .proving
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(crate::post::remote::default_scratch_root)
+}
+
+/// Starts the WinningPoSt miner module with the builtin prover, or the `[[WinPost]]` children
+/// of `ext_prover` when it has some.
+async fn start_winning_poster(
+    cfg: &ManagerConfig,
+    sealer: &Arc<Sealer>,
+    ext_prover: Option<&Path>,
+    stop: CancellationToken,
+) -> Result<()> {
+    use crate::post::ext::{ExtProverConfig, ExtWinningProver};
+    use crate::post::winning::{BuiltinWinningProver, WinningPoster, WinningProver};
+    let miners: Vec<u64> = cfg
+        .miners
+        .iter()
+        .filter(|m| m.proof.enabled)
+        .map(|m| m.actor)
+        .collect();
+    if miners.is_empty() {
+        tracing::warn!(
+            "--miner: no miner has [Miners.Proof] Enabled = true; no WinningPoSt is computed"
+        );
+        return Ok(());
+    }
+    let blocks = match ext_prover {
+        Some(path) => ExtProverConfig::load(path)?.win_post,
+        None => Vec::new(),
+    };
+    let prover: Arc<dyn WinningProver> = if blocks.is_empty() {
+        Arc::new(BuiltinWinningProver::default())
+    } else {
+        Arc::new(
+            tokio::task::spawn_blocking(move || ExtWinningProver::start(&blocks))
+                .await
+                .context("starting the [[WinPost]] children")??,
+        )
+    };
+    let poster = Arc::new(WinningPoster::new(
+        sealer.chain.clone(),
+        crate::post::SectorLocator {
+            sealer: sealer.clone(),
+            scratch_root: scratch_root(cfg),
+        },
+        prover,
+        miners,
+    ));
     tokio::spawn(poster.run(stop));
     Ok(())
 }

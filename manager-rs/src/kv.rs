@@ -26,8 +26,10 @@ pub mod cf {
     pub const DEALS: &str = "deals";
     /// The embedded devnet's state (our addition).
     pub const CHAIN: &str = "chain";
+    /// The worker-prover's WindowPoSt jobs.
+    pub const PROVER: &str = "prover";
     /// Every collection.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         META,
         OFFLINE_META,
         SECTOR_INDEX,
@@ -35,6 +37,7 @@ pub mod cf {
         WORKER,
         DEALS,
         CHAIN,
+        PROVER,
     ];
 }
 

@@ -1,6 +1,6 @@
 //! Conversions between the chain's proof-type integers and the proof library's types.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use damocles_manager_api::types::SealProofType;
 use vc_processors::builtin::proofs::api::{RegisteredPoStProof, RegisteredSealProof};
 
@@ -44,4 +44,38 @@ pub fn window_post_partition_sectors(sector_size: u64) -> u64 {
         s if s >= 32 << 30 => 2349,
         _ => 2,
     }
+}
+
+/// The sectors a WinningPoSt challenges among a miner's eligible sectors (`eligible`, sorted
+/// by number): the chain and the prover draw them alike.
+pub fn winning_post_challenged(
+    post_proof: RegisteredPoStProof,
+    rand: &[u8; 32],
+    miner: u64,
+    eligible: &[u64],
+) -> Result<Vec<u64>> {
+    if eligible.is_empty() {
+        bail!("no eligible sector");
+    }
+    let indexes =
+        vc_processors::builtin::proofs::guard("generate_winning_post_sector_challenge", || {
+            vc_processors::builtin::proofs::api::post::generate_winning_post_sector_challenge(
+                post_proof,
+                rand,
+                eligible.len() as u64,
+                vc_processors::builtin::proofs::to_prover_id(miner),
+            )
+        })?;
+    let mut out: Vec<u64> = indexes
+        .into_iter()
+        .map(|i| {
+            eligible
+                .get(i as usize)
+                .copied()
+                .ok_or_else(|| anyhow!("challenge index {i} beyond {} sectors", eligible.len()))
+        })
+        .collect::<Result<_>>()?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }

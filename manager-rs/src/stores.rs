@@ -245,7 +245,8 @@ pub fn scan_persist_stores(patterns: &[String]) -> Result<Vec<PersistStoreConfig
     Ok(out)
 }
 
-fn store_config(c: &PersistStoreConfig) -> StoreConfig {
+/// The objstore settings of a persist store.
+pub fn store_config(c: &PersistStoreConfig) -> StoreConfig {
     StoreConfig {
         name: c.name.clone(),
         path: c.path.clone(),

@@ -86,6 +86,10 @@ pub struct SealingEnv {
     pub deals_enabled: bool,
     /// Static tree-d files by sector size.
     pub static_tree_d: BTreeMap<u64, PathBuf>,
+    /// The attached stores served by an objstore plugin, opened at start-up, by name.
+    pub object_stores: BTreeMap<String, Arc<dyn objstore::ObjectStore>>,
+    /// Where wdpost threads fetch sectors of object stores for a proof.
+    pub post_scratch: PathBuf,
 }
 
 impl std::fmt::Debug for SealingEnv {

@@ -15,3 +15,4 @@ pub mod sealer;
 pub mod state;
 pub mod store;
 pub mod thread;
+pub mod wdpost;

@@ -174,6 +174,18 @@ pub trait WorkerWdPoStApi {
         output: Option<WindowPoStOutput>,
         error_reason: String,
     ) -> RpcResult<()>;
+
+    /// Puts a job back to `ready2run` with no attempt counted (CLI).
+    #[method(name = "Venus.WdPoStResetJob")]
+    async fn wdpost_reset_job(&self, job_id: String) -> RpcResult<()>;
+
+    /// Deletes a job; a poster still waiting for it creates it again (CLI).
+    #[method(name = "Venus.WdPoStRemoveJob")]
+    async fn wdpost_remove_job(&self, job_id: String) -> RpcResult<()>;
+
+    /// Every job, newest first, inputs blanked (CLI).
+    #[method(name = "Venus.WdPoStAllJobs")]
+    async fn wdpost_all_jobs(&self) -> RpcResult<WdPoStJobList>;
 }
 
 /// The administration methods the manager's CLI calls (manager-spec §2.5, the subset served).

@@ -693,6 +693,122 @@ pub struct WindowPoStOutput {
     pub faults: Vec<SectorNumber>,
 }
 
+/// Where a worker-prover job is (manager-spec §2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum WdPoStJobState {
+    /// Waiting for a wdpost thread.
+    #[serde(rename = "ready2run")]
+    ReadyToRun,
+    /// Taken by a wdpost thread that sends heartbeats.
+    #[serde(rename = "running")]
+    Running,
+    /// Ended, with an output or an error.
+    #[serde(rename = "finished")]
+    Finished,
+}
+
+impl WdPoStJobState {
+    /// Every state, in the order a job goes through them.
+    pub const ALL: [WdPoStJobState; 3] = [
+        WdPoStJobState::ReadyToRun,
+        WdPoStJobState::Running,
+        WdPoStJobState::Finished,
+    ];
+
+    /// The wire name (`ready2run`, `running`, `finished`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WdPoStJobState::ReadyToRun => "ready2run",
+            WdPoStJobState::Running => "running",
+            WdPoStJobState::Finished => "finished",
+        }
+    }
+}
+
+impl std::fmt::Display for WdPoStJobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A WindowPoSt job of the worker-prover, as the manager stores it (timestamps in unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WdPoStJob {
+    /// Job id: base58 of the xxhash64 of the input's JSON (tagged `Id`).
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// Where it is.
+    #[serde(rename = "State")]
+    pub state: WdPoStJobState,
+    /// The deadline it proves.
+    #[serde(rename = "DeadlineIdx")]
+    pub deadline_idx: u64,
+    /// The partitions it proves.
+    #[serde(rename = "Partitions")]
+    pub partitions: Vec<u64>,
+    /// What to prove.
+    #[serde(rename = "Input")]
+    pub input: WdPoStInput,
+    /// The proof, once finished without error.
+    #[serde(rename = "Output")]
+    pub output: Option<WindowPoStOutput>,
+    /// Attempts so far.
+    #[serde(rename = "TryNum")]
+    pub try_num: u32,
+    /// Why the last attempt failed (empty when it did not).
+    #[serde(rename = "ErrorReason")]
+    pub error_reason: String,
+    /// The wdpost thread's worker that holds or held it.
+    #[serde(rename = "WorkerName")]
+    pub worker_name: String,
+    /// When the current attempt started.
+    #[serde(rename = "StartedAt")]
+    pub started_at: u64,
+    /// The last heartbeat.
+    #[serde(rename = "HeartbeatAt")]
+    pub heartbeat_at: u64,
+    /// When it finished.
+    #[serde(rename = "FinishedAt")]
+    pub finished_at: u64,
+    /// When it was created (or reset).
+    #[serde(rename = "CreatedAt")]
+    pub created_at: u64,
+    /// The last change.
+    #[serde(rename = "UpdatedAt")]
+    pub updated_at: u64,
+}
+
+impl WdPoStJob {
+    /// Finished with a proof.
+    pub fn succeeded(&self) -> bool {
+        self.state == WdPoStJobState::Finished && self.error_reason.is_empty()
+    }
+}
+
+/// One job of `Venus.WdPoStAllJobs`: the job with its input blanked to the miner, plus counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WdPoStJobBrief {
+    /// The job.
+    #[serde(flatten)]
+    pub job: WdPoStJob,
+    /// Sectors in its input.
+    #[serde(rename = "Sectors")]
+    pub sectors: u32,
+    /// Sectors its output reports faulty.
+    #[serde(rename = "Faults")]
+    pub faults: u32,
+}
+
+/// The answer of `Venus.WdPoStAllJobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WdPoStJobList {
+    /// Newest first.
+    pub jobs: Vec<WdPoStJobBrief>,
+    /// The manager's `JobMaxTry`.
+    pub max_try: u32,
+}
+
 /// A token amount (attoFIL) as a decimal string.
 pub type TokenAmount = BigInt;
 

@@ -47,6 +47,18 @@ struct MinerActor {
     deadlines: Vec<Vec<Partition>>,
     /// Deadlines proven in the current period.
     posts_accepted: u64,
+    /// Elections waiting for the miner's WinningPoSt.
+    #[serde(default)]
+    elections: Vec<Election>,
+    /// Blocks won with a WinningPoSt that verified.
+    #[serde(default)]
+    blocks_won: u64,
+    /// Elections whose WinningPoSt did not verify.
+    #[serde(default)]
+    blocks_rejected: u64,
+    /// Elections left unanswered within the budget.
+    #[serde(default)]
+    blocks_missed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,11 +79,19 @@ struct MessageRecord {
     status: MessageStatus,
 }
 
+/// Leader election (taken from the config at each start, not kept in the chain).
+#[derive(Debug, Clone, Copy)]
+struct ElectionSettings {
+    probability: f64,
+    budget_secs: u64,
+}
+
 /// The devnet chain.
 pub struct Devnet {
     kv: Kv,
     state: Mutex<State>,
     head_tx: watch::Sender<Head>,
+    election: ElectionSettings,
 }
 
 impl std::fmt::Debug for Devnet {
@@ -215,6 +235,10 @@ impl Devnet {
                     sectors: BTreeMap::new(),
                     deadlines: vec![Vec::new(); state.params.wpost_period_deadlines as usize],
                     posts_accepted: 0,
+                    elections: Vec::new(),
+                    blocks_won: 0,
+                    blocks_rejected: 0,
+                    blocks_missed: 0,
                 },
             );
         }
@@ -224,6 +248,10 @@ impl Devnet {
             kv,
             state: Mutex::new(state),
             head_tx,
+            election: ElectionSettings {
+                probability: cfg.winning_post_probability,
+                budget_secs: cfg.winning_post_budget_secs.max(1),
+            },
         }))
     }
 
@@ -284,6 +312,7 @@ impl Devnet {
             ops.push(Op::put_json(cf::CHAIN, msg_key(&id), &rec)?);
         }
         close_deadlines(&mut state, epoch);
+        elect(&mut state, epoch, self.election);
         state.head = Head {
             epoch,
             timestamp: unix_now(),
@@ -835,6 +864,117 @@ fn close_deadlines(state: &mut State, epoch: ChainEpoch) {
     }
 }
 
+/// A miner's sectors that count for power: active and not faulty (or faulty and recovering
+/// are not counted either), by number.
+fn eligible_sectors(actor: &MinerActor) -> Vec<SectorOnChainInfo> {
+    let faulty: BTreeSet<SectorNumber> = actor
+        .deadlines
+        .iter()
+        .flatten()
+        .flat_map(|p| p.faulty_sectors.iter().copied())
+        .collect();
+    actor
+        .sectors
+        .values()
+        .filter(|s| !faulty.contains(&s.sector_number))
+        .cloned()
+        .collect()
+}
+
+/// Expires the elections past their budget, then draws this epoch's: each miner with power
+/// is elected with the configured probability.
+fn elect(state: &mut State, epoch: ChainEpoch, settings: ElectionSettings) {
+    let now = unix_now();
+    let seed = state.seed.clone();
+    for (id, actor) in state.miners.iter_mut() {
+        let before = actor.elections.len();
+        actor.elections.retain(|e| e.expires_at >= now);
+        let missed = (before - actor.elections.len()) as u64;
+        if missed > 0 {
+            actor.blocks_missed += missed;
+            tracing::warn!(
+                miner = id,
+                missed,
+                "devnet: elected miner missed its block (no WinningPoSt in time)"
+            );
+        }
+        if settings.probability <= 0.0 {
+            continue;
+        }
+        let sectors = eligible_sectors(actor);
+        if sectors.is_empty() {
+            continue;
+        }
+        let entropy = miner_entropy(*id);
+        let ticket = draw(
+            &seed,
+            "beacon",
+            DomainSeparationTag::ElectionProofProduction,
+            epoch,
+            &entropy,
+        );
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&ticket[..8]);
+        let x = u64::from_be_bytes(first) as f64 / u64::MAX as f64;
+        if x >= settings.probability {
+            continue;
+        }
+        let randomness = draw(
+            &seed,
+            "beacon",
+            DomainSeparationTag::WinningPoStChallengeSeed,
+            epoch,
+            &entropy,
+        );
+        tracing::info!(
+            miner = id,
+            epoch,
+            sectors = sectors.len(),
+            "devnet: miner elected; waiting for its WinningPoSt"
+        );
+        actor.elections.push(Election {
+            epoch,
+            randomness,
+            sectors,
+            expires_at: now + settings.budget_secs as i64,
+        });
+    }
+}
+
+/// Verifies a WinningPoSt of `election`.
+fn verify_block(miner: ActorId, election: &Election, proofs: &[Bytes]) -> Result<bool> {
+    let first = election
+        .sectors
+        .first()
+        .ok_or_else(|| anyhow!("the election has no sector"))?;
+    let seal = seal_proof(first.seal_proof)?;
+    let post_proof = vp::winning_post_proof_for_size(u64::from(seal.sector_size()))?;
+    let mut rand = election.randomness;
+    rand[31] &= 0x3f;
+    let numbers: Vec<SectorNumber> = election.sectors.iter().map(|s| s.sector_number).collect();
+    let challenged = crate::proofs::winning_post_challenged(post_proof, &rand, miner, &numbers)?;
+    let mut public = BTreeMap::new();
+    for n in challenged {
+        let s = election
+            .sectors
+            .iter()
+            .find(|s| s.sector_number == n)
+            .ok_or_else(|| anyhow!("challenged sector {n} is not eligible"))?;
+        let comm_r = damocles_manager_api::json::replica_commitment_of(&s.sealed_cid)
+            .map_err(|e| anyhow!("sector {n}: {e}"))?;
+        public.insert(
+            api::SectorId::from(n),
+            api::PublicReplicaInfo::new(post_proof, comm_r),
+        );
+    }
+    let Some(proof) = proofs.first() else {
+        return Ok(false);
+    };
+    vp::guard("verify_winning_post", || {
+        api::post::verify_winning_post(&rand, &proof.0, &public, vp::to_prover_id(miner))
+    })
+}
+
 #[async_trait]
 impl Chain for Devnet {
     async fn head(&self) -> Result<Head> {
@@ -1057,7 +1197,80 @@ impl Chain for Devnet {
             "window_posts_accepted".into(),
             st.miners.values().map(|m| m.posts_accepted).sum(),
         );
+        out.insert(
+            "blocks_won".into(),
+            st.miners.values().map(|m| m.blocks_won).sum(),
+        );
+        out.insert(
+            "blocks_rejected".into(),
+            st.miners.values().map(|m| m.blocks_rejected).sum(),
+        );
+        out.insert(
+            "blocks_missed".into(),
+            st.miners.values().map(|m| m.blocks_missed).sum(),
+        );
         Ok(out)
+    }
+
+    async fn pending_elections(&self, miner: ActorId) -> Result<Vec<Election>> {
+        Ok(self
+            .lock()
+            .miners
+            .get(&miner)
+            .map(|m| m.elections.clone())
+            .unwrap_or_default())
+    }
+
+    async fn submit_block(
+        &self,
+        miner: ActorId,
+        epoch: ChainEpoch,
+        proofs: Vec<Bytes>,
+    ) -> Result<BlockOutcome> {
+        let election = {
+            let st = self.lock();
+            let Some(actor) = st.miners.get(&miner) else {
+                bail!("miner {miner} does not exist");
+            };
+            match actor.elections.iter().find(|e| e.epoch == epoch) {
+                Some(e) if e.expires_at >= unix_now() => e.clone(),
+                _ => return Ok(BlockOutcome::Missed),
+            }
+        };
+        // Verified outside the lock: blocks go on meanwhile.
+        let valid = tokio::task::spawn_blocking(move || verify_block(miner, &election, &proofs))
+            .await
+            .map_err(|e| anyhow!("verification task: {e}"))??;
+        let mut guard = self.lock();
+        let mut state = guard.clone();
+        let Some(actor) = state.miners.get_mut(&miner) else {
+            bail!("miner {miner} does not exist");
+        };
+        // Still in time once verified.
+        let Some(pos) = actor
+            .elections
+            .iter()
+            .position(|e| e.epoch == epoch && e.expires_at >= unix_now())
+        else {
+            return Ok(BlockOutcome::Missed);
+        };
+        actor.elections.remove(pos);
+        let outcome = if valid {
+            actor.blocks_won += 1;
+            tracing::info!(miner, epoch, "devnet: block won; WinningPoSt verified");
+            BlockOutcome::Won
+        } else {
+            actor.blocks_rejected += 1;
+            tracing::warn!(
+                miner,
+                epoch,
+                "devnet: WinningPoSt does not verify; block rejected"
+            );
+            BlockOutcome::Rejected
+        };
+        self.kv.put_json(cf::CHAIN, STATE_KEY, &state)?;
+        *guard = state;
+        Ok(outcome)
     }
 }
 
@@ -1295,6 +1508,88 @@ mod tests {
             })
             .expect("pc2");
         (pc2.comm_r, cache, sealed)
+    }
+
+    #[test]
+    fn an_elected_miner_wins_with_a_verified_winning_post_and_loses_without() {
+        vc_processors::builtin::params::ensure_test_params(&[
+            vc_processors::builtin::params::ParamKind::WinningPoSt,
+        ])
+        .expect("params");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (comm_r, cache, sealed) = seal_cc(&dir.path().join("sector"), 1);
+        let cfg = DevnetConfig {
+            winning_post_probability: 1.0,
+            winning_post_budget_secs: 60,
+            miners: vec![DevnetMinerConfig {
+                actor: 1000,
+                sector_size: SectorSize(2048),
+            }],
+            ..DevnetConfig::default()
+        };
+        let d = Devnet::open(Kv::open(&dir.path().join("kv")).expect("kv"), &cfg).expect("devnet");
+        d.produce_block().expect("block");
+        assert!(
+            run(d.pending_elections(1000))
+                .expect("elections")
+                .is_empty(),
+            "no power, no election"
+        );
+        d.activate_for_test(1000, 1, replica_commitment_cid(&comm_r));
+        d.produce_block().expect("block");
+        d.produce_block().expect("block");
+        let elections = run(d.pending_elections(1000)).expect("elections");
+        assert_eq!(
+            elections.len(),
+            2,
+            "elected at every epoch with probability 1"
+        );
+        let post_proof = vp::winning_post_proof_for_size(2048).expect("post proof");
+        let prove = |e: &Election| -> Vec<Bytes> {
+            let mut rand = e.randomness;
+            rand[31] &= 0x3f;
+            let challenged =
+                crate::proofs::winning_post_challenged(post_proof, &rand, 1000, &[1]).expect("ch");
+            assert_eq!(challenged, vec![1]);
+            let replicas = BTreeMap::from([(
+                api::SectorId::from(1),
+                api::PrivateReplicaInfo::new(post_proof, comm_r, cache.clone(), sealed.clone()),
+            )]);
+            api::post::generate_winning_post(&rand, &replicas, vp::to_prover_id(1000))
+                .expect("winning post")
+                .into_iter()
+                .map(|(_, p)| Bytes(p))
+                .collect()
+        };
+        let good = prove(&elections[0]);
+        assert_eq!(
+            run(d.submit_block(1000, elections[0].epoch, good.clone())).expect("submit"),
+            BlockOutcome::Won
+        );
+        // The proof of another epoch's randomness does not verify.
+        assert_eq!(
+            run(d.submit_block(1000, elections[1].epoch, good)).expect("submit"),
+            BlockOutcome::Rejected
+        );
+        assert_eq!(
+            run(d.submit_block(1000, elections[1].epoch, Vec::new())).expect("submit"),
+            BlockOutcome::Missed,
+            "an election answered once is gone"
+        );
+        let summary = run(d.summary()).expect("summary");
+        assert_eq!((summary["blocks_won"], summary["blocks_rejected"]), (1, 1));
+        // Survives a restart; with a budget of one second, unanswered elections are missed.
+        drop(d);
+        let cfg = DevnetConfig {
+            winning_post_budget_secs: 1,
+            ..cfg
+        };
+        let d = Devnet::open(Kv::open(&dir.path().join("kv")).expect("kv"), &cfg).expect("devnet");
+        assert_eq!(run(d.summary()).expect("summary")["blocks_won"], 1);
+        d.produce_block().expect("block");
+        std::thread::sleep(Duration::from_millis(2100));
+        d.produce_block().expect("block");
+        assert!(run(d.summary()).expect("summary")["blocks_missed"] >= 1);
     }
 
     fn advance_to(d: &Devnet, epoch: ChainEpoch) {

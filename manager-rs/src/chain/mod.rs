@@ -417,6 +417,32 @@ pub struct MinerPower {
     pub raw_byte_power: u64,
 }
 
+/// A miner elected to make the block of an epoch: it must answer with a WinningPoSt of the
+/// challenged sectors among `sectors` before `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Election {
+    /// The block's epoch.
+    pub epoch: ChainEpoch,
+    /// The WinningPoSt challenge randomness.
+    pub randomness: Commitment,
+    /// The miner's sectors eligible at the election (active, not faulty), by number.
+    pub sectors: Vec<SectorOnChainInfo>,
+    /// Unix seconds after which the block is missed.
+    pub expires_at: i64,
+}
+
+/// How a submitted block proof ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockOutcome {
+    /// The proof verified: the block is the miner's.
+    Won,
+    /// The proof did not verify.
+    Rejected,
+    /// Too late, or no such election.
+    Missed,
+}
+
 /// What the manager needs of a chain. Everything in the manager goes through it.
 #[async_trait]
 pub trait Chain: Send + Sync + 'static {
@@ -497,4 +523,15 @@ pub trait Chain: Send + Sync + 'static {
 
     /// Counts of what the chain holds, for views.
     async fn summary(&self) -> Result<BTreeMap<String, u64>>;
+
+    /// The elections of a miner still waiting for its WinningPoSt.
+    async fn pending_elections(&self, miner: ActorId) -> Result<Vec<Election>>;
+
+    /// Submits the WinningPoSt of an election; the chain verifies it.
+    async fn submit_block(
+        &self,
+        miner: ActorId,
+        epoch: ChainEpoch,
+        proofs: Vec<Bytes>,
+    ) -> Result<BlockOutcome>;
 }

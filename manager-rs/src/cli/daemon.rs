@@ -44,7 +44,7 @@ pub struct RunArgs {
     /// Run the WindowPoSt scheduler for the miners with `[Miners.PoSt] Enabled`.
     #[arg(long)]
     pub poster: bool,
-    /// Start the WinningPoSt responder (not yet implemented: accepted and reported).
+    /// Answer the chain's elections of the miners with `[Miners.Proof] Enabled` with WinningPoSts.
     #[arg(long)]
     pub miner: bool,
     /// Warm up the WinningPoSt prover at start.
@@ -166,15 +166,8 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
     if args.proxy.is_some() {
         bail!("--proxy is not supported yet");
     }
-    for (on, flag) in [
-        (args.miner, "--miner"),
-        (args.worker_prover, "--worker-prover"),
-    ] {
-        if on {
-            tracing::warn!(
-                "{flag}: PoSt is not implemented yet; the flag is accepted and has no effect"
-            );
-        }
+    if args.worker_prover && !args.poster {
+        tracing::warn!("--worker-prover without --poster: jobs are served but none is created");
     }
     let dirs = super::home(home, args.conf_dir);
     std::fs::create_dir_all(&dirs.home)
@@ -191,8 +184,8 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
     let listen = parse_listen(&args.listen)?;
     let ext_prover = if args.ext_prover {
         let p = cfg_path.with_file_name(EXT_PROVER_FILE);
-        if !args.poster {
-            tracing::warn!("--ext-prover without --poster: WindowPoSt is not scheduled, so the ext-prover is not started");
+        if !args.poster && !args.miner {
+            tracing::warn!("--ext-prover without --poster or --miner: no PoSt is scheduled, so the ext-prover is not started");
         }
         Some(p)
     } else {
@@ -208,6 +201,8 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
                 auto_fs_stores: false,
                 poster: args.poster,
                 ext_prover,
+                worker_prover: args.worker_prover,
+                miner: args.miner,
             },
         )
         .await?;
@@ -247,6 +242,8 @@ impl MockArgs {
                     auto_fs_stores: true,
                     poster: false,
                     ext_prover: None,
+                    worker_prover: false,
+                    miner: false,
                 },
             )
             .await?;

@@ -185,6 +185,7 @@ impl DevnetArgs {
             "daemon",
             "run",
             "--poster",
+            "--miner",
             "--listen",
             &self.listen.to_string(),
         ]);
@@ -347,6 +348,13 @@ impl DevnetArgs {
                 .get("window_posts_accepted")
                 .copied()
                 .unwrap_or_default()
+        );
+        let count = |k: &str| head.summary.get(k).copied().unwrap_or_default();
+        println!(
+            "devnet: {} blocks won with verified WinningPoSts, {} rejected, {} missed (the manager runs with --miner)",
+            count("blocks_won"),
+            count("blocks_rejected"),
+            count("blocks_missed")
         );
         println!("devnet: stopping the worker and the manager; run again to continue this chain");
         Ok(())

@@ -532,6 +532,133 @@ pub enum WorkerCommand {
         /// Worker name.
         name: String,
     },
+    /// The worker-prover's WindowPoSt jobs (`daemon run --worker-prover`).
+    #[command(subcommand)]
+    Wdpost(WdpostCommand),
+}
+
+/// `util worker wdpost …`.
+#[derive(Debug, Subcommand)]
+pub enum WdpostCommand {
+    /// Jobs not finished or failed, newest first.
+    List {
+        /// Succeeded jobs too.
+        #[arg(long)]
+        all: bool,
+        /// Every field, as JSON.
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Put jobs back in the queue with no attempt counted.
+    Reset {
+        /// Job ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete jobs (a poster still waiting for one queues it again).
+    Remove {
+        /// Job ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete every job.
+    RemoveAll {
+        /// Confirms the deletion.
+        #[arg(long)]
+        really_do_it: bool,
+    },
+}
+
+impl WdpostCommand {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        use damocles_manager_api::rpc::WorkerWdPoStApiClient;
+        let wdpost_err = |e: jsonrpsee::core::ClientError| {
+            let text = e.to_string();
+            if text.contains("-32601") || text.to_ascii_lowercase().contains("method not found") {
+                anyhow::anyhow!("the manager does not run the worker-prover (start it with `daemon run --worker-prover`): {text}")
+            } else {
+                anyhow::anyhow!("{text}")
+            }
+        };
+        match self {
+            WdpostCommand::List { all, detail } => {
+                let list = WorkerWdPoStApiClient::wdpost_all_jobs(c)
+                    .await
+                    .map_err(wdpost_err)?;
+                let shown: Vec<_> = list
+                    .jobs
+                    .into_iter()
+                    .filter(|j| all || !j.job.succeeded())
+                    .collect();
+                if detail {
+                    return print_json(&shown);
+                }
+                println!(
+                    "{:<14} {:>7} {:>4} {:<10} {:>7} {:>6} {:>5} {:<16} {:<20} ERROR",
+                    "ID", "MINER", "DL", "STATE", "SECTORS", "FAULTS", "TRIES", "WORKER", "CREATED"
+                );
+                for j in shown {
+                    println!(
+                        "{:<14} {:>7} {:>4} {:<10} {:>7} {:>6} {:>5} {:<16} {:<20} {}",
+                        j.job.id,
+                        j.job.input.miner_id,
+                        j.job.deadline_idx,
+                        j.job.state.as_str(),
+                        j.sectors,
+                        j.faults,
+                        format!("{}/{}", j.job.try_num, list.max_try),
+                        if j.job.worker_name.is_empty() {
+                            "-"
+                        } else {
+                            &j.job.worker_name
+                        },
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + Duration::from_secs(j.job.created_at)
+                        ),
+                        j.job.error_reason
+                    );
+                }
+                Ok(())
+            }
+            WdpostCommand::Reset { ids } => {
+                for id in ids {
+                    WorkerWdPoStApiClient::wdpost_reset_job(c, id.clone())
+                        .await
+                        .map_err(wdpost_err)
+                        .with_context(|| format!("resetting job {id}"))?;
+                    println!("job {id} reset");
+                }
+                Ok(())
+            }
+            WdpostCommand::Remove { ids } => {
+                for id in ids {
+                    WorkerWdPoStApiClient::wdpost_remove_job(c, id.clone())
+                        .await
+                        .map_err(wdpost_err)
+                        .with_context(|| format!("removing job {id}"))?;
+                    println!("job {id} removed");
+                }
+                Ok(())
+            }
+            WdpostCommand::RemoveAll { really_do_it } => {
+                if !really_do_it {
+                    anyhow::bail!("remove-all deletes every WindowPoSt job: add --really-do-it");
+                }
+                let list = WorkerWdPoStApiClient::wdpost_all_jobs(c)
+                    .await
+                    .map_err(wdpost_err)?;
+                let n = list.jobs.len();
+                for j in list.jobs {
+                    WorkerWdPoStApiClient::wdpost_remove_job(c, j.job.id.clone())
+                        .await
+                        .map_err(wdpost_err)
+                        .with_context(|| format!("removing job {}", j.job.id))?;
+                }
+                println!("{n} jobs removed");
+                Ok(())
+            }
+        }
+    }
 }
 
 impl WorkerCommand {
@@ -576,6 +703,7 @@ impl WorkerCommand {
                 println!("removed {name}");
                 Ok(())
             }
+            WorkerCommand::Wdpost(cmd) => cmd.run(c).await,
         }
     }
 }

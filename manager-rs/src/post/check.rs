@@ -32,10 +32,15 @@ pub struct CheckLimits {
 pub struct CheckItem {
     /// Its replica, as the prover will read it.
     pub replica: PoStReplicaInfo,
+    /// The stores of its files, for provers that read them elsewhere.
+    pub accesses: damocles_manager_api::types::PoStSectorAccesses,
     /// Its seal proof.
     pub seal_proof: api::RegisteredSealProof,
     /// Its PoSt proof.
     pub post_proof: api::RegisteredPoStProof,
+    /// Set when its files are objects of a store without local paths: `replica` then has no
+    /// paths until the challenged ranges are fetched, and the fetch is its check.
+    pub remote: Option<super::remote::RemoteReplica>,
 }
 
 /// The sectors that failed, with the reason.

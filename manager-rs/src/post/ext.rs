@@ -1,8 +1,9 @@
-//! ext-prover: WindowPoSt computed by child processes configured in `ext-prover.cfg`
-//! (manager-spec §4).
+//! ext-prover: WindowPoSt and WinningPoSt computed by child processes configured in
+//! `ext-prover.cfg` (manager-spec §4).
 //!
-//! Each `[[WdPost]]` block is one long-lived child speaking the processor protocol (by default
-//! `<dir of damocles-manager>/damocles-worker processor window_post`). A request goes to a
+//! Each `[[WdPost]]` (`[[WinPost]]`) block is one long-lived child speaking the processor
+//! protocol (by default `<dir of damocles-manager>/damocles-worker processor window_post`, or
+//! `winning_post`). A request goes to a
 //! child with a free slot (`Concurrent`), chosen at random by `Weight` among them; when every
 //! child is busy, among all. A child that dies is restarted, and the request it was serving
 //! fails, so the runner proves again. Unlike damocles, the weighted choice is fair (each child
@@ -18,11 +19,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use vc_processors::builtin::tasks::{WindowPoSt, WindowPoStOutput};
+use vc_processors::builtin::tasks::{WindowPoSt, WindowPoStOutput, WinningPoSt, WinningPoStOutput};
 use vc_processors::producer::StderrMode;
-use vc_processors::{Producer, ProducerConfig};
+use vc_processors::{Producer, ProducerConfig, Task};
 
-use super::prover::WindowProver;
+use super::prover::{ProofRequest, WindowProver};
+use super::winning::WinningProver;
 
 /// One `[[WdPost]]` or `[[WinPost]]` block.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -63,23 +65,39 @@ impl ExtProverConfig {
     }
 }
 
-struct Child {
-    producer: Producer<WindowPoSt>,
+struct Child<T: Task> {
+    producer: Producer<T>,
     weight: u32,
     concurrent: usize,
     in_flight: AtomicUsize,
 }
 
-/// The `[[WdPost]]` children.
-pub struct ExtWindowProver {
-    children: Vec<Child>,
+/// The children of one kind of block: `[[WdPost]]` for [`WindowPoSt`], `[[WinPost]]` for
+/// [`WinningPoSt`].
+pub struct ExtProver<T: Task> {
+    children: Vec<Child<T>>,
 }
 
-impl std::fmt::Debug for ExtWindowProver {
+/// The `[[WdPost]]` children.
+pub type ExtWindowProver = ExtProver<WindowPoSt>;
+/// The `[[WinPost]]` children.
+pub type ExtWinningProver = ExtProver<WinningPoSt>;
+
+impl<T: Task> std::fmt::Debug for ExtProver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExtWindowProver")
+        f.debug_struct("ExtProver")
+            .field("stage", &T::STAGE)
             .field("children", &self.children.len())
             .finish()
+    }
+}
+
+/// The config block name of a stage.
+fn block_name(stage: &str) -> &'static str {
+    if stage == "winning_post" {
+        "WinPost"
+    } else {
+        "WdPost"
     }
 }
 
@@ -92,12 +110,14 @@ fn default_bin() -> Result<PathBuf> {
         .join("damocles-worker"))
 }
 
-impl ExtWindowProver {
+impl<T: Task> ExtProver<T> {
     /// Starts one child per block and waits for their ready lines; any failure is an error
     /// naming the block.
     pub fn start(blocks: &[ExtProverBlock]) -> Result<Self> {
+        let stage = T::STAGE;
+        let block = block_name(stage);
         if blocks.is_empty() {
-            bail!("ext-prover: no [[WdPost]] block");
+            bail!("ext-prover: no [[{block}]] block");
         }
         let mut children = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
@@ -105,17 +125,14 @@ impl ExtWindowProver {
                 Some(bin) => (
                     bin.clone(),
                     if b.args.is_empty() {
-                        vec!["processor".into(), "window_post".into()]
+                        vec!["processor".into(), stage.into()]
                     } else {
                         b.args.iter().map(OsString::from).collect()
                     },
                 ),
-                None => (
-                    default_bin()?,
-                    vec!["processor".into(), "window_post".into()],
-                ),
+                None => (default_bin()?, vec!["processor".into(), stage.into()]),
             };
-            let mut cfg = ProducerConfig::new("window_post", &bin);
+            let mut cfg = ProducerConfig::new(stage, &bin);
             cfg.args = args;
             cfg.envs = b
                 .envs
@@ -129,9 +146,9 @@ impl ExtWindowProver {
             });
             cfg.auto_restart = true;
             cfg.stderr = StderrMode::Log;
-            let producer = Producer::<WindowPoSt>::start(cfg)
-                .with_context(|| format!("ext-prover WdPost.{i}: starting {}", bin.display()))?;
-            tracing::info!(block = i, bin = %bin.display(), pid = ?producer.child_pid(), "ext-prover child ready");
+            let producer = Producer::<T>::start(cfg)
+                .with_context(|| format!("ext-prover {block}.{i}: starting {}", bin.display()))?;
+            tracing::info!(kind = block, block = i, bin = %bin.display(), pid = ?producer.child_pid(), "ext-prover child ready");
             children.push(Child {
                 producer,
                 weight: b.weight.max(1),
@@ -139,7 +156,7 @@ impl ExtWindowProver {
                 in_flight: AtomicUsize::new(0),
             });
         }
-        Ok(ExtWindowProver { children })
+        Ok(ExtProver { children })
     }
 
     /// The child pids (for tests and logs).
@@ -187,12 +204,9 @@ pub fn weighted_index(weights: &[u32], rng: &mut impl Rng) -> usize {
     weights.len() - 1
 }
 
-impl WindowProver for ExtWindowProver {
-    fn name(&self) -> String {
-        format!("ext-prover ({} children)", self.children.len())
-    }
-
-    fn prove(&self, task: WindowPoSt) -> Result<WindowPoStOutput> {
+impl<T: Task> ExtProver<T> {
+    /// Runs one task on a chosen child; blocks.
+    fn call(&self, task: T) -> Result<T::Output> {
         let i = self.choose();
         let child = &self.children[i];
         /// Gives the slot back on every way out, panics included.
@@ -207,7 +221,27 @@ impl WindowProver for ExtWindowProver {
         child
             .producer
             .call(task)
-            .with_context(|| format!("ext-prover WdPost.{i}"))
+            .with_context(|| format!("ext-prover {}.{i}", block_name(T::STAGE)))
+    }
+}
+
+impl WindowProver for ExtWindowProver {
+    fn name(&self) -> String {
+        format!("ext-prover ({} children)", self.children.len())
+    }
+
+    fn prove(&self, req: ProofRequest) -> Result<WindowPoStOutput> {
+        self.call(req.task)
+    }
+}
+
+impl WinningProver for ExtWinningProver {
+    fn name(&self) -> String {
+        format!("ext-prover ({} WinPost children)", self.children.len())
+    }
+
+    fn prove(&self, task: WinningPoSt) -> Result<WinningPoStOutput> {
+        self.call(task)
     }
 }
 

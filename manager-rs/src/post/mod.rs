@@ -4,22 +4,28 @@
 //! - [`scheduler`]: one runner per (miner, deadline), started `ChallengeConfidence` epochs
 //!   after the challenge, submitting `SubmitConfidence` epochs after the open, aborted when the
 //!   deadline closes; recoveries are declared for the deadline after next;
+//! - [`remote`]: sectors in stores without local paths (S3): the challenged ranges of the
+//!   replica and the small cache files fetched into a scratch directory for each proof;
+//! - [`winning`]: WinningPoSt of the elected miners (`--miner`);
 //! - [`check`]: which sectors can be proven (files present and, with `StrictCheck`, a real
 //!   vanilla proof of one challenge), bounded by `[Common.Proving]`;
 //! - [`prover`]: the `window_post` task run by a [`prover::WindowProver`]: builtin in this
-//!   process, or [`ext`] children from `ext-prover.cfg`; faults a prover reports are skipped
-//!   and the proof retried.
+//!   process, [`ext`] children from `ext-prover.cfg`, or the `wdpost` threads of workers
+//!   through the [`jobs`] queue; faults a prover reports are skipped and the proof retried.
 
 pub mod check;
 pub mod ext;
+pub mod jobs;
 pub mod prover;
+pub mod remote;
 pub mod scheduler;
+pub mod winning;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use damocles_manager_api::types::{SectorId, SectorIndexType};
+use damocles_manager_api::types::{PoStSectorAccesses, SectorId, SectorIndexType};
 use vc_processors::builtin::tasks::PoStReplicaInfo;
 
 use crate::chain::SectorOnChainInfo;
@@ -31,12 +37,28 @@ use crate::stores::{cache_path, sealed_path};
 pub struct SectorLocator {
     /// The manager's sector index and persist stores.
     pub sealer: Arc<Sealer>,
+    /// Where sectors of stores without local paths are fetched for a proof.
+    pub scratch_root: PathBuf,
+}
+
+/// Where a prover reads a sector from.
+#[derive(Debug, Clone)]
+pub enum Located {
+    /// Files on this machine (file stores).
+    Local(PoStReplicaInfo),
+    /// Objects of a store without local paths, fetched for each proof.
+    Remote(remote::RemoteReplica),
 }
 
 impl SectorLocator {
-    /// The replica of an active sector as a prover sees it: its commitment and the local paths
-    /// of its sealed file and cache directory (file stores only, for now).
-    pub fn replica(&self, miner: u64, sector: &SectorOnChainInfo) -> Result<PoStReplicaInfo> {
+    /// An active sector as a prover reaches it: the local paths of its sealed file and cache
+    /// directory when both stores have them, else the objects to fetch; with the names of
+    /// the stores holding them.
+    pub fn replica(
+        &self,
+        miner: u64,
+        sector: &SectorOnChainInfo,
+    ) -> Result<(Located, PoStSectorAccesses)> {
         let sid = SectorId {
             miner,
             number: sector.sector_number,
@@ -46,38 +68,56 @@ impl SectorLocator {
             .index
             .find(SectorIndexType::Normal, sid)?
             .ok_or_else(|| anyhow!("sector {sid} is in no persist store"))?;
-        let local = |instance: &str, path: String| -> Result<PathBuf> {
-            let store = self
-                .sealer
+        let store = |instance: &str| {
+            self.sealer
                 .stores
                 .get(instance)
-                .ok_or_else(|| anyhow!("sector {sid}: store {instance:?} is not configured"))?;
-            store
-                .store
-                .local_path(&path)
-                .with_context(|| format!("sector {sid}: {}", store.store.full_path(&path)))?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "sector {sid}: store {instance:?} has no local paths; proving from it is not supported yet"
-                    )
-                })
+                .ok_or_else(|| anyhow!("sector {sid}: store {instance:?} is not configured"))
         };
         let comm_r = damocles_manager_api::json::replica_commitment_of(&sector.sealed_cid)
             .map_err(|e| anyhow!("sector {sid}: {e}"))?;
+        let accesses = PoStSectorAccesses {
+            sealed_file: access.sealed_file.clone(),
+            cache_dir: access.cache_dir.clone(),
+        };
+        let sealed_store = store(&access.sealed_file)?;
+        let cache_store = store(&access.cache_dir)?;
+        let sealed = sealed_path(sid, false);
+        let cache = cache_path(sid, false);
         // A directory is not an object: the cache directory is where its p_aux is.
-        let p_aux = local(
-            &access.cache_dir,
-            format!("{}/p_aux", cache_path(sid, false)),
-        )?;
-        let cache_dir = p_aux
-            .parent()
-            .ok_or_else(|| anyhow!("sector {sid}: {} has no parent", p_aux.display()))?
-            .to_path_buf();
-        Ok(PoStReplicaInfo {
-            sector_id: sector.sector_number,
-            comm_r,
-            cache_dir,
-            sealed_file: local(&access.sealed_file, sealed_path(sid, false))?,
-        })
+        let p_aux = format!("{cache}/p_aux");
+        let local = |s: &crate::stores::PersistStore, path: &str| -> Result<Option<PathBuf>> {
+            s.store
+                .local_path(path)
+                .with_context(|| format!("sector {sid}: {}", s.store.full_path(path)))
+        };
+        match (local(&sealed_store, &sealed)?, local(&cache_store, &p_aux)?) {
+            (Some(sealed_file), Some(p_aux)) => {
+                let cache_dir = p_aux
+                    .parent()
+                    .ok_or_else(|| anyhow!("sector {sid}: {} has no parent", p_aux.display()))?
+                    .to_path_buf();
+                Ok((
+                    Located::Local(PoStReplicaInfo {
+                        sector_id: sector.sector_number,
+                        comm_r,
+                        cache_dir,
+                        sealed_file,
+                    }),
+                    accesses,
+                ))
+            }
+            _ => Ok((
+                Located::Remote(remote::RemoteReplica {
+                    sector_id: sector.sector_number,
+                    comm_r,
+                    seal_proof: crate::proofs::seal_proof(sector.seal_proof)
+                        .with_context(|| format!("sector {sid}"))?,
+                    sealed: (sealed_store.store.clone(), sealed),
+                    cache: (cache_store.store.clone(), cache),
+                }),
+                accesses,
+            )),
+        }
     }
 }

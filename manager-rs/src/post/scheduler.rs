@@ -25,10 +25,12 @@ use damocles_manager_api::json::Bytes;
 use damocles_manager_api::types::{ActorId, ChainEpoch, SectorNumber};
 use tokio_util::sync::CancellationToken;
 use vc_processors::builtin::proofs::{api, to_prover_id};
-use vc_processors::builtin::tasks::WindowPoSt;
+use vc_processors::builtin::tasks::{PoStReplicaInfo, WindowPoSt};
 
 use super::check::{check_sectors, CheckItem, CheckLimits};
-use super::prover::{prove, WindowProver};
+use super::prover::{prove, ProofRequest, WindowProver};
+use super::remote::{fetch_all, RemoteReplica, Scratch};
+use super::Located;
 use super::SectorLocator;
 use crate::chain::{
     miner_entropy, new_message_id, Chain, DeadlineInfo, DomainSeparationTag, Message,
@@ -126,6 +128,9 @@ pub fn action(dl: &DeadlineInfo, h: ChainEpoch, conf: Confidences) -> Action {
         Action::Wait
     }
 }
+
+/// The challenge seed of the checks of sectors in object stores (a valid field element).
+const REMOTE_CHECK_SEED: [u8; 32] = [1; 32];
 
 /// A proven batch, ready to be submitted.
 #[derive(Debug, Clone)]
@@ -347,7 +352,11 @@ impl Poster {
                 continue;
             }
             let (items, unlocatable) = self.check_items(miner.actor, &unrecovered).await?;
-            let bad = check_sectors(miner.actor, items, miner.cfg.strict_check, &self.limits).await;
+            let (remote, local): (Vec<CheckItem>, Vec<CheckItem>) =
+                items.into_iter().partition(|i| i.remote.is_some());
+            let mut bad =
+                check_sectors(miner.actor, local, miner.cfg.strict_check, &self.limits).await;
+            bad.extend(self.check_remote(miner.actor, remote).await);
             let mut good: Vec<SectorNumber> = unrecovered
                 .iter()
                 .filter(|n| !bad.contains_key(n) && !unlocatable.contains_key(n))
@@ -415,8 +424,23 @@ impl Poster {
             let item = (|| -> Result<CheckItem> {
                 let seal = seal_proof(info.seal_proof)?;
                 let post = window_post_proof_for(seal)?;
+                let (located, accesses) = self.locator.replica(miner, info)?;
+                let (replica, remote) = match located {
+                    Located::Local(r) => (r, None),
+                    Located::Remote(r) => (
+                        PoStReplicaInfo {
+                            sector_id: r.sector_id,
+                            comm_r: r.comm_r,
+                            cache_dir: Default::default(),
+                            sealed_file: Default::default(),
+                        },
+                        Some(r),
+                    ),
+                };
                 Ok(CheckItem {
-                    replica: self.locator.replica(miner, info)?,
+                    replica,
+                    accesses,
+                    remote,
                     seal_proof: seal,
                     post_proof: post,
                 })
@@ -478,26 +502,48 @@ impl Poster {
             .enumerate()
             .map(|(i, p)| (i as u64, p))
             .collect();
-        for batch in indexed.chunks(per_batch.max(1)) {
-            let mut skipped_by_prover = BTreeSet::new();
-            loop {
-                if cancel.is_cancelled() {
+        let batches = indexed.chunks(per_batch.max(1));
+        if miner.cfg.parallel {
+            // `[Miners.PoSt] Parallel`: every batch of the deadline at once.
+            futures::future::join_all(
+                batches.map(|batch| self.prove_until_done(miner, dl, batch, cancel, ready)),
+            )
+            .await;
+        } else {
+            for batch in batches {
+                self.prove_until_done(miner, dl, batch, cancel, ready).await;
+            }
+        }
+    }
+
+    /// Proves one batch, retrying until it is proven, has nothing to prove, or the deadline
+    /// closes.
+    async fn prove_until_done(
+        &self,
+        miner: &PoStMiner,
+        dl: &DeadlineInfo,
+        batch: &[(u64, crate::chain::Partition)],
+        cancel: &CancellationToken,
+        ready: &Arc<Mutex<Vec<ReadyProof>>>,
+    ) {
+        let mut skipped_by_prover = BTreeSet::new();
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            match self
+                .prove_batch(miner, dl, batch, &mut skipped_by_prover, cancel)
+                .await
+            {
+                Ok(Some(p)) => {
+                    lock(ready).push(p);
                     return;
                 }
-                match self
-                    .prove_batch(miner, dl, batch, &mut skipped_by_prover, cancel)
-                    .await
-                {
-                    Ok(Some(p)) => {
-                        lock(ready).push(p);
-                        break;
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "WindowPoSt batch failed; retrying");
-                        if !pause(cancel, RETRY_INTERVAL).await {
-                            return;
-                        }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "WindowPoSt batch failed; retrying");
+                    if !pause(cancel, RETRY_INTERVAL).await {
+                        return;
                     }
                 }
             }
@@ -514,9 +560,13 @@ impl Poster {
         skipped_by_prover: &mut BTreeSet<SectorNumber>,
         cancel: &CancellationToken,
     ) -> Result<Option<ReadyProof>> {
-        let labels = [("miner", miner.actor.to_string())];
+        let labels = [
+            ("miner", miner.actor.to_string()),
+            ("deadline", dl.index.to_string()),
+        ];
         let mut rand = self.challenge_rand(miner.actor, dl).await?;
         rand[31] &= 0x3f;
+        let mut fetch_failures: BTreeMap<SectorNumber, String> = BTreeMap::new();
         loop {
             let mut to_prove = Vec::new();
             for (_, p) in batch {
@@ -545,13 +595,14 @@ impl Poster {
                     return Ok(None);
                 }
             };
-            let checked = check_sectors(
-                miner.actor,
-                items.clone(),
-                miner.cfg.strict_check,
-                &self.limits,
-            )
-            .await;
+            // Sectors in object stores are checked by fetching what the proof reads.
+            let local: Vec<CheckItem> = items
+                .iter()
+                .filter(|i| i.remote.is_none())
+                .cloned()
+                .collect();
+            let checked =
+                check_sectors(miner.actor, local, miner.cfg.strict_check, &self.limits).await;
             metrics::histogram!("damocles_manager_post_check_seconds", &labels)
                 .record(checked_at.elapsed().as_secs_f64());
             bad.extend(checked);
@@ -559,14 +610,22 @@ impl Poster {
                 bad.entry(*n)
                     .or_insert_with(|| "reported faulty by the prover".into());
             }
+            for (n, why) in &fetch_failures {
+                bad.entry(*n).or_insert_with(|| why.clone());
+            }
             for (n, why) in &bad {
                 tracing::warn!(miner = miner.actor, deadline = dl.index, sector = n, reason = %why, "sector skipped in this WindowPoSt");
             }
-            let replicas: Vec<_> = items
+            let remotes: Vec<RemoteReplica> = items
+                .iter()
+                .filter(|i| !bad.contains_key(&i.replica.sector_id))
+                .filter_map(|i| i.remote.clone())
+                .collect();
+            let (mut replicas, accesses): (Vec<_>, Vec<_>) = items
                 .into_iter()
                 .filter(|i| !bad.contains_key(&i.replica.sector_id))
-                .map(|i| i.replica)
-                .collect();
+                .map(|i| (i.replica, i.accesses))
+                .unzip();
             if replicas.is_empty() {
                 tracing::warn!(
                     miner = miner.actor,
@@ -595,15 +654,70 @@ impl Poster {
                 })
                 .collect();
             let proven: Vec<SectorNumber> = replicas.iter().map(|r| r.sector_id).collect();
+            // Kept until the proof is made; the fetched files go with it.
+            // A prover that reads the stores itself fetches what it needs.
+            let _scratch = if remotes.is_empty() || !self.prover.reads_local_files() {
+                None
+            } else {
+                let fetched_at = Instant::now();
+                let scratch = Scratch::new(&self.locator.scratch_root)?;
+                let fetch = {
+                    let (remotes, all, root) = (remotes.clone(), proven.clone(), scratch);
+                    let miner_id = miner.actor;
+                    tokio::task::spawn_blocking(move || {
+                        fetch_all(&remotes, &all, post_proof, &rand, miner_id, &root)
+                            .map(|r| (r, root))
+                    })
+                };
+                let ((fetched, failed), scratch) = tokio::select! {
+                    r = fetch => r.map_err(|e| anyhow!("fetch task: {e}"))??,
+                    _ = cancel.cancelled() => bail!("the deadline closed while fetching"),
+                };
+                if !failed.is_empty() {
+                    fetch_failures.extend(failed);
+                    continue;
+                }
+                let mut bytes = 0;
+                for (fetched, stats) in fetched {
+                    metrics::histogram!("damocles_manager_post_fetched_bytes_per_sector", &labels)
+                        .record(stats.total() as f64);
+                    bytes += stats.total();
+                    if let Some(r) = replicas
+                        .iter_mut()
+                        .find(|r| r.sector_id == fetched.sector_id)
+                    {
+                        *r = fetched;
+                    }
+                }
+                metrics::counter!("damocles_manager_post_fetched_bytes_total", &labels)
+                    .increment(bytes);
+                tracing::info!(
+                    miner = miner.actor,
+                    deadline = dl.index,
+                    sectors = remotes.len(),
+                    bytes,
+                    ms = fetched_at.elapsed().as_millis() as u64,
+                    "fetched what the proof reads of the sectors in object stores"
+                );
+                Some(scratch)
+            };
             let task = WindowPoSt {
                 miner_id: miner.actor,
                 proof_type: post_proof,
                 replicas: replicas.clone(),
                 seed: rand,
             };
+            let req = ProofRequest {
+                task,
+                deadline: dl.index,
+                partitions: partitions.iter().map(|p| p.index).collect(),
+                accesses,
+                cancel: cancel.clone(),
+            };
             let proved_at = Instant::now();
+            let sent = req.clone();
             let out = tokio::select! {
-                out = prove(self.prover.clone(), task) => {
+                out = prove(self.prover.clone(), req) => {
                     out.with_context(|| format!("prover {}", self.prover.name()))?
                 }
                 _ = cancel.cancelled() => bail!("the deadline closed while proving"),
@@ -621,6 +735,7 @@ impl Poster {
                 continue;
             }
             let Some(proof) = out.proofs.into_iter().next() else {
+                self.prover.proof_rejected(&sent);
                 bail!("the prover returned no proof");
             };
             if cancel.is_cancelled() {
@@ -655,9 +770,14 @@ impl Poster {
                     })
                 })
                 .await
-                .map_err(|e| anyhow!("verification task: {e}"))??
+                .map_err(|e| anyhow!("verification task: {e}"))?
+                .unwrap_or_else(|e| {
+                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "the proof cannot be verified");
+                    false
+                })
             };
             if !valid {
+                self.prover.proof_rejected(&sent);
                 bail!("the proof does not verify");
             }
             metrics::counter!("damocles_manager_post_sectors_proven_total", &labels)
@@ -671,6 +791,50 @@ impl Poster {
                 submitted: false,
             }));
         }
+    }
+
+    /// Checks sectors of object stores by fetching what a proof with a fixed seed reads;
+    /// answers those that fail, with the reason.
+    async fn check_remote(
+        &self,
+        miner: ActorId,
+        items: Vec<CheckItem>,
+    ) -> BTreeMap<SectorNumber, String> {
+        let Some(post_proof) = items.first().map(|i| i.post_proof) else {
+            return BTreeMap::new();
+        };
+        let remotes: Vec<RemoteReplica> = items.iter().filter_map(|i| i.remote.clone()).collect();
+        let numbers: Vec<SectorNumber> = remotes.iter().map(|r| r.sector_id).collect();
+        let root = self.locator.scratch_root.clone();
+        let checked = tokio::time::timeout(
+            self.limits.total_timeout,
+            tokio::task::spawn_blocking(move || {
+                let scratch = Scratch::new(&root)?;
+                fetch_all(
+                    &remotes,
+                    &numbers,
+                    post_proof,
+                    &REMOTE_CHECK_SEED,
+                    miner,
+                    &scratch,
+                )
+                .map(|(_, failed)| failed)
+            }),
+        )
+        .await;
+        let why = match checked {
+            Ok(Ok(Ok(failed))) => return failed,
+            Ok(Ok(Err(e))) => format!("checking the sectors in object stores: {e:#}"),
+            Ok(Err(e)) => format!("the check task failed: {e}"),
+            Err(_) => format!(
+                "the check of the sectors in object stores took more than {:?}",
+                self.limits.total_timeout
+            ),
+        };
+        items
+            .iter()
+            .map(|i| (i.replica.sector_id, why.clone()))
+            .collect()
     }
 
     async fn challenge_rand(&self, miner: ActorId, dl: &DeadlineInfo) -> Result<[u8; 32]> {
@@ -697,7 +861,13 @@ impl Poster {
                     if let Some(entry) = lock(ready).get_mut(i) {
                         entry.submitted = true;
                     }
-                    tracing::info!(miner = miner.actor, deadline = dl.index, message = %id, partitions = ?p.partitions, "WindowPoSt submitted");
+                    let after_open = match self.chain.head().await {
+                        Ok(h) => h.epoch - dl.open,
+                        Err(_) => -1,
+                    };
+                    metrics::histogram!("damocles_manager_post_submit_after_open_epochs", "miner" => miner.actor.to_string(), "deadline" => dl.index.to_string())
+                        .record(after_open as f64);
+                    tracing::info!(miner = miner.actor, deadline = dl.index, message = %id, partitions = ?p.partitions, epochs_after_open = after_open, "WindowPoSt submitted");
                     let chain = self.chain.clone();
                     let actor = miner.actor;
                     let deadline = dl.index;
@@ -756,7 +926,7 @@ async fn watch_result(
                 exit_code, error, ..
             })) => {
                 let result = if exit_code == 0 { "ok" } else { "failed" };
-                metrics::counter!("damocles_manager_post_submits_total", "miner" => miner.to_string(), "result" => result).increment(1);
+                metrics::counter!("damocles_manager_post_submits_total", "miner" => miner.to_string(), "deadline" => deadline.to_string(), "result" => result).increment(1);
                 if exit_code == 0 {
                     tracing::info!(miner, deadline, message = %id, "WindowPoSt landed");
                 } else {

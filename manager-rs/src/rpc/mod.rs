@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use damocles_manager_api::json::Cid;
-use damocles_manager_api::rpc::{SealerApiServer, SealerCliApiServer};
+use damocles_manager_api::rpc::{SealerApiServer, SealerCliApiServer, WorkerWdPoStApiServer};
 use damocles_manager_api::types::*;
 use jsonrpsee::core::{async_trait, RpcResult};
 use jsonrpsee::proc_macros::rpc;
@@ -22,6 +22,7 @@ use crate::chain::{
 };
 use crate::deals::{DealRecord, ImportOptions};
 use crate::error::ApiError;
+use crate::post::jobs::JobQueue;
 use crate::sealer::{Sealer, VERSION};
 
 pub mod arity;
@@ -659,13 +660,99 @@ impl DamoclesApiServer for RpcImpl {
     }
 }
 
-/// Every method the server serves, in one module.
-pub fn module(sealer: Arc<Sealer>) -> Result<RpcModule<()>> {
+/// The worker-prover's methods (served with `--worker-prover` only, so that a wdpost thread
+/// asking another manager gets "method not found").
+#[derive(Debug, Clone)]
+pub struct WdPoStRpc {
+    jobs: Arc<JobQueue>,
+}
+
+impl WdPoStRpc {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&JobQueue) -> Result<T, ApiError> + Send + 'static,
+    ) -> RpcResult<T> {
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || f(&jobs))
+            .await
+            .map_err(|e| internal(anyhow::anyhow!("job queue task failed: {e}")))?
+            .map_err(err)
+    }
+}
+
+#[async_trait]
+impl WorkerWdPoStApiServer for WdPoStRpc {
+    async fn wdpost_allocate_jobs(
+        &self,
+        spec: AllocateWdPoStJobSpec,
+        num: u32,
+        worker_name: String,
+    ) -> RpcResult<Vec<WdPoStAllocatedJob>> {
+        traced!(
+            "Venus.WdPoStAllocateJobs",
+            self.blocking(move |q| Ok(q.allocate(&spec, num, &worker_name)?))
+                .await
+        )
+    }
+
+    async fn wdpost_heartbeat_jobs(
+        &self,
+        job_ids: Vec<String>,
+        worker_name: String,
+    ) -> RpcResult<()> {
+        traced!(
+            "Venus.WdPoStHeartbeatJobs",
+            self.blocking(move |q| q.heartbeat(&job_ids, &worker_name))
+                .await
+        )
+    }
+
+    async fn wdpost_finish_job(
+        &self,
+        job_id: String,
+        output: Option<WindowPoStOutput>,
+        error_reason: String,
+    ) -> RpcResult<()> {
+        traced!(
+            "Venus.WdPoStFinishJob",
+            self.blocking(move |q| q.finish(&job_id, output, &error_reason))
+                .await
+        )
+    }
+
+    async fn wdpost_reset_job(&self, job_id: String) -> RpcResult<()> {
+        traced!(
+            "Venus.WdPoStResetJob",
+            self.blocking(move |q| q.reset(&job_id)).await
+        )
+    }
+
+    async fn wdpost_remove_job(&self, job_id: String) -> RpcResult<()> {
+        traced!(
+            "Venus.WdPoStRemoveJob",
+            self.blocking(move |q| q.remove(&job_id)).await
+        )
+    }
+
+    async fn wdpost_all_jobs(&self) -> RpcResult<WdPoStJobList> {
+        traced!(
+            "Venus.WdPoStAllJobs",
+            self.blocking(|q| Ok(q.list()?)).await
+        )
+    }
+}
+
+/// Every method the server serves, in one module; the `WdPoSt*` methods only when `jobs` is
+/// given (`--worker-prover`).
+pub fn module(sealer: Arc<Sealer>, jobs: Option<Arc<JobQueue>>) -> Result<RpcModule<()>> {
     let imp = RpcImpl { sealer };
     let mut module = RpcModule::new(());
     module.merge(SealerApiServer::into_rpc(imp.clone()))?;
     module.merge(SealerCliApiServer::into_rpc(imp.clone()))?;
     module.merge(DamoclesApiServer::into_rpc(imp))?;
+    if let Some(jobs) = jobs {
+        module.merge(WorkerWdPoStApiServer::into_rpc(WdPoStRpc { jobs }))?;
+    }
     Ok(module)
 }
 

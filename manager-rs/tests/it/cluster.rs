@@ -7,7 +7,9 @@ use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 
 use crate::common::{ok_text, TestManager, MINER};
-use crate::common::{one_sector_manager_with_s3_store, s3_attached, sector_objects};
+use crate::common::{
+    one_sector_manager_with_s3_store, s3_attached, sector_objects, short_proving_periods,
+};
 use crate::s3server::{S3Server, BUCKET};
 use crate::stall::{Action, StallProxy};
 use crate::worker::TestWorker;
@@ -31,11 +33,11 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     // are proven from the persist store as soon as they are active.
     let mut m = TestManager::with_config(|c| {
         c.miners[0].sector.max_number = Some(3);
-        let dev = c.devnet.as_mut().expect("devnet");
-        dev.wpost_period_deadlines = 4;
-        dev.wpost_challenge_window = 8;
-        dev.wpost_challenge_lookback = 5;
-        dev.fault_declaration_cutoff = 6;
+        c.miners[0].proof.enabled = true;
+        short_proving_periods(c);
+        // Heartbeats come every 3 s: a lost wdpost worker is noticed 6 s after its last one.
+        c.common.proving.worker_prover.heartbeat_timeout =
+            damocles_manager::config::GoDuration(Duration::from_secs(6));
     });
     m.run_args = vec!["--poster".into()];
     m.start();
@@ -139,40 +141,11 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
 
     // WindowPoSt: two whole proving periods after the last activation, every deadline holding
     // a sector was proven each time, and nothing is faulty.
-    let head = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
-    let period = head.params.wpost_proving_period();
-    let accepted_before = head.summary["window_posts_accepted"];
-    let until = head.head.epoch + 2 * period + head.params.wpost_challenge_window;
-    let deadlines_used = block_on(DamoclesApiClient::chain_deadlines(&c, MINER))
-        .expect("deadlines")
-        .iter()
-        .filter(|d| d.iter().any(|p| !p.all_sectors.is_empty()))
-        .count() as u64;
-    loop {
-        let now = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
-        let deadlines = block_on(DamoclesApiClient::chain_deadlines(&c, MINER)).expect("dl");
-        let faulty: Vec<u64> = deadlines
-            .iter()
-            .flatten()
-            .flat_map(|p| p.faulty_sectors.clone())
-            .collect();
-        assert!(
-            faulty.is_empty(),
-            "faulty sectors {faulty:?} at epoch {}\n{}",
-            now.head.epoch,
-            m.logs()
-        );
-        if now.head.epoch >= until {
-            let proven = now.summary["window_posts_accepted"] - accepted_before;
-            assert!(
-                proven >= 2 * deadlines_used,
-                "{proven} WindowPoSts accepted in two periods for {deadlines_used} deadlines\n{}",
-                m.logs()
-            );
-            break;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let period = block_on(DamoclesApiClient::chain_head(&c))
+        .expect("head")
+        .params
+        .wpost_proving_period();
+    proven_for_two_periods(&m, "builtin prover", &String::new, &mut |_| {});
     let miner = block_on(DamoclesApiClient::chain_miner(&c, MINER)).expect("miner");
     assert_eq!(miner.power.raw_byte_power, 3 * 2048, "{:?}", miner.power);
     assert_eq!(miner.power.faulty_sectors, 0);
@@ -207,13 +180,18 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     // The same sectors proven by an ext-prover child (`damocles-worker processor window_post`
     // beside the manager), which is killed once and restarted; no deadline is missed.
     m.stop();
+    // The miner's elections are answered by a `[[WinPost]]` child (`damocles-worker processor
+    // winning_post`) meanwhile.
     std::fs::write(
         m.home.join("ext-prover.cfg"),
-        "[[WdPost]]\nConcurrent = 1\n",
+        "[[WdPost]]\nConcurrent = 1\n\n[[WinPost]]\n",
     )
     .expect("cfg");
-    m.run_args = vec!["--poster".into(), "--ext-prover".into()];
+    m.run_args = vec!["--poster".into(), "--ext-prover".into(), "--miner".into()];
     m.start();
+    let before = block_on(DamoclesApiClient::chain_head(&m.client()))
+        .expect("head")
+        .summary;
     let logs = m.logs();
     let pid: i32 = logs
         .lines()
@@ -223,37 +201,219 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
         .and_then(|r| r.split(')').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("the ext-prover child started:\n{logs}"));
+    let mut killed = false;
+    proven_for_two_periods(&m, "ext-prover", &String::new, &mut |elapsed| {
+        if !killed && elapsed >= period / 2 {
+            // SAFETY: signalling the child of the manager this test started.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            killed = true;
+        }
+    });
+    assert!(killed, "the ext-prover child was killed");
+    let logs = m.logs();
+    assert!(logs.contains("processor restarted"), "{logs}");
+    assert!(logs.contains("prover=ext-prover (1 children)"), "{logs}");
+    assert!(
+        logs.contains("prover=ext-prover (1 WinPost children)"),
+        "{logs}"
+    );
+    assert_blocks_won(&m, &before);
+
+    worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(&mut m, &mut w);
+}
+
+/// The sectors of `m` proven by the wdpost threads of workers (`--worker-prover`) for two
+/// proving periods without a fault; then a worker whose `window_post` processor never answers
+/// takes a job and is killed: the job's heartbeat times out and another worker proves it.
+fn worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(
+    m: &mut TestManager,
+    sealing_worker: &mut TestWorker,
+) {
+    sealing_worker.kill();
+    m.stop();
+    m.run_args = vec!["--poster".into(), "--worker-prover".into()];
+    let manager = m.start();
+    let attached = format!(
+        "[[attached]]\nname = \"persist\"\nlocation = \"{}\"\n",
+        m.home.join("persist").display()
+    );
+    let root = m.dir.path().to_path_buf();
+    let wdpost_worker = |name: &str, extra: &str| {
+        let w = TestWorker::with_attached(
+            manager,
+            &root.join(name),
+            0,
+            &attached,
+            &format!("\n[[sealing_thread]]\nplan = \"wdpost\"\n{extra}"),
+        );
+        let cfg = std::fs::read_to_string(&w.config).expect("cfg");
+        std::fs::write(
+            &w.config,
+            cfg.replace("name = \"test-worker\"", &format!("name = \"{name}\"")),
+        )
+        .expect("cfg");
+        w
+    };
+    let mut prover = wdpost_worker("wdpost-worker", "");
+    prover.start();
+    proven_for_two_periods(m, "worker-prover", &|| prover.logs(), &mut |_| {});
+    let period = block_on(DamoclesApiClient::chain_head(&m.client()))
+        .expect("head")
+        .params
+        .wpost_proving_period();
+    assert!(m.logs().contains("prover=worker-prover"), "{}", m.logs());
+    assert!(
+        prover.logs().contains("WindowPoSt job finished"),
+        "{}",
+        prover.logs()
+    );
+    let listed = ok_text(&m.util(&["worker", "wdpost", "list", "--all"]));
+    assert!(
+        listed.contains("wdpost-worker") && listed.contains("finished"),
+        "{listed}"
+    );
+
+    // A worker whose window_post processor takes tasks and never answers. Blocks of 3 s from
+    // here give the job time to change hands within its deadline (now 24 s); the jobs of the
+    // previous run are removed, so the first job the hung worker takes is a fresh one.
+    prover.kill();
+    m.stop();
+    m.reconfigure(|c| c.devnet.as_mut().expect("devnet").block_delay_secs = 3);
+    m.start();
+    ok_text(&m.util(&["worker", "wdpost", "remove-all", "--really-do-it"]));
+    let script = m.dir.path().join("hung_window_post.py");
+    std::fs::write(
+        &script,
+        "import sys\nsys.stdout.write('window_post processor ready\\n')\nsys.stdout.flush()\nfor line in sys.stdin:\n    pass\n",
+    )
+    .expect("script");
+    let mut hung = wdpost_worker(
+        "hung-worker",
+        &format!(
+            "\n[[processors.window_post]]\nbin = \"python3\"\nargs = [\"{}\"]\n",
+            script.display()
+        ),
+    );
+    let logs_before = m.logs().len();
+    hung.start();
+    let started = Instant::now();
+    let job = loop {
+        let logs = m.logs();
+        let held = logs[logs_before..]
+            .lines()
+            .find(|l| l.contains("WindowPoSt job allocated") && l.contains("hung-worker"))
+            .and_then(|l| l.split("job=").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string);
+        if let Some(id) = held {
+            break id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3 * 4 * period as u64),
+            "the hung worker got no job\n{logs}\n{}",
+            hung.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The other worker waits for work; the hung one dies holding the job.
+    prover.start();
+    hung.kill();
+    let started = Instant::now();
+    let finished = loop {
+        let out = ok_text(&m.util(&["worker", "wdpost", "list", "--all", "--detail"]));
+        let jobs: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let j = jobs
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|j| j["Id"] == job.as_str())
+            .cloned();
+        if let Some(j) = j.filter(|j| j["State"] == "finished" && j["ErrorReason"] == "") {
+            break j;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "job {job} was not finished by another worker: {out}\n{}\n{}",
+            m.logs(),
+            prover.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(finished["WorkerName"], "wdpost-worker", "{finished}");
+    assert_eq!(finished["TryNum"], 2, "one attempt each: {finished}");
+    let logs = m.logs();
+    let after = &logs[logs_before..];
+    assert!(after.contains("heartbeat timeout"), "{after}");
+    assert!(
+        after.contains("WindowPoSt proven and verified"),
+        "the other worker's proof was verified and used:\n{after}"
+    );
+}
+
+/// Watches two whole proving periods from now: no sector of `m`'s miner turns faulty and every
+/// deadline holding a sector is proven each time. `each_poll` runs about once a second with
+/// the epochs elapsed; `other_logs` adds to the failure messages.
+fn proven_for_two_periods(
+    m: &TestManager,
+    prover: &str,
+    other_logs: &dyn Fn() -> String,
+    each_poll: &mut dyn FnMut(i64),
+) {
     let c = m.client();
     let head = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
     let accepted_before = head.summary["window_posts_accepted"];
-    let kill_at = head.head.epoch + period / 2;
-    let until = head.head.epoch + 2 * period + head.params.wpost_challenge_window;
-    let mut killed = false;
+    let until = head.head.epoch
+        + 2 * head.params.wpost_proving_period()
+        + head.params.wpost_challenge_window;
+    let deadlines_used = block_on(DamoclesApiClient::chain_deadlines(&c, MINER))
+        .expect("deadlines")
+        .iter()
+        .filter(|d| d.iter().any(|p| !p.all_sectors.is_empty()))
+        .count() as u64;
+    assert!(deadlines_used > 0, "no sector to prove");
     loop {
         let now = block_on(DamoclesApiClient::chain_head(&c)).expect("head");
         let faulty = block_on(DamoclesApiClient::chain_sectors(&c, MINER))
             .expect("chain")
             .faulty;
-        assert!(faulty.is_empty(), "faulty {faulty:?}\n{}", m.logs());
-        if !killed && now.head.epoch >= kill_at {
-            // SAFETY: signalling the child of the manager this test started.
-            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-            killed = true;
-        }
+        assert!(
+            faulty.is_empty(),
+            "{prover}: faulty sectors {faulty:?} at epoch {}\n{}\n{}",
+            now.head.epoch,
+            m.logs(),
+            other_logs()
+        );
+        each_poll(now.head.epoch - head.head.epoch);
         if now.head.epoch >= until {
             let proven = now.summary["window_posts_accepted"] - accepted_before;
             assert!(
                 proven >= 2 * deadlines_used,
-                "{proven} WindowPoSts by the ext-prover for {deadlines_used} deadlines\n{}",
-                m.logs()
+                "{prover}: {proven} WindowPoSts accepted in two periods for {deadlines_used} deadlines\n{}\n{}",
+                m.logs(),
+                other_logs()
             );
-            break;
+            return;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    let logs = m.logs();
-    assert!(logs.contains("processor restarted"), "{logs}");
-    assert!(logs.contains("prover=ext-prover (1 children)"), "{logs}");
+}
+
+/// Since the chain summary `before`, the devnet recorded blocks won by `m`'s miner with a
+/// WinningPoSt that verified, and none rejected.
+fn assert_blocks_won(m: &TestManager, before: &std::collections::BTreeMap<String, u64>) {
+    let now = block_on(DamoclesApiClient::chain_head(&m.client()))
+        .expect("head")
+        .summary;
+    let delta = |k: &str| now[k] - before.get(k).copied().unwrap_or(0);
+    assert!(
+        delta("blocks_won") >= 1 && delta("blocks_rejected") == 0,
+        "blocks won {}, rejected {}, missed {}\n{}",
+        delta("blocks_won"),
+        delta("blocks_rejected"),
+        delta("blocks_missed"),
+        m.logs()
+    );
+    assert!(m.logs().contains("WinningPoSt submitted"), "{}", m.logs());
 }
 
 /// Waits (at most `epochs` epochs) until the miner's faulty sectors satisfy `done`, checking
@@ -529,7 +689,10 @@ fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
     )
     .expect("params");
     let server = S3Server::start();
-    let mut m = one_sector_manager_with_s3_store(&server);
+    let mut m = one_sector_manager_with_s3_store(&server, |c| {
+        short_proving_periods(c);
+        c.miners[0].proof.enabled = true;
+    });
     m.start();
     let mut extra = String::new();
     for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c2", "transfer"] {
@@ -617,6 +780,44 @@ fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
         .exists());
     let find = ok_text(&m.util(&["storage", "find", &MINER.to_string(), "1"]));
     assert!(find.contains("sealed file: s3"), "{find}");
+
+    // WindowPoSt of the sector in S3: the manager's own prover fetches what the challenges
+    // read into a scratch directory, for two proving periods; then the wdpost thread of a
+    // worker with the same S3 store does it (`--worker-prover`).
+    // Meanwhile the devnet elects the miner now and then (probability 0.1 per epoch) and the
+    // manager answers with WinningPoSts (`--miner`), also from S3.
+    w.kill();
+    m.stop();
+    m.run_args = vec!["--poster".into(), "--miner".into()];
+    let manager = m.start();
+    let before = block_on(DamoclesApiClient::chain_head(&c))
+        .expect("head")
+        .summary;
+    proven_for_two_periods(&m, "builtin prover from S3", &String::new, &mut |_| {});
+    let logs = m.logs();
+    assert!(
+        logs.contains("fetched what the proof reads of the sectors in object stores"),
+        "{logs}"
+    );
+    assert_blocks_won(&m, &before);
+    m.stop();
+    m.run_args = vec!["--poster".into(), "--worker-prover".into()];
+    m.start();
+    let mut prover = TestWorker::with_attached(
+        manager,
+        &m.dir.path().join("wdpost-worker"),
+        0,
+        &s3_attached("s3"),
+        "\n[[sealing_thread]]\nplan = \"wdpost\"\n",
+    );
+    prover.start();
+    proven_for_two_periods(&m, "worker-prover from S3", &|| prover.logs(), &mut |_| {});
+    let logs = prover.logs();
+    assert!(
+        logs.contains("fetched what the proof reads of the sectors in object stores")
+            && logs.contains("WindowPoSt job finished"),
+        "{logs}"
+    );
 }
 
 /// One scrape of a Prometheus text endpoint.

@@ -100,15 +100,29 @@ pub fn sector_objects(server: &S3Server, number: u64) -> Vec<String> {
 }
 
 /// A manager (not started) that allocates one sector and has the persist store `s3` in
-/// `server`.
-pub fn one_sector_manager_with_s3_store(server: &S3Server) -> TestManager {
+/// `server`; `edit` changes the rest of its config.
+pub fn one_sector_manager_with_s3_store(
+    server: &S3Server,
+    edit: impl FnOnce(&mut ManagerConfig),
+) -> TestManager {
     let endpoint = server.endpoint.clone();
     TestManager::with_config(move |c| {
         c.miners[0].sector.max_number = Some(1);
         c.common
             .persist_stores
             .push(s3_persist_store("s3", &endpoint));
+        edit(c);
     })
+}
+
+/// Devnet proving periods of 32 s: 4 deadlines of 8 one-second epochs, challenges drawn 5
+/// epochs before a deadline opens.
+pub fn short_proving_periods(c: &mut ManagerConfig) {
+    let dev = c.devnet.as_mut().expect("devnet");
+    dev.wpost_period_deadlines = 4;
+    dev.wpost_challenge_window = 8;
+    dev.wpost_challenge_lookback = 5;
+    dev.fault_declaration_cutoff = 6;
 }
 
 impl TestManager {
@@ -145,6 +159,17 @@ impl TestManager {
             run_args: Vec::new(),
             starts: 0,
         }
+    }
+
+    /// Changes the config for the next start.
+    pub fn reconfigure(&mut self, edit: impl FnOnce(&mut ManagerConfig)) {
+        assert!(self.child.is_none(), "stop the manager first");
+        edit(&mut self.cfg);
+        std::fs::write(
+            self.home.join("sector-manager.cfg"),
+            self.cfg.to_toml().expect("toml"),
+        )
+        .expect("write cfg");
     }
 
     /// Starts the daemon (on the same port as before after a restart).

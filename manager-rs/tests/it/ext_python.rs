@@ -140,7 +140,7 @@ fn a_worker_persists_a_sector_into_s3_through_the_python_processor() {
     )
     .expect("params");
     let server = S3Server::start();
-    let mut m = one_sector_manager_with_s3_store(&server);
+    let mut m = one_sector_manager_with_s3_store(&server, |_| {});
     m.start();
     let extra = format!(
         "\n[[processors.transfer]]\nbin = \"python3\"\nargs = [\"{}\"]\n",

@@ -6,6 +6,7 @@ mod common;
 mod e2e;
 mod ext_python;
 mod params;
+mod post_s3;
 mod restart;
 #[path = "../../../objstore/s3/tests/it/server.rs"]
 mod s3server;

@@ -140,6 +140,15 @@ impl WorkerWdPoStApiServer for NamesOnly {
     ) -> RpcResult<()> {
         refused()
     }
+    async fn wdpost_reset_job(&self, _: String) -> RpcResult<()> {
+        refused()
+    }
+    async fn wdpost_remove_job(&self, _: String) -> RpcResult<()> {
+        refused()
+    }
+    async fn wdpost_all_jobs(&self) -> RpcResult<WdPoStJobList> {
+        refused()
+    }
 }
 
 #[test]
@@ -182,9 +191,12 @@ fn the_registered_method_names_are_the_spec_names() {
     assert_eq!(
         wdpost,
         [
+            "Venus.WdPoStAllJobs",
             "Venus.WdPoStAllocateJobs",
             "Venus.WdPoStFinishJob",
-            "Venus.WdPoStHeartbeatJobs"
+            "Venus.WdPoStHeartbeatJobs",
+            "Venus.WdPoStRemoveJob",
+            "Venus.WdPoStResetJob"
         ]
     );
 }
