@@ -196,20 +196,30 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
     let pid: i32 = logs
         .lines()
         .rev()
-        .find(|l| l.contains("ext-prover child ready"))
+        .find(|l| l.contains("ext-prover child ready") && l.contains("WdPost"))
         .and_then(|l| l.split("pid=Some(").nth(1))
         .and_then(|r| r.split(')').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("the ext-prover child started:\n{logs}"));
+    // Killed mid-proof: once half a period has passed, as soon as the child uses CPU (it is
+    // idle between proofs).
     let mut killed = false;
     proven_for_two_periods(&m, "ext-prover", &String::new, &mut |elapsed| {
-        if !killed && elapsed >= period / 2 {
-            // SAFETY: signalling the child of the manager this test started.
-            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-            killed = true;
+        if killed || elapsed < period / 2 {
+            return;
+        }
+        let start = cpu_ticks(pid);
+        for _ in 0..18 {
+            std::thread::sleep(Duration::from_millis(50));
+            if cpu_ticks(pid) > start {
+                // SAFETY: signalling the child of the manager this test started.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+                killed = true;
+                return;
+            }
         }
     });
-    assert!(killed, "the ext-prover child was killed");
+    assert!(killed, "the ext-prover child was killed while proving");
     let logs = m.logs();
     assert!(logs.contains("processor restarted"), "{logs}");
     assert!(logs.contains("prover=ext-prover (1 children)"), "{logs}");
@@ -396,6 +406,24 @@ fn proven_for_two_periods(
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// CPU time (user + system clock ticks) a process used so far; 0 when it is gone.
+fn cpu_ticks(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(fields.iter().sum())
+        })
+        .unwrap_or(0)
 }
 
 /// Since the chain summary `before`, the devnet recorded blocks won by `m`'s miner with a
