@@ -39,7 +39,8 @@ use crate::chain::{
 use crate::config::PoStConfig;
 use crate::proofs::seal_proof;
 
-/// Pause between two attempts of a batch.
+/// Pause between two attempts of a batch (at most; one epoch when epochs are shorter, so a
+/// failed attempt does not cost a short deadline).
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A miner the scheduler proves for.
@@ -542,7 +543,11 @@ impl Poster {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "WindowPoSt batch failed; retrying");
-                    if !pause(cancel, RETRY_INTERVAL).await {
+                    let epoch = match self.chain.network_params().await {
+                        Ok(p) => Duration::from_secs(p.block_delay_secs.max(1)),
+                        Err(_) => RETRY_INTERVAL,
+                    };
+                    if !pause(cancel, RETRY_INTERVAL.min(epoch)).await {
                         return;
                     }
                 }

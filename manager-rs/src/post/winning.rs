@@ -60,6 +60,8 @@ pub struct WinningPoster {
     miners: Vec<ActorId>,
     /// Elections being answered or answered, so each is proven once.
     seen: Mutex<BTreeSet<(ActorId, ChainEpoch)>>,
+    /// One proof at a time: a WinningPoSt is heavy, and WindowPoSt needs the machine too.
+    proving: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for WinningPoster {
@@ -85,6 +87,7 @@ impl WinningPoster {
             prover,
             miners,
             seen: Mutex::new(BTreeSet::new()),
+            proving: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -137,9 +140,20 @@ impl WinningPoster {
             return;
         }
         let labels = [("miner", miner.to_string())];
+        let deadline = tokio::time::Instant::now() + budget;
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.proving.acquire()).await
+        else {
+            tracing::error!(
+                miner,
+                epoch,
+                "WinningPoSt not started within the budget: another one is being proven"
+            );
+            metrics::counter!("damocles_manager_winning_post_total", "miner" => miner.to_string(), "result" => "late").increment(1);
+            return;
+        };
         let this = self.clone();
         let proving = tokio::task::spawn_blocking(move || this.prove(miner, &election));
-        let proofs = match tokio::time::timeout(budget, proving).await {
+        let proofs = match tokio::time::timeout_at(deadline, proving).await {
             Ok(Ok(Ok(p))) => p,
             Ok(Ok(Err(e))) => {
                 tracing::error!(miner, epoch, error = %format!("{e:#}"), "WinningPoSt failed");
