@@ -479,7 +479,7 @@ impl Poster {
                 Ok(r) => break r,
                 Err(e) => {
                     tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "reading the partitions failed; retrying");
-                    if !pause(cancel, RETRY_INTERVAL).await {
+                    if !pause(cancel, self.retry_pause().await).await {
                         return;
                     }
                 }
@@ -517,6 +517,15 @@ impl Poster {
         }
     }
 
+    /// The pause before another attempt: [`RETRY_INTERVAL`], or one epoch when epochs are
+    /// shorter.
+    async fn retry_pause(&self) -> Duration {
+        match self.chain.network_params().await {
+            Ok(p) => RETRY_INTERVAL.min(Duration::from_secs(p.block_delay_secs.max(1))),
+            Err(_) => RETRY_INTERVAL,
+        }
+    }
+
     /// Proves one batch, retrying until it is proven, has nothing to prove, or the deadline
     /// closes.
     async fn prove_until_done(
@@ -543,11 +552,7 @@ impl Poster {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "WindowPoSt batch failed; retrying");
-                    let epoch = match self.chain.network_params().await {
-                        Ok(p) => Duration::from_secs(p.block_delay_secs.max(1)),
-                        Err(_) => RETRY_INTERVAL,
-                    };
-                    if !pause(cancel, RETRY_INTERVAL.min(epoch)).await {
+                    if !pause(cancel, self.retry_pause().await).await {
                         return;
                     }
                 }

@@ -61,7 +61,7 @@ pub struct WinningPoster {
     /// Elections being answered or answered, so each is proven once.
     seen: Mutex<BTreeSet<(ActorId, ChainEpoch)>>,
     /// One proof at a time: a WinningPoSt is heavy, and WindowPoSt needs the machine too.
-    proving: tokio::sync::Semaphore,
+    proving: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for WinningPoster {
@@ -87,7 +87,7 @@ impl WinningPoster {
             prover,
             miners,
             seen: Mutex::new(BTreeSet::new()),
-            proving: tokio::sync::Semaphore::new(1),
+            proving: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -141,7 +141,8 @@ impl WinningPoster {
         }
         let labels = [("miner", miner.to_string())];
         let deadline = tokio::time::Instant::now() + budget;
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.proving.acquire()).await
+        let Ok(Ok(permit)) =
+            tokio::time::timeout_at(deadline, self.proving.clone().acquire_owned()).await
         else {
             tracing::error!(
                 miner,
@@ -152,7 +153,11 @@ impl WinningPoster {
             return;
         };
         let this = self.clone();
-        let proving = tokio::task::spawn_blocking(move || this.prove(miner, &election));
+        // The permit goes with the proof: a proof that outlives its budget still holds it.
+        let proving = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            this.prove(miner, &election)
+        });
         let proofs = match tokio::time::timeout_at(deadline, proving).await {
             Ok(Ok(Ok(p))) => p,
             Ok(Ok(Err(e))) => {

@@ -204,10 +204,31 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("the ext-prover child started:\n{logs}"));
     // Killed mid-proof: once half a period has passed, as soon as the child uses CPU (it is
-    // idle between proofs).
+    // idle between proofs). A kill that lands after the proof ended shows no request in flight:
+    // then the restarted child is killed the same way.
+    let mut pid = pid;
     let mut killed = false;
+    let mut mid_proof = false;
     proven_for_two_periods(&m, "ext-prover", &String::new, &mut |elapsed| {
-        if killed || elapsed < period / 2 {
+        if mid_proof || elapsed < period / 2 {
+            return;
+        }
+        if killed {
+            let logs = m.logs();
+            if logs.contains("ext-prover WdPost.0") && logs.contains("in flight") {
+                mid_proof = true;
+            } else if let Some(new) = logs
+                .lines()
+                .rev()
+                .find(|l| l.contains("processor restarted") && l.contains("window_post"))
+                .and_then(|l| l.split("pid=").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse::<i32>().ok())
+                .filter(|p| *p != pid)
+            {
+                pid = new;
+                killed = false;
+            }
             return;
         }
         let start = cpu_ticks(pid);
@@ -221,7 +242,11 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
             }
         }
     });
-    assert!(killed, "the ext-prover child was killed while proving");
+    assert!(
+        mid_proof,
+        "the ext-prover child was killed with a proof in flight\n{}",
+        m.logs()
+    );
     let logs = m.logs();
     assert!(logs.contains("processor restarted"), "{logs}");
     assert!(logs.contains("prover=ext-prover (1 children)"), "{logs}");
