@@ -288,10 +288,7 @@ async fn start_poster(
     let proving = &cfg.common.proving;
     let poster = Poster::new(
         sealer.chain.clone(),
-        crate::post::SectorLocator {
-            sealer: sealer.clone(),
-            scratch_root: scratch_root(cfg),
-        },
+        locator(cfg, sealer),
         prover,
         miners,
         CheckLimits {
@@ -311,6 +308,14 @@ fn scratch_root(cfg: &ManagerConfig) -> PathBuf {
         .scratch_dir
         .clone()
         .unwrap_or_else(crate::post::remote::default_scratch_root)
+}
+
+/// How PoSt provers find sectors: the sealer's stores, fetching into the scratch root.
+fn locator(cfg: &ManagerConfig, sealer: &Arc<Sealer>) -> crate::post::SectorLocator {
+    crate::post::SectorLocator {
+        sealer: sealer.clone(),
+        scratch_root: scratch_root(cfg),
+    }
 }
 
 /// Starts the WinningPoSt miner module with the builtin prover, or the `[[WinPost]]` children
@@ -350,10 +355,7 @@ async fn start_winning_poster(
     };
     let poster = Arc::new(WinningPoster::new(
         sealer.chain.clone(),
-        crate::post::SectorLocator {
-            sealer: sealer.clone(),
-            scratch_root: scratch_root(cfg),
-        },
+        locator(cfg, sealer),
         prover,
         miners,
     ));

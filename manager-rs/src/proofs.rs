@@ -79,3 +79,23 @@ pub fn winning_post_challenged(
     out.dedup();
     Ok(out)
 }
+
+/// The public side of replicas for verifying a PoSt of `post_proof` over them.
+pub fn public_replicas(
+    post_proof: RegisteredPoStProof,
+    replicas: &[vc_processors::builtin::tasks::PoStReplicaInfo],
+) -> std::collections::BTreeMap<
+    vc_processors::builtin::proofs::api::SectorId,
+    vc_processors::builtin::proofs::api::PublicReplicaInfo,
+> {
+    use vc_processors::builtin::proofs::api;
+    replicas
+        .iter()
+        .map(|r| {
+            (
+                api::SectorId::from(r.sector_id),
+                api::PublicReplicaInfo::new(post_proof, r.comm_r),
+            )
+        })
+        .collect()
+}

@@ -756,15 +756,7 @@ impl Poster {
             if again != rand {
                 bail!("the challenge randomness changed (reorg); proving again");
             }
-            let public: BTreeMap<api::SectorId, api::PublicReplicaInfo> = replicas
-                .iter()
-                .map(|r| {
-                    (
-                        api::SectorId::from(r.sector_id),
-                        api::PublicReplicaInfo::new(post_proof, r.comm_r),
-                    )
-                })
-                .collect();
+            let public = crate::proofs::public_replicas(post_proof, &replicas);
             let proof_bytes = proof.0;
             let valid = {
                 let proof_bytes = proof_bytes.clone();

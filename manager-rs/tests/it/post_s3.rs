@@ -1,7 +1,6 @@
 //! WindowPoSt of sectors kept in the S3 plugin store: only the challenged ranges of each
 //! sealed replica and the small cache files are fetched, and the proof verifies.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use damocles_manager::post::prover::{BuiltinProver, ProofRequest, WindowProver};
@@ -138,15 +137,7 @@ pub(crate) fn prove_and_verify(
         })
         .expect("prove");
     assert!(out.faults.is_empty(), "faults {:?}", out.faults);
-    let public: BTreeMap<api::SectorId, api::PublicReplicaInfo> = replicas
-        .iter()
-        .map(|r| {
-            (
-                api::SectorId::from(r.sector_id),
-                api::PublicReplicaInfo::new(post_proof, r.comm_r),
-            )
-        })
-        .collect();
+    let public = damocles_manager::proofs::public_replicas(post_proof, replicas);
     assert!(
         api::post::verify_window_post(
             &rand,
