@@ -1067,6 +1067,80 @@ pub struct ProcessorsConfig {
     /// task, and must print `EMPTY processor ready`); `bin` is required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealing_daemons: Option<Vec<ExtProcessorConfig>>,
+    /// `[processors.priority]` (ours): CPU priority of sealing work against WindowPoSt.
+    pub priority: PriorityConfig,
+}
+
+/// The processor kinds whose work is WindowPoSt; every other kind is sealing work.
+pub const POST_KINDS: [&str; 1] = ["window_post"];
+
+/// Stages held back while this worker proves a WindowPoSt job
+/// (`processors.priority.hold_sealing_during_post`): the ones that keep every core busy.
+pub const HEAVY_STAGES: [&str; 5] = ["pc1", "pc2", "c2", "snap_encode", "snap_prove"];
+
+/// `[processors.priority]` (ours; damocles has none): a missed WindowPoSt costs a fault fee and
+/// the sector's power, a sealing stage that runs a little slower costs nothing, so sealing
+/// yields the CPU to PoSt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PriorityConfig {
+    /// Nice value (0..=19) of sealing work: the sealing threads, the proof libraries' thread
+    /// pools of this process and every processor child of a sealing kind. Default 10, which
+    /// gives a competing nice-0 process about nine tenths of a shared core. 0 turns it off.
+    pub sealing_nice: i32,
+    /// Nice value (-20..=19) of `window_post` processor children. Default 0; below 0 needs
+    /// `CAP_SYS_NICE`.
+    pub post_nice: i32,
+    /// While a `wdpost` thread of this worker holds a job, new pc1, pc2, c2, snap_encode and
+    /// snap_prove tasks wait (the ones already running go on). Default true.
+    pub hold_sealing_during_post: bool,
+}
+
+impl Default for PriorityConfig {
+    fn default() -> Self {
+        PriorityConfig {
+            sealing_nice: 10,
+            post_nice: 0,
+            hold_sealing_during_post: true,
+        }
+    }
+}
+
+impl PriorityConfig {
+    /// The nice of a processor child of `kind` configured as `ext` (its own `nice` wins).
+    pub fn nice_for(&self, kind: &str, ext: &ExtProcessorConfig) -> Option<i32> {
+        if let Some(n) = ext.nice {
+            return Some(n);
+        }
+        if POST_KINDS.contains(&kind) {
+            Some(self.post_nice)
+        } else if self.sealing_nice != 0 {
+            Some(self.sealing_nice)
+        } else {
+            None
+        }
+    }
+
+    fn check(&self, out: &mut Vec<String>) {
+        if !(0..=19).contains(&self.sealing_nice) {
+            out.push(format!(
+                "`processors.priority.sealing_nice` = {} must be within 0..=19 (0: off)",
+                self.sealing_nice
+            ));
+        }
+        if !(-20..=19).contains(&self.post_nice) {
+            out.push(format!(
+                "`processors.priority.post_nice` = {} must be within -20..=19",
+                self.post_nice
+            ));
+        } else if self.sealing_nice != 0 && self.post_nice >= self.sealing_nice {
+            out.push(format!(
+                "`processors.priority.post_nice` = {} would give WindowPoSt no priority over \
+                 sealing (`sealing_nice` = {}): make it lower",
+                self.post_nice, self.sealing_nice
+            ));
+        }
+    }
 }
 
 impl ProcessorsConfig {
@@ -1190,6 +1264,7 @@ impl ProcessorsConfig {
                 out.push(format!("`processors.static_tree_d.{key}` is empty"));
             }
         }
+        self.priority.check(out);
         for kind in PROCESSOR_KINDS {
             let Some(list) = self.ext(kind) else {
                 continue;
@@ -1265,6 +1340,10 @@ pub struct ExtProcessorConfig {
     pub locks: Vec<String>,
     /// Restart the child when it exits. Default true.
     pub auto_restart: bool,
+    /// Nice value of the child (ours). Unset: `processors.priority.post_nice` for
+    /// `window_post`, `processors.priority.sealing_nice` for the other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nice: Option<i32>,
 }
 
 impl Default for ExtProcessorConfig {
@@ -1280,6 +1359,7 @@ impl Default for ExtProcessorConfig {
             concurrent: None,
             locks: Vec::new(),
             auto_restart: true,
+            nice: None,
         }
     }
 }
@@ -1334,6 +1414,9 @@ impl ExtProcessorConfig {
                     "`{key}.cgroup.cpuset` is empty (remove it for no cgroup)"
                 ));
             }
+        }
+        if let Some(n) = self.nice.filter(|n| !(-20..=19).contains(n)) {
+            out.push(format!("`{key}.nice` = {n} must be within -20..=19"));
         }
         for (i, lock) in self.locks.iter().enumerate() {
             if !ext_locks.contains_key(lock) {
@@ -1781,6 +1864,53 @@ location = "/data/local-1"
         let cg = pc1.cgroup.as_ref().expect("cgroup");
         assert_eq!(cg.group_name, "vc-worker");
         assert_eq!(cg.cpuset.as_deref(), Some("0-3"));
+    }
+
+    #[test]
+    fn sealing_yields_to_window_post_by_default_and_bad_priorities_are_named() {
+        let cfg = from_str_named(
+            &format!("{MINIMAL}\n[[processors.pc1]]\n[[processors.window_post]]\n[[processors.c2]]\nnice = 3\n"),
+            "w.toml",
+        )
+        .expect("config");
+        let p = &cfg.processors.priority;
+        assert_eq!((p.sealing_nice, p.post_nice), (10, 0));
+        assert!(p.hold_sealing_during_post);
+        let ext = |k: &str| cfg.processors.ext(k).expect("block")[0].clone();
+        assert_eq!(p.nice_for("pc1", &ext("pc1")), Some(10));
+        assert_eq!(p.nice_for("window_post", &ext("window_post")), Some(0));
+        assert_eq!(
+            p.nice_for("c2", &ext("c2")),
+            Some(3),
+            "a block's own nice wins"
+        );
+        let off = PriorityConfig {
+            sealing_nice: 0,
+            ..PriorityConfig::default()
+        };
+        assert_eq!(off.nice_for("pc1", &ext("pc1")), None);
+
+        for (bad, named) in [
+            (
+                "sealing_nice = 20",
+                "`processors.priority.sealing_nice` = 20",
+            ),
+            (
+                "sealing_nice = -1",
+                "`processors.priority.sealing_nice` = -1",
+            ),
+            ("post_nice = -21", "`processors.priority.post_nice` = -21"),
+            ("post_nice = 12", "would give WindowPoSt no priority"),
+        ] {
+            let text = format!("{MINIMAL}\n[processors.priority]\n{bad}\n");
+            let err = err_text(from_str_named(&text, "w.toml"));
+            assert!(err.contains(named), "{bad}: {err}");
+        }
+        let err = err_text(from_str_named(
+            &format!("{MINIMAL}\n[[processors.pc2]]\nnice = 40\n"),
+            "w.toml",
+        ));
+        assert!(err.contains("`processors.pc2.0.nice` = 40"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use damocles_manager_api::types::{WorkerInfo, WorkerInfoSummary};
 use serde::Deserialize;
 
 use crate::client::ManagerClient;
-use crate::config::{Plan, WorkerConfig, DEFAULT_RPC_TIMEOUT};
+use crate::config::{
+    ExtProcessorConfig, Plan, ProcessorsConfig, WorkerConfig, DEFAULT_RPC_TIMEOUT,
+};
 use crate::limits::LimitPool;
 use crate::processors::Processors;
 use crate::sealing::control::{ThreadControl, ThreadStateView};
@@ -187,6 +189,57 @@ pub fn summary(threads: &[ThreadControl]) -> WorkerInfoSummary {
     s
 }
 
+/// With sealing threads and a sealing nice (`[processors.priority]`), creates the proof
+/// libraries' thread pools of this process at that nice, before any proof runs, so every
+/// in-process sealing stage yields the CPU to PoSt.
+fn lower_proof_pools(cfg: &ProcessorsConfig, has_sealing_threads: bool) {
+    let nice = cfg.priority.sealing_nice;
+    if nice == 0 || !has_sealing_threads {
+        return;
+    }
+    match vc_processors::builtin::pools::create_at_nice(nice) {
+        Ok(()) => tracing::info!(nice, "in-process proofs run at the sealing priority"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "in-process proofs keep the worker's priority")
+        }
+    }
+}
+
+/// The processors to start. An in-process `window_post` would run on the proof pools that
+/// [`lower_proof_pools`] lowered, at the sealing priority: so a worker with both sealing and
+/// `wdpost` threads and no `[[processors.window_post]]` runs it in one `processor
+/// window_post` child instead, at `post_nice`.
+fn processors_to_start(
+    cfg: &ProcessorsConfig,
+    has_sealing_threads: bool,
+    has_wdpost_threads: bool,
+) -> ProcessorsConfig {
+    let mut out = cfg.clone();
+    if cfg.priority.sealing_nice != 0
+        && has_sealing_threads
+        && has_wdpost_threads
+        && out.window_post.is_none()
+    {
+        out.window_post = Some(vec![ExtProcessorConfig::default()]);
+        tracing::info!(
+            nice = cfg.priority.post_nice,
+            "window_post runs in a `processor window_post` child, above the sealing priority"
+        );
+    }
+    out
+}
+
+/// The first thing a sealing thread does: take the sealing nice, which the threads it starts
+/// (and the processes they spawn) inherit.
+fn enter_sealing_priority(index: usize, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    if let Err(e) = vc_processors::sys::set_thread_nice(nice) {
+        tracing::warn!(thread = index, nice, error = %e, "the sealing thread keeps the worker's priority");
+    }
+}
+
 /// Runs the daemon with the config at `path` until a signal stops it or a module ends.
 pub fn run(path: &Path) -> Result<()> {
     let cfg = crate::config::load(path)?;
@@ -305,8 +358,14 @@ pub fn run(path: &Path) -> Result<()> {
         format!("{}://{authority}", uri.scheme_str().unwrap_or("http"))
     };
     let self_exe = std::env::current_exe().context("finding the worker executable")?;
-    let processors = Arc::new(Processors::start(
+    lower_proof_pools(&cfg.processors, !threads.is_empty());
+    let processors_cfg = processors_to_start(
         &cfg.processors,
+        !threads.is_empty(),
+        !wdpost_threads.is_empty(),
+    );
+    let processors = Arc::new(Processors::start(
+        &processors_cfg,
         limits.clone(),
         manager.piece_token.as_deref(),
         &self_exe,
@@ -345,7 +404,11 @@ pub fn run(path: &Path) -> Result<()> {
         let thread = SealingThread::new(t, cfg.sealing.clone(), ctrl.clone(), env.clone(), loc)
             .with_context(|| format!("sealing_thread.{i}"))?;
         controls.push(ctrl);
-        sealing.push(Box::new(move || thread.run()) as Box<dyn FnOnce() + Send>);
+        let nice = cfg.processors.priority.sealing_nice;
+        sealing.push(Box::new(move || {
+            enter_sealing_priority(i, nice);
+            thread.run()
+        }) as Box<dyn FnOnce() + Send>);
     }
     for (i, t) in wdpost_threads {
         let ctrl = ThreadControl::new(i, None, Plan::Wdpost.as_str());
@@ -449,6 +512,32 @@ pub fn run(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_post_moves_to_a_child_only_beside_lowered_sealing_threads() {
+        let cfg = ProcessorsConfig::default();
+        let child = processors_to_start(&cfg, true, true);
+        let blocks = child.window_post.as_deref().expect("a window_post child");
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(
+            blocks[0].args_for("window_post"),
+            ["processor", "window_post"]
+        );
+        assert_eq!(cfg.priority.nice_for("window_post", &blocks[0]), Some(0));
+        // No sealing thread, no wdpost thread, or no lowering: in-process as configured.
+        assert!(processors_to_start(&cfg, false, true).window_post.is_none());
+        assert!(processors_to_start(&cfg, true, false).window_post.is_none());
+        let mut off = cfg.clone();
+        off.priority.sealing_nice = 0;
+        assert!(processors_to_start(&off, true, true).window_post.is_none());
+        // Configured children are kept as they are.
+        let mut own = cfg.clone();
+        own.window_post = Some(vec![ExtProcessorConfig {
+            bin: Some("/opt/prover".into()),
+            ..ExtProcessorConfig::default()
+        }]);
+        assert_eq!(processors_to_start(&own, true, true), own);
+    }
 
     #[test]
     fn attached_and_scanned_stores_get_names_and_duplicates_are_refused() {

@@ -9,6 +9,10 @@
 //! - an **ext lock** `ext-<name>` (`processors.ext_locks`) is a counting semaphore that external
 //!   processors hold per task through their `locks = [...]` (see `crate::processors`).
 //!
+//! - the **post hold**: while a `wdpost` thread proves a job ([`LimitPool::hold_for_post`]),
+//!   the heavy stages of [`HEAVY_STAGES`] wait before they start
+//!   (`processors.priority.hold_sealing_during_post`).
+//!
 //! Every name is optional: a name without a limit is unlimited, silently. The API blocks the
 //! calling OS thread (sealing threads are plain threads); tokens are released on drop. A blocked
 //! acquire is not interrupted by a pause or stop request (as in damocles).
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::config::ProcessorsConfig;
+use crate::config::{ProcessorsConfig, HEAVY_STAGES};
 use crate::sealing::control::ThreadControl;
 
 /// Key prefix of stage limits in the pool.
@@ -215,13 +219,44 @@ impl ExtLocks {
     }
 }
 
-/// All named limits of the worker: stage limits and ext locks (worker-spec §1.10).
+/// The hold-back of heavy sealing stages while this worker proves WindowPoSt
+/// (`processors.priority.hold_sealing_during_post`): a count of the jobs held, and a wake-up
+/// for the stages waiting on it.
+#[derive(Debug, Default)]
+struct PostHold {
+    jobs: Mutex<usize>,
+    released: Condvar,
+}
+
+/// One WindowPoSt job holding heavy sealing stages back ([`LimitPool::hold_for_post`]);
+/// dropping it lets them start again once no other job holds them.
+#[derive(Debug)]
+pub struct PostHoldGuard {
+    hold: Arc<PostHold>,
+}
+
+impl Drop for PostHoldGuard {
+    fn drop(&mut self) {
+        let mut jobs = lock(&self.hold.jobs);
+        *jobs = jobs.saturating_sub(1);
+        metrics::gauge!(POST_HOLD_GAUGE).set(*jobs as f64);
+        drop(jobs);
+        self.hold.released.notify_all();
+    }
+}
+
+const POST_HOLD_GAUGE: &str = "damocles_worker_post_hold_jobs";
+
+/// All named limits of the worker: stage limits and ext locks (worker-spec §1.10), and the
+/// hold-back of heavy stages during WindowPoSt.
 #[derive(Debug, Default)]
 pub struct LimitPool {
     /// Counting semaphores by key (`stage-<name>`, `ext-<name>`).
     counting: BTreeMap<String, Arc<Semaphore>>,
     /// Start spacings by key (`stage-<name>`).
     staggered: BTreeMap<String, Staggered>,
+    /// Set when heavy stages wait for WindowPoSt jobs.
+    post_hold: Option<Arc<PostHold>>,
 }
 
 impl LimitPool {
@@ -269,7 +304,46 @@ impl LimitPool {
             pool.counting
                 .insert(key.clone(), Arc::new(Semaphore::new(Some(key), *count)));
         }
+        if cfg.priority.hold_sealing_during_post {
+            pool.post_hold = Some(Arc::default());
+        }
         Ok(pool)
+    }
+
+    /// Holds the heavy sealing stages ([`HEAVY_STAGES`]) back until the guard is dropped:
+    /// their new tasks wait in [`LimitPool::acquire_stage`], running ones go on. `None` when
+    /// the hold-back is off.
+    pub fn hold_for_post(&self) -> Option<PostHoldGuard> {
+        let hold = self.post_hold.as_ref()?;
+        let mut jobs = lock(&hold.jobs);
+        *jobs += 1;
+        metrics::gauge!(POST_HOLD_GAUGE).set(*jobs as f64);
+        Some(PostHoldGuard { hold: hold.clone() })
+    }
+
+    /// Waits while a WindowPoSt job holds heavy stages back, when `stage` is one of them.
+    fn wait_for_post(&self, stage: &str) {
+        let Some(hold) = self.post_hold.as_ref() else {
+            return;
+        };
+        if !HEAVY_STAGES.contains(&stage) {
+            return;
+        }
+        let mut jobs = lock(&hold.jobs);
+        if *jobs == 0 {
+            return;
+        }
+        let since = Instant::now();
+        tracing::info!(
+            stage,
+            "stage held back while this worker proves a WindowPoSt job"
+        );
+        metrics::counter!("damocles_worker_stages_held_for_post_total", "stage" => stage.to_string())
+            .increment(1);
+        while *jobs > 0 {
+            jobs = hold.released.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        }
+        tracing::info!(stage, waited = ?since.elapsed(), "stage starts: the WindowPoSt job ended");
     }
 
     /// One line per limit, for start-up logs: `stage-pc1: 2 at once`, `stage-pc2: starts 5m
@@ -297,6 +371,8 @@ impl LimitPool {
         if let Some(ctrl) = ctrl {
             ctrl.set_waiting();
         }
+        // Before the slot is taken, so a held-back stage keeps no slot from others.
+        self.wait_for_post(name);
         let key = format!("{STAGE_PREFIX}{name}");
         let permit = self.counting.get(&key).map(|sem| sem.acquire());
         if let Some(staggered) = self.staggered.get(&key) {
@@ -454,6 +530,41 @@ mod tests {
         drop(both);
         assert_eq!(pool.counting["ext-gpu"].in_use(), 0);
         assert!(pool.counting.contains_key("ext-cpu") && !pool.counting.contains_key("stage-cpu"));
+    }
+
+    #[test]
+    fn heavy_stages_wait_while_a_window_post_job_is_held_and_light_ones_do_not() {
+        let limits = Arc::new(pool(|_| {}));
+        let guard = limits.hold_for_post().expect("on by default");
+        let second = limits.hold_for_post().expect("two jobs");
+        // Light stages pass at once.
+        drop(limits.acquire_stage("c1", None));
+        drop(limits.acquire_stage("tree_d", None));
+        let (tx, rx) = mpsc::channel();
+        let p2 = limits.clone();
+        let h = std::thread::spawn(move || {
+            let token = p2.acquire_stage("c2", None);
+            tx.send(token.stage().to_string()).expect("send");
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "c2 must wait while a job is held"
+        );
+        drop(guard);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "one job still holds"
+        );
+        drop(second);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).expect("c2 starts"),
+            "c2"
+        );
+        h.join().expect("join");
+
+        let off = pool(|c| c.priority.hold_sealing_during_post = false);
+        assert!(off.hold_for_post().is_none());
+        drop(off.acquire_stage("pc1", None));
     }
 
     #[test]

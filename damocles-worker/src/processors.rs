@@ -658,6 +658,7 @@ impl StartCtx<'_> {
         );
         pc.inherit_envs = ext.inherit_envs;
         pc.numa_preferred = ext.numa_preferred;
+        pc.nice = self.cfg.priority.nice_for(kind.as_str(), ext);
         pc.cgroup = ext.cgroup.as_ref().and_then(|cg| {
             cg.cpuset.as_ref().map(|cpuset| CgroupPlacement {
                 group_name: cg.group_name.clone(),

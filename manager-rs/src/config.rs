@@ -734,6 +734,9 @@ pub struct PoStConfig {
     pub max_partitions_per_po_st_message: u64,
     /// Most partitions per recovery message (0: unlimited).
     pub max_partitions_per_recovery_message: u64,
+    /// Ours: warn when a WindowPoSt is submitted with less than this part of its challenge
+    /// window left (0.0..=1.0; default 0.5; 0 never warns), naming what was running.
+    pub margin_warn_ratio: f64,
 }
 
 impl Default for PoStConfig {
@@ -754,6 +757,7 @@ impl Default for PoStConfig {
             max_recover_sector_limit: 0,
             max_partitions_per_po_st_message: 0,
             max_partitions_per_recovery_message: 0,
+            margin_warn_ratio: 0.5,
         }
     }
 }
@@ -910,6 +914,13 @@ impl ManagerConfig {
             }
             if !seen.insert(m.actor) {
                 bail!("[[Miners]]: miner {} appears twice", m.actor);
+            }
+            if !(0.0..=1.0).contains(&m.post.margin_warn_ratio) {
+                bail!(
+                    "[[Miners]] {}: `PoSt.MarginWarnRatio` must be between 0 and 1, got {}",
+                    m.actor,
+                    m.post.margin_warn_ratio
+                );
             }
             if let (Some(min), Some(max)) = (m.sector.min_number, m.sector.max_number) {
                 if max <= min {

@@ -226,6 +226,10 @@ pub struct ProducerConfig {
     pub numa_preferred: Option<i32>,
     /// Sets `VC_CG_NAME` and `VC_CG_CPUSET`.
     pub cgroup: Option<CgroupPlacement>,
+    /// Nice value of the child (and so of every thread it starts), set before `exec`; `None`
+    /// keeps the nice of the thread that starts it. A value below that one needs
+    /// `CAP_SYS_NICE`: without it the child keeps the inherited nice and a warning says so.
+    pub nice: Option<i32>,
     /// Longest wait for the ready line, at start and at each restart.
     pub ready_timeout: Duration,
     /// Longest wait for a response; `None` waits as long as the child lives (damocles).
@@ -256,6 +260,7 @@ impl ProducerConfig {
             inherit_envs: true,
             numa_preferred: None,
             cgroup: None,
+            nice: None,
             ready_timeout: Duration::from_secs(5),
             task_timeout: None,
             auto_restart: true,
@@ -841,10 +846,15 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl is async-signal-safe; the closure touches nothing else. The child
         // is killed if this (supervisor) thread dies, so no child outlives its producer.
+        let nice = cfg.nice;
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // Best effort (async-signal-safe): the parent checks the result below.
+                if let Some(nice) = nice {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
                 }
                 Ok(())
             });
@@ -856,6 +866,20 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
         source,
     })?;
     let pid = child.id();
+    if let Some(want) = cfg.nice {
+        match crate::sys::nice_of(pid) {
+            Ok(got) if got != want => warn!(
+                stage = %stage,
+                pid,
+                nice = got,
+                wanted = want,
+                "the processor child runs at another nice than configured: a lower nice than \
+                 the worker's own needs CAP_SYS_NICE"
+            ),
+            Ok(_) => debug!(stage = %stage, pid, nice = want, "processor child priority set"),
+            Err(e) => debug!(stage = %stage, pid, "reading the child's nice: {e}"),
+        }
+    }
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

@@ -212,6 +212,54 @@ fn set_cpu_affinity(_cpus: &[usize]) -> Result<(), String> {
     Err("CPU affinity is only supported on Linux".to_string())
 }
 
+/// The range of nice values (lowest first: -20 is the highest priority).
+pub const NICE_RANGE: std::ops::RangeInclusive<i32> = -20..=19;
+
+/// Sets the nice value of the calling thread. On Linux nice is a per-thread attribute and the
+/// threads a thread creates afterwards inherit it, so calling this first thing in a thread (or
+/// in a child before `exec`) sets the priority of everything it starts. Raising the value is
+/// always allowed; lowering it below the current one needs `CAP_SYS_NICE` (or `RLIMIT_NICE`).
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    if !NICE_RANGE.contains(&nice) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("nice {nice} is outside -20..=19"),
+        ));
+    }
+    // SAFETY: setpriority takes plain integers; `who` is this thread's id.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, current_tid(), nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The nice value of the calling thread.
+pub fn thread_nice() -> std::io::Result<i32> {
+    nice_of(current_tid())
+}
+
+/// The nice value of the thread or process `id` (a process id names its main thread).
+pub fn nice_of(id: u32) -> std::io::Result<i32> {
+    // getpriority returns -1 both as a value and on error: errno tells them apart.
+    // SAFETY: errno is thread-local; getpriority takes plain integers.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let v = libc::getpriority(libc::PRIO_PROCESS, id as libc::id_t);
+        let errno = *libc::__errno_location();
+        if v == -1 && errno != 0 {
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
+        Ok(v)
+    }
+}
+
+fn current_tid() -> libc::id_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as libc::id_t }
+}
+
 fn join_cgroup(name: &str, cpuset: &str) -> Result<JoinedCgroup, String> {
     let rel = Path::new(name.trim_start_matches('/'));
     if rel
@@ -304,6 +352,27 @@ fn join_cgroup_v1(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_can_lower_its_own_priority_and_its_children_inherit_it() {
+        let h = std::thread::spawn(|| {
+            let before = thread_nice().expect("nice");
+            let target = (before + 3).min(19);
+            set_thread_nice(target).expect("raising nice is always allowed");
+            let own = thread_nice().expect("nice");
+            let child = std::thread::spawn(|| thread_nice().expect("nice"))
+                .join()
+                .expect("join");
+            (before, own, child)
+        });
+        let (before, own, child) = h.join().expect("join");
+        assert_eq!(own, (before + 3).min(19));
+        assert_eq!(child, own, "a thread inherits its creator's nice");
+        // The spawning thread is untouched: nice is per thread.
+        assert_eq!(thread_nice().expect("nice"), before);
+        let err = set_thread_nice(20).expect_err("out of range");
+        assert!(err.to_string().contains("outside -20..=19"), "{err}");
+    }
 
     #[test]
     fn cpu_lists_parse() {

@@ -213,7 +213,10 @@ impl WdPostThread {
         };
         self.ctrl
             .set_job(Some(id.clone()), "Allocated", Some("Generate"));
+        // New heavy sealing stages of this worker wait until the proof is made.
+        let hold = self.env.limits.hold_for_post();
         let result = self.generate(&job);
+        drop(hold);
         self.ctrl
             .set_job(Some(id.clone()), "Generated", Some("SubmitProof"));
         let (output, error_reason) = match result {

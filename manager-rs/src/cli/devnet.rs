@@ -1,15 +1,21 @@
 //! `damocles-manager devnet`: the whole stack on one machine. Starts this manager on the
-//! embedded devnet and a damocles-worker with default configs in one directory, seals N
-//! sectors to Finished with a live view, and ends with a summary read from the chain.
+//! embedded devnet and a damocles-worker with default configs in one directory, and follows
+//! the whole life of N sectors with a live view: sealed by the worker, persisted into an
+//! objstore plugin store (the `fs` plugin), proven by an accepted WindowPoSt, and a block won
+//! with a verified WinningPoSt; then a summary read from the chain.
+//!
+//! A new chain has short proving periods ([`PROVING_DEADLINES`] deadlines of 20 one-second
+//! epochs), so every sector is proven within a few minutes of its activation. On a terminal
+//! the view is redrawn every second; elsewhere (a log, CI) one line is printed per change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorState, SectorWorkerState};
@@ -20,6 +26,10 @@ use crate::rpc::DamoclesApiClient;
 
 /// The devnet's miner.
 const MINER: u64 = 10000;
+
+/// Deadlines per proving period on a chain this command creates: with 20-epoch deadlines of 1 s
+/// epochs, a proving period of two minutes.
+pub const PROVING_DEADLINES: u64 = 6;
 
 /// `devnet`.
 #[derive(Debug, Args)]
@@ -43,6 +53,9 @@ pub struct DevnetArgs {
     /// The worker binary (default: `damocles-worker` beside this executable).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
+    /// Stop once the sectors are sealed, without waiting for their WindowPoSt and a block.
+    #[arg(long)]
+    pub seal_only: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     pub timeout_secs: u64,
@@ -118,9 +131,11 @@ seal_interval = "1s"
 recover_interval = "5s"
 rpc_polling_interval = "2s"
 
+# The manager's persist store, reached through the `fs` objstore plugin (beside this binary).
 [[attached]]
 name = "persist"
 location = "{persist}"
+plugin = "fs"
 "#,
         persist = persist.display()
     );
@@ -129,6 +144,20 @@ location = "{persist}"
             "\n[[sealing_thread]]\nlocation = \"{}\"\n",
             worker_dir.join(format!("sealing-{i}")).display()
         ));
+    }
+    cfg
+}
+
+/// The manager config of a chain this command creates: [`ManagerConfig::devnet_default`] with
+/// the persist store served by the `fs` objstore plugin and proving periods of
+/// [`PROVING_DEADLINES`] deadlines.
+fn devnet_command_config(home: &Path) -> ManagerConfig {
+    let mut cfg = ManagerConfig::devnet_default(home, MINER, 2048);
+    for store in &mut cfg.common.persist_stores {
+        store.plugin_name = Some("fs".into());
+    }
+    if let Some(dev) = cfg.devnet.as_mut() {
+        dev.wpost_period_deadlines = PROVING_DEADLINES;
     }
     cfg
 }
@@ -160,7 +189,7 @@ impl DevnetArgs {
             for d in ["persist", "pieces"] {
                 std::fs::create_dir_all(home.join(d))?;
             }
-            let cfg = ManagerConfig::devnet_default(&home, MINER, 2048);
+            let cfg = devnet_command_config(&home);
             std::fs::write(home.join(CONFIG_FILE), cfg.to_toml()?)
                 .with_context(|| format!("writing {}", home.join(CONFIG_FILE).display()))?;
             println!("devnet: new chain in {}", dir.display());
@@ -231,132 +260,394 @@ impl DevnetArgs {
         let client = HttpClientBuilder::default()
             .build(format!("http://{}/rpc/v0", self.listen))
             .context("the manager client")?;
-        let done_before = rt
-            .block_on(SealerCliApiClient::list_sectors(
-                &client,
-                SectorWorkerState::Offline,
-                SectorJob::All,
-            ))
-            .map_err(|e| anyhow::anyhow!("listing sectors: {e}"))?
-            .iter()
-            .filter(|s| s.finalized && s.abort_reason.is_empty())
-            .count();
+        let monitor = Monitor {
+            rt: &rt,
+            client: &client,
+        };
+        let before = monitor.snapshot()?;
         let started = Instant::now();
+        let mut view = LiveView::new(std::io::stdout().is_terminal(), before.clone());
         let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
-        let mut last_view = String::new();
-        let tty = std::io::stdout().is_terminal();
-        let finished = loop {
-            let view = self.view(&rt, &client, &mut first_seen)?;
-            let done = view.0 - done_before;
-            if view.1 != last_view {
-                if tty {
-                    print!("\x1b[2J\x1b[H");
-                }
-                print!("{}", view.1);
-                println!(
-                    "finished this run: {done}/{}   elapsed {:.0}s",
-                    self.sectors,
-                    started.elapsed().as_secs_f64()
-                );
-                std::io::stdout().flush()?;
-                last_view = view.1;
+        let mut proven_ever: BTreeSet<u64> = BTreeSet::new();
+        // The sectors this run waits to see proven: those sealed when the count was reached
+        // (the worker goes on sealing meanwhile).
+        let mut target: Option<BTreeSet<u64>> = None;
+        loop {
+            let now = monitor.snapshot()?;
+            proven_ever.extend(now.proven.iter().copied());
+            for id in now.states.keys() {
+                first_seen.entry(id.clone()).or_insert_with(Instant::now);
             }
-            if done >= self.sectors {
-                break done;
+            let sealed: BTreeSet<u64> =
+                now.finished.difference(&before.finished).copied().collect();
+            if target.is_none() && sealed.len() >= self.sectors {
+                target = Some(sealed);
+            }
+            let progress = Progress::of(&before, &now, &proven_ever, target.as_ref(), self.sectors);
+            view.show(&now, &progress, &first_seen, started.elapsed())?;
+            if progress.done(self.seal_only) {
+                return self.summary(&now, &progress, started.elapsed());
             }
             if started.elapsed() > Duration::from_secs(self.timeout_secs) {
                 bail!(
-                    "only {done} of {} sectors finished in {} s; see the logs in {}",
-                    self.sectors,
+                    "not done in {} s ({}); see the logs in {}",
                     self.timeout_secs,
+                    progress.line(self.sectors),
                     dir.display()
                 );
             }
             std::thread::sleep(Duration::from_secs(1));
-        };
-        self.summary(&rt, &client, finished, started.elapsed())
-    }
-
-    /// Finished sectors in all, and the table of the sectors in work.
-    fn view(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        client: &HttpClient,
-        first_seen: &mut BTreeMap<String, Instant>,
-    ) -> Result<(usize, String)> {
-        let online = rt
-            .block_on(SealerCliApiClient::list_sectors(
-                client,
-                SectorWorkerState::Online,
-                SectorJob::All,
-            ))
-            .map_err(|e| anyhow::anyhow!("listing sectors: {e}"))?;
-        let offline = rt
-            .block_on(SealerCliApiClient::list_sectors(
-                client,
-                SectorWorkerState::Offline,
-                SectorJob::All,
-            ))
-            .map_err(|e| anyhow::anyhow!("listing sectors: {e}"))?;
-        let mut out = format!("{:<16} {:<22} {:>8}\n", "SECTOR", "STATE", "ELAPSED");
-        for st in &online {
-            let id = st.id.to_string();
-            let since = *first_seen.entry(id.clone()).or_insert_with(Instant::now);
-            out.push_str(&format!(
-                "{:<16} {:<22} {:>7}s\n",
-                id,
-                state_name(st),
-                since.elapsed().as_secs()
-            ));
         }
-        let finished = offline
-            .iter()
-            .filter(|s| s.finalized && s.abort_reason.is_empty())
-            .count();
-        Ok((finished, out))
     }
 
-    fn summary(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        client: &HttpClient,
-        finished: usize,
-        elapsed: Duration,
-    ) -> Result<()> {
-        let chain = rt
-            .block_on(DamoclesApiClient::chain_sectors(client, MINER))
-            .map_err(|e| anyhow::anyhow!("reading the chain: {e}"))?;
-        let head = rt
-            .block_on(DamoclesApiClient::chain_head(client))
-            .map_err(|e| anyhow::anyhow!("reading the chain: {e}"))?;
-        let verified = chain.active.iter().filter(|s| s.proof_verified).count();
+    fn summary(&self, now: &Snapshot, progress: &Progress, elapsed: Duration) -> Result<()> {
         println!();
         println!(
-            "devnet: {finished} sectors finished in {:.0}s; chain head {}",
+            "devnet: {} sectors sealed in this run in {:.0}s; chain head {}",
+            progress.finished,
             elapsed.as_secs_f64(),
-            head.head.epoch
+            now.head
         );
         println!(
-            "devnet: miner t0{MINER}: {} sectors active ({verified} with verified proofs), {} pre-committed, {} faulty",
-            chain.active.len(),
-            chain.pre_committed.len(),
-            chain.faulty.len()
+            "devnet: miner t0{MINER}: {} sectors active ({} with verified proofs), {} pre-committed, {} faulty",
+            now.active.len(),
+            now.verified,
+            now.pre_committed,
+            now.faulty.len()
         );
         println!(
-            "devnet: {} WindowPoSts accepted so far (the manager runs with --poster)",
-            head.summary
-                .get("window_posts_accepted")
-                .copied()
-                .unwrap_or_default()
+            "devnet: sealed sectors persisted through the `fs` objstore plugin store `persist`"
         );
-        let count = |k: &str| head.summary.get(k).copied().unwrap_or_default();
         println!(
-            "devnet: {} blocks won with verified WinningPoSts, {} rejected, {} missed (the manager runs with --miner)",
-            count("blocks_won"),
-            count("blocks_rejected"),
-            count("blocks_missed")
+            "devnet: {} of the {} sectors sealed for this run proven by an accepted WindowPoSt ({} of {} active); {} WindowPoSts accepted in this run, {} on this chain",
+            progress.proven_target,
+            progress.target.unwrap_or_default(),
+            progress.proven_active,
+            now.active.len(),
+            progress.window_posts,
+            now.count("window_posts_accepted")
+        );
+        println!(
+            "devnet: {} blocks won with verified WinningPoSts in this run ({} on this chain), {} rejected, {} missed",
+            progress.blocks_won,
+            now.count("blocks_won"),
+            now.count("blocks_rejected"),
+            now.count("blocks_missed")
         );
         println!("devnet: stopping the worker and the manager; run again to continue this chain");
         Ok(())
+    }
+}
+
+/// Reads the manager and the chain.
+struct Monitor<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a HttpClient,
+}
+
+/// What the chain and the manager show at one moment.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    head: i64,
+    /// Sectors in work: their latest state.
+    states: BTreeMap<String, String>,
+    /// Numbers of the sectors sealed to the end without an abort.
+    finished: BTreeSet<u64>,
+    /// Active sector numbers on chain.
+    active: BTreeSet<u64>,
+    verified: usize,
+    pre_committed: usize,
+    faulty: BTreeSet<u64>,
+    /// Sectors proven in their deadline's current window.
+    proven: BTreeSet<u64>,
+    /// The chain's counters (`window_posts_accepted`, `blocks_won`, …).
+    summary: BTreeMap<String, u64>,
+}
+
+impl Snapshot {
+    fn count(&self, key: &str) -> u64 {
+        self.summary.get(key).copied().unwrap_or_default()
+    }
+}
+
+impl Monitor<'_> {
+    fn snapshot(&self) -> Result<Snapshot> {
+        let rpc = |what: &str, e: jsonrpsee::core::client::Error| anyhow!("{what}: {e}");
+        let list = |state| {
+            self.rt
+                .block_on(SealerCliApiClient::list_sectors(
+                    self.client,
+                    state,
+                    SectorJob::All,
+                ))
+                .map_err(|e| rpc("listing sectors", e))
+        };
+        let online = list(SectorWorkerState::Online)?;
+        let offline = list(SectorWorkerState::Offline)?;
+        let chain = self
+            .rt
+            .block_on(DamoclesApiClient::chain_sectors(self.client, MINER))
+            .map_err(|e| rpc("reading the chain's sectors", e))?;
+        let head = self
+            .rt
+            .block_on(DamoclesApiClient::chain_head(self.client))
+            .map_err(|e| rpc("reading the chain head", e))?;
+        let deadlines = self
+            .rt
+            .block_on(DamoclesApiClient::chain_deadlines(self.client, MINER))
+            .map_err(|e| rpc("reading the deadlines", e))?;
+        Ok(Snapshot {
+            head: head.head.epoch,
+            states: online
+                .iter()
+                .map(|st| (st.id.to_string(), state_name(st)))
+                .collect(),
+            finished: offline
+                .iter()
+                .filter(|s| s.finalized && s.abort_reason.is_empty() && s.id.miner == MINER)
+                .map(|s| s.id.number)
+                .collect(),
+            active: chain.active.iter().map(|s| s.sector_number).collect(),
+            verified: chain.active.iter().filter(|s| s.proof_verified).count(),
+            pre_committed: chain.pre_committed.len(),
+            faulty: chain.faulty.iter().copied().collect(),
+            proven: deadlines
+                .iter()
+                .flatten()
+                .flat_map(|p| p.proven_sectors.iter().copied())
+                .collect(),
+            summary: head.summary,
+        })
+    }
+}
+
+/// This run so far, against the snapshot taken when it began.
+#[derive(Debug, Clone, PartialEq)]
+struct Progress {
+    wanted: usize,
+    /// Sectors sealed in this run.
+    finished: usize,
+    /// How many sectors are waited for (the first `wanted` sealed in this run), once they
+    /// are sealed.
+    target: Option<usize>,
+    /// Of those, the ones proven by a WindowPoSt accepted in this run.
+    proven_target: usize,
+    /// Active sectors proven in this run.
+    proven_active: usize,
+    window_posts: u64,
+    blocks_won: u64,
+}
+
+impl Progress {
+    fn of(
+        before: &Snapshot,
+        now: &Snapshot,
+        proven_ever: &BTreeSet<u64>,
+        target: Option<&BTreeSet<u64>>,
+        wanted: usize,
+    ) -> Self {
+        Progress {
+            wanted,
+            finished: now.finished.difference(&before.finished).count(),
+            target: target.map(BTreeSet::len),
+            proven_target: target.map_or(0, |t| t.intersection(proven_ever).count()),
+            proven_active: now.active.intersection(proven_ever).count(),
+            window_posts: now
+                .count("window_posts_accepted")
+                .saturating_sub(before.count("window_posts_accepted")),
+            blocks_won: now
+                .count("blocks_won")
+                .saturating_sub(before.count("blocks_won")),
+        }
+    }
+
+    /// Sealed all it was asked to, and (unless `seal_only`) each of those sectors proven and
+    /// a block won.
+    fn done(&self, seal_only: bool) -> bool {
+        let Some(target) = self.target else {
+            return false;
+        };
+        seal_only || (self.proven_target >= target && self.blocks_won >= 1)
+    }
+
+    fn line(&self, wanted: usize) -> String {
+        format!(
+            "sealed {}/{wanted}, proven {}/{wanted}, blocks won {}",
+            self.finished.min(wanted),
+            self.proven_target,
+            self.blocks_won
+        )
+    }
+}
+
+/// The live view: redrawn on a terminal, one line per change elsewhere.
+struct LiveView {
+    tty: bool,
+    last: Snapshot,
+    last_progress: Option<Progress>,
+}
+
+impl LiveView {
+    fn new(tty: bool, start: Snapshot) -> Self {
+        LiveView {
+            tty,
+            last: start,
+            last_progress: None,
+        }
+    }
+
+    fn show(
+        &mut self,
+        now: &Snapshot,
+        progress: &Progress,
+        first_seen: &BTreeMap<String, Instant>,
+        elapsed: Duration,
+    ) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.tty {
+            write!(out, "\x1b[2J\x1b[H{}", table(now, first_seen))?;
+            writeln!(
+                out,
+                "chain head {}   {}   elapsed {:.0}s",
+                now.head,
+                progress.line(progress.wanted),
+                elapsed.as_secs_f64()
+            )?;
+        } else {
+            for line in changes(&self.last, now) {
+                writeln!(out, "[{:>5.0}s] {line}", elapsed.as_secs_f64())?;
+            }
+            if self.last_progress.as_ref() != Some(progress) {
+                writeln!(
+                    out,
+                    "[{:>5.0}s] {} (chain head {})",
+                    elapsed.as_secs_f64(),
+                    progress.line(progress.wanted),
+                    now.head
+                )?;
+            }
+        }
+        out.flush()?;
+        self.last = now.clone();
+        self.last_progress = Some(progress.clone());
+        Ok(())
+    }
+}
+
+/// The sectors in work, one row each.
+fn table(now: &Snapshot, first_seen: &BTreeMap<String, Instant>) -> String {
+    let mut out = format!("{:<16} {:<22} {:>8}\n", "SECTOR", "STATE", "ELAPSED");
+    for (id, state) in &now.states {
+        let secs = first_seen.get(id).map_or(0, |t| t.elapsed().as_secs());
+        out.push_str(&format!("{id:<16} {state:<22} {secs:>7}s\n"));
+    }
+    out
+}
+
+/// What changed between two snapshots, one line per event.
+fn changes(before: &Snapshot, now: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, state) in &now.states {
+        if before.states.get(id) != Some(state) {
+            out.push(format!("{id}: {state}"));
+        }
+    }
+    for id in before.states.keys() {
+        if !now.states.contains_key(id) {
+            out.push(format!("{id}: left the worker (finished or aborted)"));
+        }
+    }
+    for n in now.active.difference(&before.active) {
+        out.push(format!("s-t0{MINER}-{n}: active on chain"));
+    }
+    for n in now.proven.difference(&before.proven) {
+        out.push(format!("s-t0{MINER}-{n}: proven by an accepted WindowPoSt"));
+    }
+    for n in now.faulty.difference(&before.faulty) {
+        out.push(format!("s-t0{MINER}-{n}: FAULTY"));
+    }
+    for key in ["blocks_won", "blocks_rejected", "blocks_missed"] {
+        let (a, b) = (before.count(key), now.count(key));
+        if b > a {
+            out.push(format!("{}: {b}", key.replace('_', " ")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(states: &[(&str, &str)], active: &[u64], proven: &[u64], won: u64) -> Snapshot {
+        Snapshot {
+            head: 10,
+            states: states
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            active: active.iter().copied().collect(),
+            proven: proven.iter().copied().collect(),
+            summary: [("blocks_won".to_string(), won)].into_iter().collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn only_changes_are_printed_off_a_terminal() {
+        let a = snap(&[("s-t010000-1", "PC1Done")], &[], &[], 0);
+        assert!(
+            changes(&a, &a).is_empty(),
+            "nothing changed, nothing printed"
+        );
+        let b = snap(
+            &[("s-t010000-1", "PC2Done"), ("s-t010000-2", "Allocated")],
+            &[],
+            &[],
+            0,
+        );
+        assert_eq!(
+            changes(&a, &b),
+            ["s-t010000-1: PC2Done", "s-t010000-2: Allocated"]
+        );
+        let c = snap(&[("s-t010000-2", "Allocated")], &[1], &[1], 1);
+        assert_eq!(
+            changes(&b, &c),
+            [
+                "s-t010000-1: left the worker (finished or aborted)",
+                "s-t010000-1: active on chain",
+                "s-t010000-1: proven by an accepted WindowPoSt",
+                "blocks won: 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_run_ends_when_its_sectors_were_proven_and_a_block_won() {
+        let mut before = snap(&[], &[7], &[], 3);
+        before.finished = [7].into_iter().collect();
+        let mut now = snap(&[], &[1, 2, 3, 7], &[1], 3);
+        now.finished = [1, 2, 7].into_iter().collect();
+        let target: BTreeSet<u64> = [1, 2].into_iter().collect();
+        let mut ever: BTreeSet<u64> = [1].into_iter().collect();
+        assert!(
+            !Progress::of(&before, &now, &ever, None, 2).done(true),
+            "not sealed until the target is set"
+        );
+        let p = Progress::of(&before, &now, &ever, Some(&target), 2);
+        assert!(p.done(true), "sealed: enough with --seal-only");
+        assert!(!p.done(false), "sector 2 not proven, no block won");
+        ever.insert(2);
+        assert!(
+            !Progress::of(&before, &now, &ever, Some(&target), 2).done(false),
+            "no block won in this run"
+        );
+        now.summary.insert("blocks_won".into(), 4);
+        let p = Progress::of(&before, &now, &ever, Some(&target), 2);
+        assert!(
+            p.done(false),
+            "sector 3, sealed later and not proven yet, is not waited for"
+        );
+        assert_eq!(p.line(2), "sealed 2/2, proven 2/2, blocks won 1");
     }
 }

@@ -7,6 +7,8 @@
 //! - [`remote`]: sectors in stores without local paths (S3): the challenged ranges of the
 //!   replica and the small cache files fetched into a scratch directory for each proof;
 //! - [`winning`]: WinningPoSt of the elected miners (`--miner`);
+//! - [`margin`]: the part of each deadline's window left when its proof was submitted, and
+//!   what was running when that fell under `MarginWarnRatio`;
 //! - [`check`]: which sectors can be proven (files present and, with `StrictCheck`, a real
 //!   vanilla proof of one challenge), bounded by `[Common.Proving]`;
 //! - [`prover`]: the `window_post` task run by a [`prover::WindowProver`]: builtin in this
@@ -16,6 +18,7 @@
 pub mod check;
 pub mod ext;
 pub mod jobs;
+pub mod margin;
 pub mod prover;
 pub mod remote;
 pub mod scheduler;

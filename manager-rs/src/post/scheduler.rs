@@ -139,6 +139,8 @@ struct ReadyProof {
     partitions: Vec<PoStPartition>,
     proof: Vec<u8>,
     submitted: bool,
+    /// From the sector check to the verified proof.
+    proved_in: Duration,
 }
 
 /// One (miner, deadline).
@@ -281,6 +283,10 @@ impl Poster {
                                 started = r.started,
                                 "deadline closed before its proofs were submitted"
                             );
+                            super::margin::record(miner.actor, &r.dl, 0.0);
+                            if miner.cfg.margin_warn_ratio > 0.0 {
+                                warn_thin_margin(miner.actor, &r.dl, 0.0, None);
+                            }
                         }
                         runners.remove(&key);
                     }
@@ -726,6 +732,12 @@ impl Poster {
             };
             let proved_at = Instant::now();
             let sent = req.clone();
+            let _running = super::margin::begin(format!(
+                "WindowPoSt of miner {} deadline {}, {} sectors",
+                miner.actor,
+                dl.index,
+                proven.len()
+            ));
             let out = tokio::select! {
                 out = prove(self.prover.clone(), req) => {
                     out.with_context(|| format!("prover {}", self.prover.name()))?
@@ -791,6 +803,7 @@ impl Poster {
                 partitions,
                 proof: proof_bytes,
                 submitted: false,
+                proved_in: checked_at.elapsed(),
             }));
         }
     }
@@ -863,13 +876,18 @@ impl Poster {
                     if let Some(entry) = lock(ready).get_mut(i) {
                         entry.submitted = true;
                     }
-                    let after_open = match self.chain.head().await {
-                        Ok(h) => h.epoch - dl.open,
-                        Err(_) => -1,
-                    };
+                    let head = self.chain.head().await.map(|h| h.epoch).ok();
+                    let after_open = head.map_or(-1, |h| h - dl.open);
                     metrics::histogram!("damocles_manager_post_submit_after_open_epochs", "miner" => miner.actor.to_string(), "deadline" => dl.index.to_string())
                         .record(after_open as f64);
-                    tracing::info!(miner = miner.actor, deadline = dl.index, message = %id, partitions = ?p.partitions, epochs_after_open = after_open, "WindowPoSt submitted");
+                    let margin = head.map(|h| super::margin::submit_margin(dl, h));
+                    if let Some(margin) = margin {
+                        super::margin::record(miner.actor, dl, margin);
+                    }
+                    tracing::info!(miner = miner.actor, deadline = dl.index, message = %id, partitions = ?p.partitions, epochs_after_open = after_open, margin = ?margin, "WindowPoSt submitted");
+                    if let Some(margin) = margin.filter(|m| *m < miner.cfg.margin_warn_ratio) {
+                        warn_thin_margin(miner.actor, dl, margin, Some(p.proved_in));
+                    }
                     let chain = self.chain.clone();
                     let actor = miner.actor;
                     let deadline = dl.index;
@@ -911,6 +929,25 @@ impl Poster {
         self.chain.push_message(&id, msg).await?;
         Ok(id)
     }
+}
+
+/// Warns (off the runtime: it samples the busiest processes) that `dl` was submitted with only
+/// `margin` of its window left, or missed (`proved_in` unknown), naming what was running.
+fn warn_thin_margin(miner: ActorId, dl: &DeadlineInfo, margin: f64, proved_in: Option<Duration>) {
+    let (index, open, close) = (dl.index, dl.open, dl.close);
+    tokio::task::spawn_blocking(move || {
+        let running = super::margin::describe_running();
+        tracing::warn!(
+            miner,
+            deadline = index,
+            open,
+            close,
+            margin = format!("{margin:.2}"),
+            proof_secs = proved_in.map(|d| format!("{:.1}", d.as_secs_f64())),
+            running = %running,
+            "WindowPoSt margin under MarginWarnRatio: the proof came close to the end of its deadline"
+        );
+    });
 }
 
 /// Logs (and counts) how a submitted WindowPoSt ended; gives up after 30 minutes.

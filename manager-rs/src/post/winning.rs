@@ -236,6 +236,10 @@ impl WinningPoster {
             Some(scratch)
         };
         replicas.sort_by_key(|r| r.sector_id);
+        let _running = super::margin::begin(format!(
+            "WinningPoSt of miner {miner} at epoch {}",
+            election.epoch
+        ));
         let out = self
             .prover
             .prove(WinningPoSt {

@@ -497,6 +497,48 @@ fn cpuset_placement_restricts_the_child_even_without_cgroup_rights() {
     );
 }
 
+/// The nice value of every thread of process `pid` (field 19 of `/proc/<pid>/task/*/stat`).
+fn thread_nices(pid: u32) -> Vec<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task dir")
+        .map(|e| {
+            let stat =
+                std::fs::read_to_string(e.expect("entry").path().join("stat")).expect("stat");
+            let after = stat.rsplit_once(')').expect("comm").1;
+            after
+                .split_whitespace()
+                .nth(16)
+                .expect("nice field")
+                .parse()
+                .expect("number")
+        })
+        .collect()
+}
+
+#[test]
+fn a_child_runs_at_its_configured_nice_with_every_thread() {
+    let own = vc_processors::sys::thread_nice().expect("nice");
+    let want = (own + 7).min(19);
+    let mut cfg = config(&[]);
+    cfg.nice = Some(want);
+    let p: Producer<Op> = Producer::start(cfg).expect("starts");
+    // A call makes the consumer's worker threads exist.
+    assert_eq!(p.call(op("sqr", 3)).expect("sqr"), json!(9));
+    let pid = p.child_pid().expect("pid");
+    let nices = thread_nices(pid);
+    assert!(!nices.is_empty());
+    assert!(
+        nices.iter().all(|&n| n == i64::from(want)),
+        "every thread of the child at nice {want}: {nices:?}"
+    );
+    // This process is untouched.
+    assert_eq!(vc_processors::sys::thread_nice().expect("nice"), own);
+    // Without a setting the child keeps the nice of the thread that started it.
+    let plain = start(&[]);
+    let pid = plain.child_pid().expect("pid");
+    assert!(thread_nices(pid).iter().all(|&n| n == i64::from(own)));
+}
+
 /// Drives the fixture by hand, byte for byte, the way damocles' Go producer does: the ready
 /// line must be exactly `<stage> processor ready\n` and responses compact single lines.
 #[test]
