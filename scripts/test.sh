@@ -26,9 +26,13 @@ phase() {
   local name="$1"
   shift
   printf '\n==> %s\n' "$name" >&2
-  local start=$SECONDS
-  "$@"
+  local start=$SECONDS rc=0
+  "$@" || rc=$?
   local took=$((SECONDS - start))
+  if [ "$rc" -ne 0 ]; then
+    phases+=("$(printf '%-58s %5ds  FAILED (exit %d)' "$name" "$took" "$rc")")
+    exit "$rc"
+  fi
   phases+=("$(printf '%-58s %5ds' "$name" "$took")")
   printf '==> %s: %ds\n' "$name" "$took" >&2
 }
@@ -65,16 +69,17 @@ phase "2 KiB parameters (once per machine, into $FIL_PROOFS_PARAMETER_CACHE)" \
   "$CARGO_TARGET_DIR/debug/damocles-manager" util params generate --sector-size 2KiB
 
 # The runner: cargo-nextest, whose test groups (.config/nextest.toml) run the cluster tests one
-# at a time; installed from crates.io once per machine when missing.
+# at a time; installed from crates.io once per machine when missing, at a pinned version.
+NEXTEST_VERSION=0.9.143
+export PATH="$PATH:$TOOLS/bin"
 nextest() {
   if cargo nextest --version >/dev/null 2>&1; then
     echo "present: $(cargo nextest --version | head -n 1)" >&2
   else
-    cargo install --locked cargo-nextest --root "$TOOLS"
+    cargo install --locked cargo-nextest --version "$NEXTEST_VERSION" --root "$TOOLS"
   fi
 }
 phase "cargo-nextest (once per machine)" nextest
-export PATH="$PATH:$TOOLS/bin"
 
 phase "tests (cargo nextest)" cargo nextest run --workspace --no-fail-fast --failure-output final
 # nextest does not run doc tests.

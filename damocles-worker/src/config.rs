@@ -1107,17 +1107,18 @@ impl Default for PriorityConfig {
 }
 
 impl PriorityConfig {
-    /// The nice of a processor child of `kind` configured as `ext` (its own `nice` wins).
+    /// The nice of a processor child of `kind` configured as `ext` (its own `nice` wins);
+    /// `None`, the nice it inherits, when the priority is off (`sealing_nice` = 0).
     pub fn nice_for(&self, kind: &str, ext: &ExtProcessorConfig) -> Option<i32> {
         if let Some(n) = ext.nice {
             return Some(n);
         }
-        if POST_KINDS.contains(&kind) {
-            Some(self.post_nice)
-        } else if self.sealing_nice != 0 {
-            Some(self.sealing_nice)
-        } else {
+        if self.sealing_nice == 0 {
             None
+        } else if POST_KINDS.contains(&kind) {
+            Some(self.post_nice)
+        } else {
+            Some(self.sealing_nice)
         }
     }
 
@@ -1889,6 +1890,12 @@ location = "/data/local-1"
             ..PriorityConfig::default()
         };
         assert_eq!(off.nice_for("pc1", &ext("pc1")), None);
+        assert_eq!(
+            off.nice_for("window_post", &ext("window_post")),
+            None,
+            "off: children inherit the worker's nice"
+        );
+        assert_eq!(off.nice_for("c2", &ext("c2")), Some(3));
 
         for (bad, named) in [
             (

@@ -220,32 +220,43 @@ impl ExtLocks {
 }
 
 /// The hold-back of heavy sealing stages while this worker proves WindowPoSt
-/// (`processors.priority.hold_sealing_during_post`): a count of the jobs held, and a wake-up
-/// for the stages waiting on it.
+/// (`processors.priority.hold_sealing_during_post`): the jobs holding, each by the number it
+/// got when it began, and a wake-up for the stages waiting on them.
 #[derive(Debug, Default)]
 struct PostHold {
-    jobs: Mutex<usize>,
+    state: Mutex<HoldState>,
     released: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct HoldState {
+    next: u64,
+    holding: std::collections::BTreeSet<u64>,
+}
+
 /// One WindowPoSt job holding heavy sealing stages back ([`LimitPool::hold_for_post`]);
-/// dropping it lets them start again once no other job holds them.
+/// dropping it lets them start again once the jobs that held them before have ended too.
 #[derive(Debug)]
 pub struct PostHoldGuard {
     hold: Arc<PostHold>,
+    number: u64,
 }
 
 impl Drop for PostHoldGuard {
     fn drop(&mut self) {
-        let mut jobs = lock(&self.hold.jobs);
-        *jobs = jobs.saturating_sub(1);
-        metrics::gauge!(POST_HOLD_GAUGE).set(*jobs as f64);
-        drop(jobs);
+        let mut state = lock(&self.hold.state);
+        state.holding.remove(&self.number);
+        metrics::gauge!(POST_HOLD_GAUGE).set(state.holding.len() as f64);
+        drop(state);
         self.hold.released.notify_all();
     }
 }
 
 const POST_HOLD_GAUGE: &str = "damocles_worker_post_hold_jobs";
+
+/// The longest a stage is held back: a WindowPoSt deadline's window is 30 minutes, so a job
+/// still holding after that is stuck, and sealing goes on.
+pub const MAX_POST_HOLD: Duration = Duration::from_secs(30 * 60);
 
 /// All named limits of the worker: stage limits and ext locks (worker-spec §1.10), and the
 /// hold-back of heavy stages during WindowPoSt.
@@ -306,6 +317,7 @@ impl LimitPool {
         }
         if cfg.priority.hold_sealing_during_post {
             pool.post_hold = Some(Arc::default());
+            metrics::gauge!(POST_HOLD_GAUGE).set(0.0);
         }
         Ok(pool)
     }
@@ -315,13 +327,34 @@ impl LimitPool {
     /// the hold-back is off.
     pub fn hold_for_post(&self) -> Option<PostHoldGuard> {
         let hold = self.post_hold.as_ref()?;
-        let mut jobs = lock(&hold.jobs);
-        *jobs += 1;
-        metrics::gauge!(POST_HOLD_GAUGE).set(*jobs as f64);
-        Some(PostHoldGuard { hold: hold.clone() })
+        let mut state = lock(&hold.state);
+        let number = state.next;
+        state.next += 1;
+        state.holding.insert(number);
+        metrics::gauge!(POST_HOLD_GAUGE).set(state.holding.len() as f64);
+        Some(PostHoldGuard {
+            hold: hold.clone(),
+            number,
+        })
     }
 
-    /// Waits while a WindowPoSt job holds heavy stages back, when `stage` is one of them.
+    /// The number the next WindowPoSt job will get.
+    fn post_mark(&self) -> u64 {
+        self.post_hold.as_ref().map_or(0, |h| lock(&h.state).next)
+    }
+
+    /// Whether a WindowPoSt job that began at or after `mark` holds `stage` back now.
+    fn held_since(&self, stage: &str, mark: u64) -> bool {
+        HEAVY_STAGES.contains(&stage)
+            && self
+                .post_hold
+                .as_ref()
+                .is_some_and(|h| lock(&h.state).holding.range(mark..).next().is_some())
+    }
+
+    /// Waits while WindowPoSt jobs hold `stage` back: until the jobs holding now have ended
+    /// (jobs that begin meanwhile do not extend the wait, so overlapping jobs cannot starve
+    /// sealing), at most [`MAX_POST_HOLD`].
     fn wait_for_post(&self, stage: &str) {
         let Some(hold) = self.post_hold.as_ref() else {
             return;
@@ -329,10 +362,10 @@ impl LimitPool {
         if !HEAVY_STAGES.contains(&stage) {
             return;
         }
-        let mut jobs = lock(&hold.jobs);
-        if *jobs == 0 {
+        let mut state = lock(&hold.state);
+        let Some(&last) = state.holding.iter().next_back() else {
             return;
-        }
+        };
         let since = Instant::now();
         tracing::info!(
             stage,
@@ -340,8 +373,17 @@ impl LimitPool {
         );
         metrics::counter!("damocles_worker_stages_held_for_post_total", "stage" => stage.to_string())
             .increment(1);
-        while *jobs > 0 {
-            jobs = hold.released.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        while state.holding.first().is_some_and(|&first| first <= last) {
+            let left = MAX_POST_HOLD.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                tracing::warn!(stage, held = ?since.elapsed(), "stage starts although a WindowPoSt job still holds it: the job is stuck");
+                return;
+            }
+            state = hold
+                .released
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         tracing::info!(stage, waited = ?since.elapsed(), "stage starts: the WindowPoSt job ended");
     }
@@ -371,10 +413,17 @@ impl LimitPool {
         if let Some(ctrl) = ctrl {
             ctrl.set_waiting();
         }
-        // Before the slot is taken, so a held-back stage keeps no slot from others.
-        self.wait_for_post(name);
+        // Before the slot is taken, so a held-back stage keeps no slot from others; and again
+        // once it is, since a job may have begun while the stage waited for its slot.
         let key = format!("{STAGE_PREFIX}{name}");
-        let permit = self.counting.get(&key).map(|sem| sem.acquire());
+        let permit = loop {
+            self.wait_for_post(name);
+            let mark = self.post_mark();
+            let permit = self.counting.get(&key).map(|sem| sem.acquire());
+            if !self.held_since(name, mark) {
+                break permit;
+            }
+        };
         if let Some(staggered) = self.staggered.get(&key) {
             staggered.wait();
         }
@@ -561,6 +610,25 @@ mod tests {
             "c2"
         );
         h.join().expect("join");
+
+        // A job that begins while a stage waits does not extend its wait.
+        let first = limits.hold_for_post().expect("hold");
+        let (tx, rx) = mpsc::channel();
+        let p2 = limits.clone();
+        let h = std::thread::spawn(move || {
+            let token = p2.acquire_stage("pc2", None);
+            tx.send(token.stage().to_string()).expect("send");
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let later = limits.hold_for_post().expect("hold");
+        drop(first);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("pc2 starts when the job it waited for ends"),
+            "pc2"
+        );
+        h.join().expect("join");
+        drop(later);
 
         let off = pool(|c| c.priority.hold_sealing_during_post = false);
         assert!(off.hold_for_post().is_none());

@@ -88,7 +88,17 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            // The margins as a histogram with fixed buckets: one sample per deadline a day
+            // would leave a rolling summary empty most of the time.
+            let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        crate::post::margin::MARGIN_HISTOGRAM.to_string(),
+                    ),
+                    &crate::post::margin::MARGIN_BUCKETS,
+                );
+            let installed = builder.and_then(|b| b.install_recorder());
+            match installed {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");

@@ -226,8 +226,18 @@ pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
             format!("nice {nice} is outside -20..=19"),
         ));
     }
-    // SAFETY: setpriority takes plain integers; `who` is this thread's id.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, current_tid(), nice) };
+    set_nice_of(current_tid()?, nice)
+}
+
+/// The nice value of the calling thread.
+pub fn thread_nice() -> std::io::Result<i32> {
+    nice_of(current_tid()?)
+}
+
+#[cfg(target_os = "linux")]
+fn set_nice_of(tid: u32, nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority takes plain integers; `who` is a thread id.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if rc == 0 {
         Ok(())
     } else {
@@ -235,12 +245,8 @@ pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     }
 }
 
-/// The nice value of the calling thread.
-pub fn thread_nice() -> std::io::Result<i32> {
-    nice_of(current_tid())
-}
-
 /// The nice value of the thread or process `id` (a process id names its main thread).
+#[cfg(target_os = "linux")]
 pub fn nice_of(id: u32) -> std::io::Result<i32> {
     // getpriority returns -1 both as a value and on error: errno tells them apart.
     // SAFETY: errno is thread-local; getpriority takes plain integers.
@@ -255,9 +261,34 @@ pub fn nice_of(id: u32) -> std::io::Result<i32> {
     }
 }
 
-fn current_tid() -> libc::id_t {
+#[cfg(target_os = "linux")]
+fn current_tid() -> std::io::Result<u32> {
     // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as libc::id_t }
+    Ok(unsafe { libc::gettid() } as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unsupported() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "per-thread nice values are only supported on Linux",
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_nice_of(_tid: u32, _nice: i32) -> std::io::Result<()> {
+    Err(unsupported())
+}
+
+/// The nice value of the thread or process `id` (Linux only).
+#[cfg(not(target_os = "linux"))]
+pub fn nice_of(_id: u32) -> std::io::Result<i32> {
+    Err(unsupported())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_tid() -> std::io::Result<u32> {
+    Err(unsupported())
 }
 
 fn join_cgroup(name: &str, cpuset: &str) -> Result<JoinedCgroup, String> {

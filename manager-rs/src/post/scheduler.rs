@@ -149,6 +149,8 @@ struct Runner {
     started: bool,
     cancel: CancellationToken,
     ready: Arc<Mutex<Vec<ReadyProof>>>,
+    /// Batches being proven (not yet ready nor given up).
+    proving: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Proves the deadlines of the enabled miners.
@@ -247,6 +249,7 @@ impl Poster {
                                     started: false,
                                     cancel: stop.child_token(),
                                     ready: Arc::default(),
+                                    proving: Arc::default(),
                                 });
                         }
                     }
@@ -272,14 +275,17 @@ impl Poster {
                 };
                 match action(&r.dl, h, conf) {
                     Action::Abort => {
+                        // Read before the cancel lets the batches end.
+                        let proving = r.proving.load(std::sync::atomic::Ordering::SeqCst);
                         r.cancel.cancel();
                         let left = lock(&r.ready).iter().filter(|p| !p.submitted).count();
-                        if left > 0 || !r.started {
+                        if left > 0 || proving > 0 || !r.started {
                             tracing::warn!(
                                 miner = miner.actor,
                                 deadline = r.dl.index,
                                 open = r.dl.open,
                                 unsubmitted = left,
+                                still_proving = proving,
                                 started = r.started,
                                 "deadline closed before its proofs were submitted"
                             );
@@ -295,14 +301,15 @@ impl Poster {
                         if !r.started {
                             r.started = true;
                             let this = self.clone();
-                            let (m, dl, cancel, ready) = (
+                            let (m, dl, cancel, ready, proving) = (
                                 miner.clone(),
                                 r.dl.clone(),
                                 r.cancel.clone(),
                                 r.ready.clone(),
+                                r.proving.clone(),
                             );
                             tokio::spawn(async move {
-                                this.start(m, dl, cancel, ready).await;
+                                this.start(m, dl, cancel, ready, proving).await;
                             });
                         }
                         if action(&r.dl, h, conf) == Action::Submit {
@@ -322,6 +329,7 @@ impl Poster {
         dl: DeadlineInfo,
         cancel: CancellationToken,
         ready: Arc<Mutex<Vec<ReadyProof>>>,
+        proving: Arc<std::sync::atomic::AtomicUsize>,
     ) {
         tracing::info!(
             miner = miner.actor,
@@ -334,7 +342,7 @@ impl Poster {
                 tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "declaring recoveries failed");
             }
         };
-        let proofs = self.generate(&miner, &dl, &cancel, &ready);
+        let proofs = self.generate(&miner, &dl, &cancel, &ready, &proving);
         tokio::join!(recover, proofs);
     }
 
@@ -468,6 +476,7 @@ impl Poster {
         dl: &DeadlineInfo,
         cancel: &CancellationToken,
         ready: &Arc<Mutex<Vec<ReadyProof>>>,
+        proving: &std::sync::atomic::AtomicUsize,
     ) {
         // The partitions and the partition size, read again until they come or the deadline
         // closes.
@@ -510,15 +519,20 @@ impl Poster {
             .map(|(i, p)| (i as u64, p))
             .collect();
         let batches = indexed.chunks(per_batch.max(1));
+        // Counted until each batch is proven or given up, so a deadline that closes while
+        // they are still being proven is reported as missed.
+        proving.fetch_add(batches.len(), std::sync::atomic::Ordering::SeqCst);
         if miner.cfg.parallel {
             // `[Miners.PoSt] Parallel`: every batch of the deadline at once.
-            futures::future::join_all(
-                batches.map(|batch| self.prove_until_done(miner, dl, batch, cancel, ready)),
-            )
+            futures::future::join_all(batches.map(|batch| async {
+                self.prove_until_done(miner, dl, batch, cancel, ready).await;
+                proving.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }))
             .await;
         } else {
             for batch in batches {
                 self.prove_until_done(miner, dl, batch, cancel, ready).await;
+                proving.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
     }
@@ -937,16 +951,26 @@ fn warn_thin_margin(miner: ActorId, dl: &DeadlineInfo, margin: f64, proved_in: O
     let (index, open, close) = (dl.index, dl.open, dl.close);
     tokio::task::spawn_blocking(move || {
         let running = super::margin::describe_running();
-        tracing::warn!(
-            miner,
-            deadline = index,
-            open,
-            close,
-            margin = format!("{margin:.2}"),
-            proof_secs = proved_in.map(|d| format!("{:.1}", d.as_secs_f64())),
-            running = %running,
-            "WindowPoSt margin under MarginWarnRatio: the proof came close to the end of its deadline"
-        );
+        match proved_in {
+            Some(took) => tracing::warn!(
+                miner,
+                deadline = index,
+                open,
+                close,
+                margin = format!("{margin:.2}"),
+                proof_secs = format!("{:.1}", took.as_secs_f64()),
+                running = %running,
+                "WindowPoSt margin under MarginWarnRatio: the proof came close to the end of its deadline"
+            ),
+            None => tracing::warn!(
+                miner,
+                deadline = index,
+                open,
+                close,
+                running = %running,
+                "WindowPoSt margin under MarginWarnRatio: the deadline closed without its proof"
+            ),
+        }
     });
 }
 

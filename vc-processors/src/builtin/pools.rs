@@ -17,12 +17,13 @@ pub fn create_at_nice(nice: i32) -> Result<()> {
         .spawn(move || -> Result<()> {
             crate::sys::set_thread_nice(nice)
                 .with_context(|| format!("setting nice {nice} for the proof thread pools"))?;
+            // Its threads are spawned when it is first dereferenced; first, so it is lowered
+            // even when rayon's pool already exists.
+            let _ = &*ec_gpu_gen::threadpool::THREAD_POOL;
             rayon::ThreadPoolBuilder::new()
                 .thread_name(|i| format!("rayon-{i}"))
                 .build_global()
                 .map_err(|e| anyhow!("creating rayon's global pool at nice {nice}: {e}"))?;
-            // Its threads are spawned when it is first dereferenced.
-            let _ = &*ec_gpu_gen::threadpool::THREAD_POOL;
             Ok(())
         })
         .context("starting the proof-pools thread")?

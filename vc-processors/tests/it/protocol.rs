@@ -501,9 +501,9 @@ fn cpuset_placement_restricts_the_child_even_without_cgroup_rights() {
 fn thread_nices(pid: u32) -> Vec<i64> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("task dir")
-        .map(|e| {
-            let stat =
-                std::fs::read_to_string(e.expect("entry").path().join("stat")).expect("stat");
+        // A thread that ended since the listing is skipped.
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .map(|stat| {
             let after = stat.rsplit_once(')').expect("comm").1;
             after
                 .split_whitespace()
