@@ -37,13 +37,16 @@ phase() {
   printf '==> %s: %ds\n' "$name" "$took" >&2
 }
 summary() {
-  local rc=$?
   printf '\n==> phases\n' >&2
   for p in "${phases[@]}"; do printf '  %s\n' "$p" >&2; done
   printf '  %-58s %5ds\n' "total" "$SECONDS" >&2
+}
+on_exit() {
+  local rc=$?
+  summary
   exit $rc
 }
-trap summary EXIT
+trap on_exit EXIT
 
 phase "system packages (libclang for RocksDB, valgrind, python3)" bash scripts/system-deps.sh
 
@@ -81,6 +84,21 @@ nextest() {
 }
 phase "cargo-nextest (once per machine)" nextest
 
-phase "tests (cargo nextest)" cargo nextest run --workspace --no-fail-fast --failure-output final
+NEXTEST_OUT="$(mktemp)"
+run_tests() {
+  cargo nextest run --workspace --no-fail-fast --failure-output final 2>&1 | tee "$NEXTEST_OUT"
+  return "${PIPESTATUS[0]}"
+}
+phase "tests (cargo nextest)" run_tests
 # nextest does not run doc tests.
 phase "doc tests" cargo test --workspace --doc
+
+# The tally of the whole run last, so it is the closing line (the doc tests' own lines count
+# only the doc tests).
+summary_line="$(grep -E '^ *Summary \[' "$NEXTEST_OUT" | tail -n 1)"
+rm -f "$NEXTEST_OUT"
+passed="$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary_line")"
+failed="$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary_line")"
+trap - EXIT
+summary
+printf '\ntests: %s passed, %s failed\n' "${passed:-0}" "${failed:-0}"
