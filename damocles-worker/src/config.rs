@@ -1085,8 +1085,11 @@ pub const HEAVY_STAGES: [&str; 5] = ["pc1", "pc2", "c2", "snap_encode", "snap_pr
 #[serde(default)]
 pub struct PriorityConfig {
     /// Nice value (0..=19) of sealing work: the sealing threads, the proof libraries' thread
-    /// pools of this process and every processor child of a sealing kind. Default 10, which
-    /// gives a competing nice-0 process about nine tenths of a shared core. 0 turns it off.
+    /// pools of this process and every processor child of a sealing kind. Default 5: a nice-0
+    /// process (PoSt) competing for a core gets three times the CPU of sealing (weights 1024
+    /// and 335), while sealing still gets a quarter of a core another nice-0 program keeps
+    /// busy (at 10 that fell to a tenth: a 2 KiB C2 took 13 minutes beside two busy loops).
+    /// 0 turns it off.
     pub sealing_nice: i32,
     /// Nice value (-20..=19) of `window_post` processor children. Default 0; below 0 needs
     /// `CAP_SYS_NICE`.
@@ -1099,7 +1102,7 @@ pub struct PriorityConfig {
 impl Default for PriorityConfig {
     fn default() -> Self {
         PriorityConfig {
-            sealing_nice: 10,
+            sealing_nice: 5,
             post_nice: 0,
             hold_sealing_during_post: true,
         }
@@ -1875,10 +1878,10 @@ location = "/data/local-1"
         )
         .expect("config");
         let p = &cfg.processors.priority;
-        assert_eq!((p.sealing_nice, p.post_nice), (10, 0));
+        assert_eq!((p.sealing_nice, p.post_nice), (5, 0));
         assert!(p.hold_sealing_during_post);
         let ext = |k: &str| cfg.processors.ext(k).expect("block")[0].clone();
-        assert_eq!(p.nice_for("pc1", &ext("pc1")), Some(10));
+        assert_eq!(p.nice_for("pc1", &ext("pc1")), Some(5));
         assert_eq!(p.nice_for("window_post", &ext("window_post")), Some(0));
         assert_eq!(
             p.nice_for("c2", &ext("c2")),

@@ -267,6 +267,32 @@ fn current_tid() -> std::io::Result<u32> {
     Ok(unsafe { libc::gettid() } as u32)
 }
 
+/// The threads of process `pid` with their name (`comm`) and nice value, read from
+/// `/proc/<pid>/task`; a thread that ends while it is read is left out, and a process that is
+/// gone (or a system without `/proc`) gives none.
+pub fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let dir = task.path();
+            let name = fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = fs::read_to_string(dir.join("stat")).ok()?;
+            // After the parenthesised name: state is field 0, nice field 16.
+            let nice = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(16)?
+                .parse()
+                .ok()?;
+            Some((name.trim_end().to_string(), nice))
+        })
+        .collect()
+}
+
 #[cfg(not(target_os = "linux"))]
 fn unsupported() -> std::io::Error {
     std::io::Error::new(

@@ -122,8 +122,8 @@ pub fn one_sector_manager_with_s3_store(
 /// `ChallengeConfidence`), so a proof has 3 s before the deadline opens and 11 s before it
 /// closes. Measured on the 2-core test machine while the same test's worker runs two C2s (the
 /// heaviest load a cluster test makes; `cluster::window_post_is_proven_in_time_…` prints it),
-/// a WindowPoSt of one 2 KiB partition takes 1.2–1.3 s from the check to the verified proof with
-/// the sealing priority on, 2.1–2.6 s with it off: ready before the open either way, with 8 s of
+/// a WindowPoSt of one 2 KiB partition takes 1.4–1.5 s from the check to the verified proof with
+/// the sealing priority on (sealing at nice 5; 1.2–1.3 s at nice 10), 2.1–2.6 s with it off: ready before the open either way, with 8 s of
 /// the window left over for a retried batch (a retry comes one epoch later). Cluster tests run
 /// one at a time (`.config/nextest.toml`), so no other test's C2 adds to that load.
 pub fn short_proving_periods(c: &mut ManagerConfig) {

@@ -35,27 +35,6 @@ pub fn create_at_nice(nice: i32) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// The nice of every thread of this process whose name starts with `prefix`.
-    fn nices_of_threads(prefix: &str) -> Vec<i64> {
-        std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .filter_map(|e| {
-                let dir = e.ok()?.path();
-                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-                if !comm.trim_end().starts_with(prefix) {
-                    return None;
-                }
-                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-                stat.rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .nth(16)?
-                    .parse()
-                    .ok()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_pools_run_at_the_nice_they_were_created_with_and_only_once() {
         let own = crate::sys::thread_nice().expect("nice");
@@ -66,9 +45,13 @@ mod tests {
             .map(|(a, b)| i64::from(a.expect("nice").max(b.expect("nice"))))
             .collect();
         assert!(busy.iter().all(|&n| n == i64::from(nice)), "{busy:?}");
-        let rayon = nices_of_threads("rayon-");
+        let rayon: Vec<i32> = crate::sys::thread_nices(std::process::id())
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("rayon-"))
+            .map(|(_, n)| n)
+            .collect();
         assert!(!rayon.is_empty());
-        assert!(rayon.iter().all(|&n| n == i64::from(nice)), "{rayon:?}");
+        assert!(rayon.iter().all(|&n| n == nice), "{rayon:?}");
         // This thread is not lowered.
         assert_eq!(crate::sys::thread_nice().expect("nice"), own);
         let again = create_at_nice(nice).expect_err("the global pool exists");

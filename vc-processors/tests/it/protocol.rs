@@ -497,21 +497,11 @@ fn cpuset_placement_restricts_the_child_even_without_cgroup_rights() {
     );
 }
 
-/// The nice value of every thread of process `pid` (field 19 of `/proc/<pid>/task/*/stat`).
+/// The nice value of every thread of process `pid`.
 fn thread_nices(pid: u32) -> Vec<i64> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("task dir")
-        // A thread that ended since the listing is skipped.
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-        .map(|stat| {
-            let after = stat.rsplit_once(')').expect("comm").1;
-            after
-                .split_whitespace()
-                .nth(16)
-                .expect("nice field")
-                .parse()
-                .expect("number")
-        })
+    vc_processors::sys::thread_nices(pid)
+        .into_iter()
+        .map(|(_, n)| i64::from(n))
         .collect()
 }
 
