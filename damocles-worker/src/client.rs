@@ -1,66 +1,38 @@
-//! The manager client (worker-spec §4): JSON-RPC over HTTP with the API crate's `Venus.*`
-//! definitions, callable from the plain OS threads that run sealing.
+//! The manager client (worker-spec §4): the [`ManagerPort`] over JSON-RPC on HTTP, with the API
+//! crate's `Venus.*` definitions, callable from the plain OS threads that run sealing.
 //!
 //! Unlike damocles, the configured headers are sent (a bearer token when the manager's
 //! `[Common.Auth]` is on) and every request has a timeout.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use damocles_manager_api::rpc::{SealerApiClient, WorkerWdPoStApiClient};
+use damocles_manager_api::types::{
+    AcquireDealsSpec, AllocateSectorSpec, AllocateWdPoStJobSpec, AllocatedSector,
+    PollPreCommitStateResp, PollProofStateResp, PreCommitOnChainInfo, ProofOnChainInfo,
+    ReportStateReq, SealProofType, SectorId, SectorPieceV2, SectorStateResp, StoreBasicInfo,
+    SubmitPreCommitResp, SubmitProofResp, Ticket, WaitSeedResp, WdPoStAllocatedJob,
+    WindowPoStOutput, WorkerInfo,
+};
 use http::HeaderName;
 use jsonrpsee::core::ClientError;
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 
-/// The manager's error code for "sector state not found" (§3.3).
-pub const SECTOR_STATE_NOT_FOUND: i32 = 11001;
+use crate::port::{ManagerError, ManagerPort, ManagerResult, Method};
 
-/// A failed manager call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RpcFailure {
-    /// The manager does not know the sector (code 11001): the sector must be dropped.
-    SectorStateNotFound {
-        /// Method called.
-        method: &'static str,
-        /// The manager's message.
-        message: String,
-    },
-    /// Anything else: transport, timeout, HTTP, decoding, or another JSON-RPC error.
-    Other {
-        /// Method called.
-        method: &'static str,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-impl std::fmt::Display for RpcFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RpcFailure::SectorStateNotFound { method, message } => write!(
-                f,
-                "{method}: from error code: sector state not found, with msg: {message}"
-            ),
-            RpcFailure::Other { method, message } => write!(f, "{method}: rpc error: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for RpcFailure {}
-
-/// Classifies a client error (§3.3).
-pub fn classify(method: &'static str, e: &ClientError) -> RpcFailure {
+/// What a client error means to the caller (§3.3).
+pub fn classify(method: Method, e: ClientError) -> ManagerError {
     match e {
-        ClientError::Call(obj) if obj.code() == SECTOR_STATE_NOT_FOUND => {
-            RpcFailure::SectorStateNotFound {
-                method,
-                message: obj.message().to_string(),
-            }
+        ClientError::Call(obj) => {
+            ManagerError::from_code(method, obj.code(), obj.message().to_string())
         }
-        other => RpcFailure::Other {
+        other => ManagerError::Unavailable {
             method,
-            message: other.to_string(),
+            cause: Arc::new(other),
         },
     }
 }
@@ -110,72 +82,62 @@ impl ManagerClient {
         &self.endpoint
     }
 
-    /// The underlying client, for async callers.
-    pub fn http(&self) -> &HttpClient {
-        &self.http
+    /// `Venus.WorkerPing`, from the daemon's async heartbeat task; not counted in the RPC
+    /// metrics (as in damocles).
+    pub async fn worker_ping(&self, info: WorkerInfo) -> ManagerResult<()> {
+        self.http
+            .worker_ping(info)
+            .await
+            .map_err(|e| classify(Method::WorkerPing, e))
     }
 
-    /// Runs one call from a plain thread, counting it in the metrics (§7):
-    /// `client.call("Venus.AssignTicket", |c| async move { c.assign_ticket(sid).await })`.
-    pub fn call<R, F, Fut>(&self, method: &'static str, f: F) -> Result<R, RpcFailure>
+    /// Runs one call from a plain thread, counting it in the metrics (§7).
+    fn call<R, F, Fut>(&self, method: Method, f: F) -> ManagerResult<R>
     where
         F: FnOnce(HttpClient) -> Fut,
         Fut: Future<Output = Result<R, ClientError>>,
     {
         let started = Instant::now();
         let out = self.rt.block_on(f(self.http.clone()));
-        let secs = started.elapsed().as_secs_f64();
-        let label = metric_method(method);
-        metrics::counter!("rpc_call", "method" => label).increment(1);
-        metrics::histogram!("rpc_timing", "method" => label).record(secs);
-        out.map_err(|e| {
-            metrics::counter!("rpc_error", "method" => label).increment(1);
-            classify(method, &e)
-        })
+        record(method, started, out)
     }
 }
 
-/// The `method` label of the RPC metrics: damocles' client method name for a wire method
-/// (worker-spec §7), or the wire name for a method damocles' client does not have.
-pub fn metric_method(wire: &'static str) -> &'static str {
-    match wire {
-        "Venus.AllocateSector" => "allocate_sector",
-        "Venus.AcquireDeals" => "acquire_deals",
-        "Venus.AssignTicket" => "assign_ticket",
-        "Venus.SubmitPreCommit" => "submit_pre_commit",
-        "Venus.PollPreCommitState" => "poll_pre_commit_state",
-        "Venus.SubmitPersistedEx" => "submit_persisted_ex",
-        "Venus.WaitSeed" => "wait_seed",
-        "Venus.SubmitProof" => "submit_proof",
-        "Venus.PollProofState" => "poll_proof_state",
-        "Venus.ReportState" => "report_state",
-        "Venus.ReportFinalized" => "report_finalized",
-        "Venus.ReportAborted" => "report_aborted",
-        "Venus.AllocateSanpUpSector" => "allocate_snapup_sector",
-        "Venus.SubmitSnapUpProof" => "submit_snapup_proof",
-        "Venus.StoreReserveSpace" => "store_reserve_space",
-        "Venus.StoreBasicInfo" => "store_basic_info",
-        "Venus.AllocateRebuildSector" => "allocate_rebuild_sector",
-        "Venus.AllocateUnsealSector" => "allocate_unseal_sector",
-        "Venus.AchieveUnsealSector" => "achieve_unseal_sector",
-        "Venus.AcquireUnsealDest" => "acquire_unseal_dest",
-        "Venus.WdPoStAllocateJobs" => "allocate_wdpost_job",
-        "Venus.WdPoStHeartbeatJobs" => "wdpost_heartbeat",
-        "Venus.WdPoStFinishJob" => "wdpost_finish",
-        other => other,
-    }
+/// Counts a finished call in the RPC metrics and classifies its error.
+fn record<R>(method: Method, started: Instant, out: Result<R, ClientError>) -> ManagerResult<R> {
+    let label = method.metric_label();
+    metrics::counter!("rpc_call", "method" => label).increment(1);
+    metrics::histogram!("rpc_timing", "method" => label).record(started.elapsed().as_secs_f64());
+    out.map_err(|e| {
+        metrics::counter!("rpc_error", "method" => label).increment(1);
+        classify(method, e)
+    })
 }
+
+/// Every method is its JSON-RPC call of the same name, counted in the metrics as its [`Method`].
+macro_rules! rpc_port {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, $method:ident;)*) => {
+        impl ManagerPort for ManagerClient {
+            $(
+                fn $name(&self, $($arg: $ty),*) -> ManagerResult<$ret> {
+                    self.call(Method::$method, |c| async move { c.$name($($arg),*).await })
+                }
+            )*
+        }
+    };
+}
+
+crate::port::for_each_port_method!(rpc_port);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use damocles_manager_api::rpc::SealerApiClient;
-    use damocles_manager_api::types::SectorId;
+    use crate::port::SECTOR_STATE_NOT_FOUND;
     use jsonrpsee::server::{RpcModule, Server};
     use jsonrpsee::types::ErrorObjectOwned;
 
     /// A manager stand-in answering AssignTicket with 11001, AllocateSector with another error
-    /// and ReportFinalized after a delay; it records the Authorization header it saw.
+    /// and ReportFinalized after a delay; it serves nothing else.
     fn fake_manager(rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
         rt.block_on(async {
             let mut m = RpcModule::new(());
@@ -223,31 +185,29 @@ mod tests {
             miner: 1000,
             number: 1,
         };
-        let e = client
-            .call("Venus.AssignTicket", |c| async move {
-                c.assign_ticket(sid).await
-            })
-            .expect_err("11001");
-        assert!(matches!(e, RpcFailure::SectorStateNotFound { .. }), "{e:?}");
+        let e = client.assign_ticket(sid).expect_err("11001");
+        assert!(
+            matches!(e, ManagerError::SectorStateNotFound { .. }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("sector state not found"), "{e}");
         let e = client
-            .call("Venus.AllocateSector", |c| async move {
-                c.allocate_sector(Default::default()).await
-            })
+            .allocate_sector(Default::default())
             .expect_err("other");
-        assert!(matches!(e, RpcFailure::Other { .. }), "{e:?}");
+        assert!(matches!(e, ManagerError::Rejected { code: 1, .. }), "{e:?}");
         assert!(e.to_string().contains("no miner"), "{e}");
-        let started = Instant::now();
         let e = client
-            .call("Venus.ReportFinalized", |c| async move {
-                c.report_finalized(sid).await
-            })
-            .expect_err("timeout");
+            .submit_persisted_ex(sid, "ps".into(), false)
+            .expect_err("not served");
+        assert!(matches!(e, ManagerError::MethodNotFound { .. }), "{e:?}");
+        let started = Instant::now();
+        let e = client.report_finalized(sid).expect_err("timeout");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "timed out early"
         );
-        assert!(matches!(e, RpcFailure::Other { .. }), "{e:?}");
+        assert!(matches!(e, ManagerError::Unavailable { .. }), "{e:?}");
+        assert_eq!(e.method(), Method::ReportFinalized);
     }
 
     #[test]

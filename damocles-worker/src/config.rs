@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use vc_processors::layout;
 
 /// The hot config file inside a sealing store (§1.5).
 pub const HOT_CONFIG_FILE: &str = "config.toml";
@@ -41,8 +42,6 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9000);
 /// Load capacity of an external processor without `concurrent` (§1.10).
 pub const DEFAULT_EXT_CAPACITY: usize = 64;
-/// The sector sizes, in bytes: 2KiB, 8MiB, 512MiB, 32GiB, 64GiB.
-pub const SECTOR_SIZES: [u64; 5] = [2 << 10, 8 << 20, 512 << 20, 32 << 30, 64 << 30];
 /// Processor kinds: the `<kind>` of `[[processors.<kind>]]` (§1.10, §6.7).
 pub const PROCESSOR_KINDS: [&str; 11] = [
     "add_pieces",
@@ -164,7 +163,7 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A sector size: a [`ByteSize`] that is one of [`SECTOR_SIZES`] (`"32GiB"`; `"32GB"` is decimal
+/// A sector size: a [`ByteSize`] that is one of [`layout::SECTOR_SIZES`] (`"32GiB"`; `"32GB"` is decimal
 /// and refused, as in damocles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SectorSize(pub u64);
@@ -174,7 +173,7 @@ impl FromStr for SectorSize {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let n = parse_bytes(s)?;
-        if SECTOR_SIZES.contains(&n) {
+        if layout::sector_size_index(n).is_some() {
             Ok(SectorSize(n))
         } else {
             Err(format!(
@@ -749,7 +748,7 @@ impl SealingConfig {
     pub fn allowed_proof_types(&self) -> Vec<i64> {
         self.allowed_sizes
             .iter()
-            .filter_map(|s| SECTOR_SIZES.iter().position(|&size| size == s.0))
+            .filter_map(|s| layout::sector_size_index(s.0))
             .flat_map(|i| {
                 let i = i as i64;
                 [5 + i, 10 + i, 15 + i]

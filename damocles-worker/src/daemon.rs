@@ -8,33 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use damocles_manager_api::rpc::SealerApiClient;
 use damocles_manager_api::types::{WorkerInfo, WorkerInfoSummary};
-use serde::Deserialize;
+use vc_processors::layout::SectorStoreJson;
 
 use crate::client::ManagerClient;
 use crate::config::{
     ExtProcessorConfig, Plan, ProcessorsConfig, WorkerConfig, DEFAULT_RPC_TIMEOUT,
 };
 use crate::limits::LimitPool;
+use crate::port::ManagerPort;
 use crate::processors::Processors;
 use crate::sealing::control::{ThreadControl, ThreadStateView};
 use crate::sealing::engine::{AttachedStore, SealingEnv};
 use crate::sealing::store::SealingStore;
+use crate::sealing::supervise::run_restarting;
 use crate::sealing::thread::SealingThread;
 use crate::sealing::wdpost::WdPostThread;
-
-/// `sectorstore.json` of a scanned persist store (only the keys the worker reads).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SectorStoreJson {
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "Name")]
-    name: String,
-    #[serde(rename = "ReadOnly")]
-    read_only: bool,
-}
 
 /// `[[attached]]` followed by the stores `worker.scan_persist_stores` finds (§1.9).
 pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
@@ -78,21 +67,13 @@ pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
             .with_context(|| format!("worker.scan_persist_stores: bad pattern {pattern:?}"))?;
         for entry in paths {
             let dir = entry.with_context(|| format!("worker.scan_persist_stores: {pattern:?}"))?;
-            let file = dir.join("sectorstore.json");
-            if !file.is_file() {
+            let Some(j) = SectorStoreJson::read_in(&dir)? else {
                 continue;
-            }
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let j: SectorStoreJson = serde_json::from_str(&text)
-                .with_context(|| format!("{}: invalid sectorstore.json", file.display()))?;
+            };
             let location = dir
                 .canonicalize()
                 .with_context(|| format!("resolving {}", dir.display()))?;
-            let name = [j.name, j.id]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .unwrap_or_else(|| location.display().to_string());
+            let name = j.name_or(location.display().to_string());
             out.push(AttachedStore {
                 name,
                 location,
@@ -268,12 +249,7 @@ pub fn run(path: &Path) -> Result<()> {
     let attached = attached_stores(&cfg)?;
     let mut object_stores = BTreeMap::new();
     for s in &attached {
-        let name = s.name.clone();
-        let info = client
-            .call("Venus.StoreBasicInfo", |c| async move {
-                c.store_basic_info(name).await
-            })
-            .map_err(|e| anyhow!("{e}"))?;
+        let info = client.store_basic_info(s.name.clone())?;
         let Some(info) = info else {
             bail!(
                 "store basic info of instance {} not found in damocles-manager",
@@ -372,7 +348,7 @@ pub fn run(path: &Path) -> Result<()> {
     )?);
     tracing::info!(processors = ?processors.summary(), "processors ready");
     let env = Arc::new(SealingEnv {
-        client: client.clone(),
+        manager: Arc::new(client.clone()),
         processors: processors.clone(),
         limits,
         instance: instance.clone(),
@@ -401,21 +377,45 @@ pub fn run(path: &Path) -> Result<()> {
             Some(loc.display().to_string()),
             t.plan.unwrap_or_default().as_str(),
         );
-        let thread = SealingThread::new(t, cfg.sealing.clone(), ctrl.clone(), env.clone(), loc)
-            .with_context(|| format!("sealing_thread.{i}"))?;
+        let global = cfg.sealing.clone();
+        let make = {
+            let (ctrl, env) = (ctrl.clone(), env.clone());
+            move || {
+                SealingThread::new(
+                    t.clone(),
+                    global.clone(),
+                    ctrl.clone(),
+                    env.clone(),
+                    loc.clone(),
+                )
+                .with_context(|| format!("sealing_thread.{i}"))
+            }
+        };
+        // A store that cannot be opened stops the start-up; after a panic it is opened again.
+        let first = make()?;
+        let thread_ctrl = ctrl.clone();
         controls.push(ctrl);
         let nice = cfg.processors.priority.sealing_nice;
         sealing.push(Box::new(move || {
             enter_sealing_priority(i, nice);
-            thread.run()
+            run_restarting(&thread_ctrl, first, make, SealingThread::run)
         }) as Box<dyn FnOnce() + Send>);
     }
     for (i, t) in wdpost_threads {
         let ctrl = ThreadControl::new(i, None, Plan::Wdpost.as_str());
         let merged = t.effective(&cfg.sealing, None).sealing;
-        let thread = WdPostThread::new(merged, ctrl.clone(), env.clone());
+        let make = {
+            let (ctrl, env) = (ctrl.clone(), env.clone());
+            move || -> Result<WdPostThread> {
+                Ok(WdPostThread::new(merged.clone(), ctrl.clone(), env.clone()))
+            }
+        };
+        let first = make()?;
+        let thread_ctrl = ctrl.clone();
         controls.push(ctrl);
-        sealing.push(Box::new(move || thread.run()));
+        sealing.push(Box::new(move || {
+            run_restarting(&thread_ctrl, first, make, WdPostThread::run)
+        }));
     }
     // The control server lists threads by index.
     let mut order: Vec<usize> = (0..controls.len()).collect();
@@ -459,7 +459,7 @@ pub fn run(path: &Path) -> Result<()> {
                 version: crate::server::version(),
                 summary: summary(&ping_controls),
             };
-            if let Err(e) = ping_client.http().worker_ping(info).await {
+            if let Err(e) = ping_client.worker_ping(info).await {
                 tracing::warn!(error = %e, "worker ping failed");
             }
             tokio::time::sleep(interval).await;

@@ -11,12 +11,10 @@ use anyhow::{bail, Context, Result};
 use damocles_manager_api::types::{SectorAccessStores, SectorId, SectorIndexType};
 use serde::{Deserialize, Serialize};
 
-use crate::config::PersistStoreConfig;
-use crate::daemon::parse_sector_name;
-use crate::stores::{cache_file_names, SectorIndex};
+use vc_processors::layout;
 
-/// Sector sizes a sealed file may have.
-const SECTOR_SIZES: [u64; 5] = [2 << 10, 8 << 20, 512 << 20, 32 << 30, 64 << 30];
+use crate::config::PersistStoreConfig;
+use crate::stores::SectorIndex;
 
 /// Options of an attach.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,7 +89,7 @@ pub fn scan(dir: &Path, opts: &AttachOptions) -> Result<AttachReport> {
         opts.name.clone()
     };
     let pattern = if opts.pattern.is_empty() {
-        "s-t0*"
+        layout::SECTOR_NAME_GLOB
     } else {
         opts.pattern.as_str()
     };
@@ -100,16 +98,15 @@ pub fn scan(dir: &Path, opts: &AttachOptions) -> Result<AttachReport> {
     let mut sectors = Vec::new();
     let mut skipped = Vec::new();
     for upgrade in [false, true] {
-        let (sealed_dir, cache_dir) = if upgrade {
-            ("update", "update-cache")
-        } else {
-            ("sealed", "cache")
-        };
+        let (sealed_dir, cache_dir) = layout::replica_dirs(upgrade);
         let mut found = std::collections::BTreeMap::<SectorId, AttachedSector>::new();
         for (rel, entry_name, is_file) in list(&dir, sealed_dir, &matcher)? {
-            let Some(id) = parse_sector_name(&entry_name) else {
-                skipped.push(skip(&rel, "not a sector name (s-t0<miner>-<number>)"));
-                continue;
+            let id = match entry_name.parse::<SectorId>() {
+                Ok(id) => id,
+                Err(e) => {
+                    skipped.push(skip(&rel, &e.to_string()));
+                    continue;
+                }
             };
             if !is_file {
                 skipped.push(skip(&rel, "not a regular file"));
@@ -118,7 +115,7 @@ pub fn scan(dir: &Path, opts: &AttachOptions) -> Result<AttachReport> {
             let size = std::fs::metadata(dir.join(&rel))
                 .with_context(|| format!("reading {}", dir.join(&rel).display()))?
                 .len();
-            if !SECTOR_SIZES.contains(&size) {
+            if layout::sector_size_index(size).is_none() {
                 skipped.push(skip(&rel, &format!("{size} bytes is not a sector size")));
                 continue;
             }
@@ -145,9 +142,12 @@ pub fn scan(dir: &Path, opts: &AttachOptions) -> Result<AttachReport> {
         if opts.allow_splitted {
             // Cache directories whose sealed file is elsewhere.
             for (rel, entry_name, is_file) in list(&dir, cache_dir, &matcher)? {
-                let Some(id) = parse_sector_name(&entry_name) else {
-                    skipped.push(skip(&rel, "not a sector name (s-t0<miner>-<number>)"));
-                    continue;
+                let id = match entry_name.parse::<SectorId>() {
+                    Ok(id) => id,
+                    Err(e) => {
+                        skipped.push(skip(&rel, &e.to_string()));
+                        continue;
+                    }
                 };
                 if found.contains_key(&id) {
                     continue;
@@ -280,25 +280,21 @@ fn list(dir: &Path, sub: &str, matcher: &glob::Pattern) -> Result<Vec<(String, S
 fn missing_cache_files(cache: &Path, sector_size: Option<u64>) -> Vec<String> {
     let present = |n: &str| cache.join(n).is_file();
     match sector_size {
-        Some(size) => cache_file_names(size)
+        Some(size) => layout::post_cache_files(size)
             .into_iter()
             .filter(|n| !present(n))
             .collect(),
         None => {
-            let mut missing: Vec<String> = ["p_aux", "t_aux"]
+            let mut missing: Vec<String> = [layout::P_AUX_FILE, layout::T_AUX_FILE]
                 .into_iter()
                 .filter(|n| !present(n))
                 .map(str::to_string)
                 .collect();
-            let layouts = [2 << 10, 32u64 << 30, 64 << 30];
-            let any_tree = layouts.iter().any(|s| {
-                cache_file_names(*s)
-                    .iter()
-                    .filter(|n| n.starts_with("sc-02-data-tree-r-last"))
-                    .all(|n| present(n))
-            });
+            let any_tree = layout::SECTOR_SIZES
+                .iter()
+                .any(|&s| layout::tree_r_last_files(s).iter().all(|n| present(n)));
             if !any_tree {
-                missing.push("sc-02-data-tree-r-last*.dat".into());
+                missing.push(layout::TREE_R_LAST_PATTERN.into());
             }
             missing
         }

@@ -1,33 +1,32 @@
 //! Commitments (manager-spec §1.6): PreCommit and ProveCommit submissions are checked, kept in
 //! the sector state, batched per miner and sent to the chain; polls map message states.
 //!
-//! A message is recorded before it is pushed: its id goes into an outbox record and into every
-//! sector it carries, in one synced write, then it is pushed (pushing is idempotent by id). A
-//! resender pushes outbox messages the chain does not know, so a crash between the two steps
-//! loses nothing.
+//! A message is recorded in the outbox ([`crate::chain::outbox`]) and its id in every sector
+//! it carries, in one synced write, then it is pushed (pushing is idempotent by id); the
+//! outbox's resender pushes it again while the chain does not know it, so a crash between the
+//! two steps loses nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use damocles_manager_api::json::Cid;
 use damocles_manager_api::types::{
-    ActorId, OnChainState, PollStateResp, PreCommitInfo, ProofInfo, SectorId, SectorState,
-    SectorWorkerState,
+    ActorId, ChainEpoch, OnChainState, PollStateResp, PreCommitInfo, ProofInfo, SectorId,
+    SectorState, SectorWorkerState,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
+use crate::chain::outbox::{MessageKind, Outbox, OutboxRecord};
 use crate::chain::{
     Chain, Message, MessageStatus, MethodCall, PreCommitParams, SectorActivation, CHAIN_FINALITY,
     EPOCHS_PER_DAY, MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK, MAX_SECTOR_EXPIRATION_EXTENSION,
     MIN_SECTOR_EXPIRATION,
 };
 use crate::config::{CommitmentPolicy, ManagerConfig};
-use crate::kv::{cf, Kv, Op};
 use crate::sectors::SectorStates;
+use crate::supervisor::{Supervisor, TaskContext};
 
 /// Which message kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,16 +37,37 @@ pub enum CommitKind {
     Prove,
 }
 
-/// A message recorded before it is pushed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct OutboxEntry {
-    kind: CommitKind,
-    sectors: Vec<SectorId>,
-    message: Message,
+impl CommitKind {
+    /// Its part of a batch task's name (`commit-pre-1000`).
+    fn task_name(self) -> &'static str {
+        match self {
+            CommitKind::Pre => "pre",
+            CommitKind::Prove => "prove",
+        }
+    }
+
+    /// What its messages are, in the outbox.
+    fn message_kind(self) -> MessageKind {
+        match self {
+            CommitKind::Pre => MessageKind::Pre,
+            CommitKind::Prove => MessageKind::Prove,
+        }
+    }
 }
 
-fn outbox_key(id: &Cid) -> Vec<u8> {
-    format!("outbox/{id}").into_bytes()
+/// Why a PreCommit whose ticket is of `ticket_epoch` cannot land after `head` (at `head + 1`
+/// at the earliest): the chain no longer accepts the ticket. The one rule for the check at
+/// submission and the check before sending.
+pub fn pre_commit_ticket_expired(ticket_epoch: ChainEpoch, head: ChainEpoch) -> Option<String> {
+    let lands = head.saturating_add(1);
+    (ticket_epoch < lands.saturating_sub(MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK))
+        .then(|| format!("ticket of epoch {ticket_epoch} expired at {head}"))
+}
+
+/// Why sector `sid` cannot be pre-committed: its number is already allocated on chain.
+pub async fn sector_number_taken(chain: &dyn Chain, sid: SectorId) -> Result<Option<String>> {
+    let taken = !chain.allocated(sid.miner, &[sid.number]).await?.is_empty();
+    Ok(taken.then(|| format!("sector number {} is already allocated on chain", sid.number)))
 }
 
 /// Exit codes after which a message may simply be sent again.
@@ -63,9 +83,9 @@ pub struct Commitments {
     chain: Arc<dyn Chain>,
     states: Arc<SectorStates>,
     cfg: Arc<ManagerConfig>,
-    kv: Kv,
     queues: Mutex<HashMap<(ActorId, CommitKind), Arc<Queue>>>,
-    stop: CancellationToken,
+    outbox: Arc<Outbox>,
+    supervisor: Arc<Supervisor>,
 }
 
 impl std::fmt::Debug for Commitments {
@@ -97,20 +117,20 @@ impl Commitments {
         chain: Arc<dyn Chain>,
         states: Arc<SectorStates>,
         cfg: Arc<ManagerConfig>,
-        kv: Kv,
-        stop: CancellationToken,
+        outbox: Arc<Outbox>,
+        supervisor: Arc<Supervisor>,
     ) -> Arc<Self> {
         Arc::new(Commitments {
             chain,
             states,
             cfg,
-            kv,
             queues: Mutex::new(HashMap::new()),
-            stop,
+            outbox,
+            supervisor,
         })
     }
 
-    /// Re-queues what was waiting to be sent before a restart and starts the resender.
+    /// Re-queues what was waiting to be sent before a restart.
     pub fn start(self: &Arc<Self>) -> Result<()> {
         let mut requeued = 0;
         for st in self.states.all(
@@ -134,8 +154,6 @@ impl Commitments {
                 "commitments waiting before the restart are queued again"
             );
         }
-        let me = self.clone();
-        tokio::spawn(async move { me.resend_loop().await });
         Ok(())
     }
 
@@ -153,7 +171,10 @@ impl Commitments {
                     queues.insert((sid.miner, kind), q.clone());
                     let me = self.clone();
                     let q2 = q.clone();
-                    tokio::spawn(async move { me.batch_loop(sid.miner, kind, q2).await });
+                    let name = format!("commit-{}-{}", kind.task_name(), sid.miner);
+                    self.supervisor.spawn(name, false, move |ctx| {
+                        me.clone().batch_loop(sid.miner, kind, q2.clone(), ctx)
+                    });
                     q
                 }
             }
@@ -166,7 +187,15 @@ impl Commitments {
         queue.notify.notify_one();
     }
 
-    async fn batch_loop(self: Arc<Self>, miner: ActorId, kind: CommitKind, queue: Arc<Queue>) {
+    /// Sends the queue's batches until the run is stopped; a failed round is logged and tried
+    /// again at the next wake-up.
+    async fn batch_loop(
+        self: Arc<Self>,
+        miner: ActorId,
+        kind: CommitKind,
+        queue: Arc<Queue>,
+        ctx: TaskContext,
+    ) -> Result<()> {
         let mut heads = self.chain.subscribe();
         loop {
             let interval = policy(&self.cfg, miner, kind)
@@ -175,18 +204,16 @@ impl Commitments {
                 .0
                 .max(Duration::from_millis(100));
             tokio::select! {
-                _ = self.stop.cancelled() => return,
+                _ = ctx.stop().cancelled() => return Ok(()),
                 _ = queue.notify.notified() => {}
                 _ = tokio::time::sleep(interval) => {}
                 _ = heads.changed() => {}
             }
-            let round = std::panic::AssertUnwindSafe(self.process(miner, kind, &queue));
-            match futures::FutureExt::catch_unwind(round).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
+            match self.process(miner, kind, &queue).await {
+                Ok(()) => ctx.progress(),
+                Err(e) => {
                     tracing::error!(miner, ?kind, error = %format!("{e:#}"), "sending commitments failed; retrying")
                 }
-                Err(_) => tracing::error!(miner, ?kind, "sending commitments panicked; retrying"),
             }
         }
     }
@@ -295,12 +322,11 @@ impl Commitments {
             value: 0,
             call,
         };
-        let id = crate::chain::new_message_id(&message)?;
-        let entry = OutboxEntry {
-            kind,
+        let record = OutboxRecord {
             sectors: sids.clone(),
-            message: message.clone(),
+            ..OutboxRecord::new(kind.message_kind(), message.clone())
         };
+        let (id, record_op) = Outbox::record_op(&record)?;
         // The message was built from states read before locking them: record it only if every
         // sector is still online and unchanged; otherwise nothing is written and the next round
         // builds the batch again from fresh states.
@@ -309,10 +335,9 @@ impl Commitments {
             .map(|st| (st.id.number, (st.pre.clone(), st.proof.clone())))
             .collect();
         let id2 = id.clone();
-        let changed = self.states.update_batch(
-            &sids,
-            vec![Op::put_json(cf::COMMON, outbox_key(&id), &entry)?],
-            move |st| {
+        let changed = self
+            .states
+            .update_batch(&sids, vec![record_op], move |st| {
                 let unchanged = built.get(&st.id.number).is_some_and(|(pre, proof)| {
                     st.message_info.need_send && st.pre == *pre && st.proof == *proof
                 });
@@ -328,8 +353,7 @@ impl Commitments {
                 }
                 st.message_info.need_send = false;
                 Ok(true)
-            },
-        )?;
+            })?;
         {
             let mut pending = queue.pending.lock().unwrap_or_else(|p| p.into_inner());
             for s in &sids {
@@ -337,9 +361,8 @@ impl Commitments {
             }
         }
         tracing::info!(miner, ?kind, message = %id, sectors = ?changed.iter().map(|s| s.number).collect::<Vec<_>>(), "commitment message recorded");
-        if let Err(e) = self.chain.push_message(&id, message).await {
-            tracing::warn!(message = %id, error = %format!("{e:#}"), "pushing failed; the resender retries");
-        }
+        // A refusal is recorded and logged by the outbox; the sectors' polls answer it.
+        self.outbox.push(&id, message).await?;
         Ok(())
     }
 
@@ -359,22 +382,11 @@ impl Commitments {
                 let Some(pre) = &st.pre else {
                     return Ok(Some("no PreCommit info".into()));
                 };
-                if pre.ticket.epoch < lands.saturating_sub(MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK) {
-                    return Ok(Some(format!(
-                        "ticket of epoch {} expired at {head}",
-                        pre.ticket.epoch
-                    )));
+                if let Some(why) = pre_commit_ticket_expired(pre.ticket.epoch, head) {
+                    return Ok(Some(why));
                 }
-                if !self
-                    .chain
-                    .allocated(sid.miner, &[sid.number])
-                    .await?
-                    .is_empty()
-                {
-                    return Ok(Some(format!(
-                        "sector number {} is already allocated on chain",
-                        sid.number
-                    )));
+                if let Some(why) = sector_number_taken(self.chain.as_ref(), sid).await? {
+                    return Ok(Some(why));
                 }
                 for deal_id in deal_ids(st) {
                     let Some(deal) = self.chain.market_deal(deal_id).await? else {
@@ -522,39 +534,6 @@ impl Commitments {
         })
     }
 
-    async fn resend_loop(self: Arc<Self>) {
-        loop {
-            tokio::select! {
-                _ = self.stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            if let Err(e) = self.resend_once().await {
-                tracing::warn!(error = %format!("{e:#}"), "outbox check failed");
-            }
-        }
-    }
-
-    /// Pushes recorded messages the chain does not know; forgets executed ones.
-    pub async fn resend_once(&self) -> Result<()> {
-        for (key, entry) in self.kv.scan_json::<OutboxEntry>(cf::COMMON, b"outbox/")? {
-            let id = Cid(String::from_utf8_lossy(&key["outbox/".len()..]).into_owned());
-            match self.chain.message_status(&id).await? {
-                None => {
-                    tracing::info!(message = %id, "pushing a recorded message");
-                    self.chain.push_message(&id, entry.message).await?;
-                }
-                Some(MessageStatus::Executed { .. }) => self.kv.delete(cf::COMMON, &key)?,
-                Some(MessageStatus::Pending) => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether a message is in the outbox (recorded, maybe not pushed yet).
-    fn in_outbox(&self, id: &Cid) -> Result<bool> {
-        Ok(self.kv.get(cf::COMMON, &outbox_key(id))?.is_some())
-    }
-
     /// The poll answer for a sector's message (manager-spec §1.6 mapping).
     pub async fn poll(&self, st: &SectorState, kind: CommitKind) -> Result<PollStateResp> {
         let id = match kind {
@@ -574,12 +553,20 @@ impl Commitments {
         };
         let status = match self.chain.message_status(id).await? {
             Some(s) => s,
-            None if self.in_outbox(id)? => return resp(OnChainState::Pending, None),
             None => {
-                return resp(
-                    OnChainState::NotFound,
-                    Some(format!("message {id} not found")),
-                )
+                return match self.outbox.get(id)? {
+                    Some(OutboxRecord {
+                        refused: Some(why), ..
+                    }) => resp(
+                        OnChainState::PermFailed,
+                        Some(format!("the chain refused message {id}: {why}")),
+                    ),
+                    Some(_) => resp(OnChainState::Pending, None),
+                    None => resp(
+                        OnChainState::NotFound,
+                        Some(format!("message {id} not found")),
+                    ),
+                }
             }
         };
         match status {
@@ -676,16 +663,11 @@ mod tests {
     use super::*;
     use crate::chain::devnet::Devnet;
     use crate::config::{DevnetConfig, DevnetMinerConfig, MinerConfig, SectorSize};
+    use crate::kv::{cf, Kv, Op};
     use damocles_manager_api::json::{data_commitment_cid, replica_commitment_cid, Bytes};
     use damocles_manager_api::types::{SealProofType, Ticket};
 
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::util::block_on as run;
 
     #[test]
     fn a_sector_that_cannot_go_is_taken_out_and_the_rest_of_the_batch_lands() {
@@ -717,8 +699,8 @@ mod tests {
             devnet.clone(),
             states.clone(),
             Arc::new(cfg),
-            kv.clone(),
-            CancellationToken::new(),
+            Outbox::new(kv.clone(), devnet.clone()),
+            crate::supervisor::Supervisor::new(tokio_util::sync::CancellationToken::new()),
         );
         let ticket = Ticket {
             ticket: Bytes(vec![1; 32]),
@@ -834,5 +816,17 @@ mod tests {
             .expect("online");
         assert!(!a_now.message_info.need_send, "nothing written");
         assert_eq!(kv.get(cf::COMMON, b"marker").expect("get"), None);
+    }
+
+    #[test]
+    fn a_ticket_expires_for_the_epoch_the_pre_commit_lands_at() {
+        let head = 10_000;
+        let oldest = head + 1 - MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK;
+        assert_eq!(pre_commit_ticket_expired(oldest, head), None);
+        let why = pre_commit_ticket_expired(oldest - 1, head).expect("expired");
+        assert_eq!(
+            why,
+            format!("ticket of epoch {} expired at {head}", oldest - 1)
+        );
     }
 }

@@ -322,35 +322,6 @@ impl PersistStoreConfig {
     }
 }
 
-/// `sectorstore.json` in a scanned directory.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct SectorStoreJson {
-    /// Lotus-compatible alias of `Name`.
-    #[serde(rename = "ID", skip_serializing_if = "String::is_empty")]
-    pub id: String,
-    /// Instance name.
-    pub name: String,
-    /// Only regular files are objects.
-    pub strict: bool,
-    /// Never chosen, refuses writes.
-    pub read_only: bool,
-    /// Choice weight.
-    pub weight: u64,
-    /// Miners allowed.
-    pub allow_miners: Vec<u64>,
-    /// Miners refused.
-    pub deny_miners: Vec<u64>,
-    /// objstore plugin.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugin_name: Option<String>,
-    /// Deprecated spelling of `PluginName`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugin: Option<String>,
-    /// Backend settings.
-    pub meta: BTreeMap<String, String>,
-}
-
 /// `[Common.DB]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use damocles_manager_api::types::SectorWorkerState;
+use damocles_manager_api::types::{SectorId, SectorWorkerState};
 use jsonrpsee::server::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::devnet::Devnet;
+use crate::chain::outbox::Outbox;
 use crate::chain::Chain;
 use crate::commit::Commitments;
 use crate::config::ManagerConfig;
@@ -22,6 +23,7 @@ use crate::rpc;
 use crate::sealer::Sealer;
 use crate::sectors::{NumberAllocator, SectorStates};
 use crate::stores::{scan_persist_stores, PieceStores, SectorIndex, StoreManager, StoreOpener};
+use crate::supervisor::Supervisor;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -48,9 +50,10 @@ pub struct Daemon {
     pub sealer: Arc<Sealer>,
     /// The address served.
     pub addr: SocketAddr,
+    /// The background tasks.
+    pub supervisor: Arc<Supervisor>,
     handle: ServerHandle,
     stop: CancellationToken,
-    devnet_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -114,6 +117,7 @@ impl Daemon {
     pub async fn start(cfg: ManagerConfig, db_dir: &Path, opts: DaemonOptions) -> Result<Daemon> {
         let cfg = Arc::new(cfg);
         let stop = CancellationToken::new();
+        let supervisor = Supervisor::new(stop.clone());
         tracing::info!(db = %db_dir.display(), "opening the state database");
         let kv = Kv::open(db_dir)?;
         let Some(devnet_cfg) = &cfg.devnet else {
@@ -121,7 +125,10 @@ impl Daemon {
         };
         tracing::info!("starting the devnet chain");
         let devnet = Devnet::open(kv.clone(), devnet_cfg)?;
-        let devnet_task = tokio::spawn(devnet.clone().run(stop.clone()));
+        let blocks = devnet.clone();
+        supervisor.every("chain", true, devnet.block_delay(), move || {
+            blocks.clone().next_block()
+        });
         let chain: Arc<dyn Chain> = devnet;
         let head = chain.head().await?;
         tracing::info!(epoch = head.epoch, "devnet head");
@@ -132,16 +139,23 @@ impl Daemon {
         ));
         let mut persist = cfg.common.persist_stores.clone();
         persist.extend(scan_persist_stores(&cfg.common.scan_persist_stores)?);
-        let stores = StoreManager::open(persist, kv.clone(), opener.clone(), opts.auto_fs_stores)?;
+        let stores = Arc::new(StoreManager::open(
+            persist,
+            kv.clone(),
+            opener.clone(),
+            opts.auto_fs_stores,
+        )?);
         let pieces = Arc::new(PieceStores::open(&cfg.common.piece_stores, &opener)?);
 
         let states = Arc::new(SectorStates::new(kv.clone()));
+        let outbox = Outbox::new(kv.clone(), chain.clone());
+        outbox.start(&supervisor);
         let commitments = Commitments::new(
             chain.clone(),
             states.clone(),
             cfg.clone(),
-            kv.clone(),
-            stop.clone(),
+            outbox.clone(),
+            supervisor.clone(),
         );
         let sealer = Arc::new(Sealer {
             cfg: cfg.clone(),
@@ -161,7 +175,18 @@ impl Daemon {
                 kv.clone(),
                 cfg.common.proving.worker_prover.clone(),
             ));
-            tokio::spawn(jobs.clone().run_maintenance(stop.clone()));
+            // One round at once (heartbeats that expired while the manager was down), then
+            // every interval.
+            if let Err(e) = jobs.clone().maintenance_round().await {
+                tracing::warn!(error = %format!("{e:#}"), "WindowPoSt job maintenance failed");
+            }
+            let queue = jobs.clone();
+            supervisor.every(
+                "wdpost-jobs",
+                false,
+                jobs.maintenance_interval(),
+                move || queue.clone().maintenance_round(),
+            );
             tracing::info!("worker-prover enabled: serving WindowPoSt jobs to wdpost threads");
             Some(jobs)
         } else {
@@ -180,24 +205,19 @@ impl Daemon {
                 (None, Some(jobs)) => ProverBackend::Workers(jobs.clone()),
                 (None, None) => ProverBackend::Builtin,
             };
-            start_poster(&cfg, &sealer, backend, stop.clone()).await?;
+            start_poster(&cfg, &sealer, backend, &outbox, &supervisor).await?;
         }
 
         if opts.miner {
-            start_winning_poster(&cfg, &sealer, opts.ext_prover.as_deref(), stop.clone()).await?;
+            start_winning_poster(&cfg, &sealer, opts.ext_prover.as_deref(), &supervisor).await?;
         }
 
-        let module = rpc::module(sealer.clone(), jobs)?;
+        let module = rpc::module(sealer.clone(), supervisor.clone(), jobs)?;
         let metrics = install_metrics();
         if let Some(h) = metrics.clone() {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => h.run_upkeep(),
-                    }
-                }
+            supervisor.every("metrics-upkeep", false, Duration::from_secs(5), move || {
+                h.run_upkeep();
+                async { anyhow::Ok(()) }
             });
         }
         let routes =
@@ -208,9 +228,9 @@ impl Daemon {
         Ok(Daemon {
             sealer,
             addr,
+            supervisor,
             handle,
             stop,
-            devnet_task,
         })
     }
 
@@ -219,22 +239,29 @@ impl Daemon {
         tracing::info!("stopping the RPC server");
         let _ = self.handle.stop();
         self.handle.stopped().await;
-        tracing::info!("stopping background jobs");
+        tracing::info!("stopping background tasks");
         self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.devnet_task).await;
+        self.supervisor.join(Duration::from_secs(10)).await;
         tracing::info!("stopped");
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down.
+    /// Runs until SIGINT or SIGTERM, then shuts down; a critical background task that cannot
+    /// run stops the daemon with an error naming it.
     pub async fn run_until_signalled(self) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        let fatal = self.supervisor.fatal().clone();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
             _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = fatal.cancelled() => {}
         }
+        let reason = self.supervisor.fatal_reason();
         self.shutdown().await;
-        Ok(())
+        match reason {
+            Some(reason) => bail!("{reason}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -254,7 +281,8 @@ async fn start_poster(
     cfg: &ManagerConfig,
     sealer: &Arc<Sealer>,
     backend: ProverBackend,
-    stop: CancellationToken,
+    outbox: &Arc<Outbox>,
+    supervisor: &Arc<Supervisor>,
 ) -> Result<()> {
     use crate::post::check::CheckLimits;
     use crate::post::ext::{ExtProverConfig, ExtWindowProver};
@@ -298,6 +326,7 @@ async fn start_poster(
     let proving = &cfg.common.proving;
     let poster = Poster::new(
         sealer.chain.clone(),
+        outbox.clone(),
         locator(cfg, sealer),
         prover,
         miners,
@@ -307,7 +336,7 @@ async fn start_poster(
             total_timeout: proving.partition_check_timeout.0,
         },
     );
-    tokio::spawn(poster.run(stop));
+    supervisor.spawn("poster", true, move |ctx| poster.clone().run(ctx));
     Ok(())
 }
 
@@ -323,7 +352,8 @@ fn scratch_root(cfg: &ManagerConfig) -> PathBuf {
 /// How PoSt provers find sectors: the sealer's stores, fetching into the scratch root.
 fn locator(cfg: &ManagerConfig, sealer: &Arc<Sealer>) -> crate::post::SectorLocator {
     crate::post::SectorLocator {
-        sealer: sealer.clone(),
+        index: sealer.index.clone(),
+        stores: sealer.stores.clone(),
         scratch_root: scratch_root(cfg),
     }
 }
@@ -334,7 +364,7 @@ async fn start_winning_poster(
     cfg: &ManagerConfig,
     sealer: &Arc<Sealer>,
     ext_prover: Option<&Path>,
-    stop: CancellationToken,
+    supervisor: &Arc<Supervisor>,
 ) -> Result<()> {
     use crate::post::ext::{ExtProverConfig, ExtWinningProver};
     use crate::post::winning::{BuiltinWinningProver, WinningPoster, WinningProver};
@@ -369,14 +399,14 @@ async fn start_winning_poster(
         prover,
         miners,
     ));
-    tokio::spawn(poster.run(stop));
+    supervisor.spawn("miner", false, move |ctx| poster.clone().run(ctx));
     Ok(())
 }
 
 /// Reservations of sectors that are no longer online are leftovers of a crash: release them.
 fn release_stale_reservations(sealer: &Sealer) -> Result<()> {
     for (store, item) in sealer.stores.reservations()? {
-        let Some(sid) = parse_sector_name(&item.by) else {
+        let Ok(sid) = item.by.parse::<SectorId>() else {
             continue;
         };
         if sealer
@@ -389,14 +419,4 @@ fn release_stale_reservations(sealer: &Sealer) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Parses `s-t0<miner>-<number>`.
-pub fn parse_sector_name(s: &str) -> Option<damocles_manager_api::types::SectorId> {
-    let rest = s.strip_prefix("s-t0")?;
-    let (m, n) = rest.split_once('-')?;
-    Some(damocles_manager_api::types::SectorId {
-        miner: m.parse().ok()?,
-        number: n.parse().ok()?,
-    })
 }

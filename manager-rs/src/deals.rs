@@ -15,6 +15,7 @@ use vc_processors::builtin::proofs::{self as vp, api};
 
 use crate::chain::{Chain, DealProposal, MarketDeal, EPOCHS_PER_DAY};
 use crate::kv::{cf, Kv};
+use crate::piece_layout::filler_sizes;
 use crate::proofs::seal_proof;
 use crate::stores::PieceStores;
 
@@ -112,30 +113,6 @@ pub fn filler_piece(size: u64) -> Result<SectorPieceV2> {
             is_compatible: true,
         },
     })
-}
-
-/// The sizes of the aligned zero pieces that fill `[from, to)` of a sector, in order.
-pub fn filler_sizes(mut from: u64, to: u64) -> Vec<u64> {
-    let mut sizes = Vec::new();
-    while from < to {
-        let align = if from == 0 {
-            u64::MAX
-        } else {
-            1 << from.trailing_zeros()
-        };
-        let room = 1u64 << (63 - (to - from).leading_zeros());
-        let size = align.min(room);
-        sizes.push(size);
-        from += size;
-    }
-    sizes
-}
-
-/// The end offset of pieces laid out in order, each aligned to its own size.
-pub fn layout_end(sizes: impl IntoIterator<Item = u64>) -> u64 {
-    sizes
-        .into_iter()
-        .fold(0, |off, size| off.next_multiple_of(size) + size)
 }
 
 /// Fills `[from, to)` of a sector with aligned zero pieces.

@@ -39,6 +39,16 @@ impl ApiError {
     }
 }
 
+/// A refusal of the chain is the request's fault; an unavailable chain is worth a retry.
+impl From<crate::chain::ChainError> for ApiError {
+    fn from(e: crate::chain::ChainError) -> Self {
+        match e {
+            crate::chain::ChainError::Rejected(why) => ApiError::BadRequest(why),
+            crate::chain::ChainError::Unavailable(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<ApiError> for ErrorObjectOwned {
     fn from(e: ApiError) -> Self {
         ErrorObjectOwned::owned(e.code(), e.to_string(), None::<()>)

@@ -4,7 +4,8 @@
 //! state in RocksDB ([`kv`], [`sectors`]), manages the persist stores through objstore
 //! ([`stores`]), batches chain messages ([`commit`]), queues deals ([`deals`]) and reaches a
 //! chain through the [`chain::Chain`] trait, whose first implementation is an embedded devnet
-//! that verifies real proofs ([`chain::devnet`]).
+//! that verifies real proofs ([`chain::devnet`]), proves WindowPoSt and WinningPoSt ([`post`]),
+//! and runs its background tasks under one [`supervisor`].
 
 pub mod attach;
 pub mod chain;
@@ -15,10 +16,12 @@ pub mod daemon;
 pub mod deals;
 pub mod error;
 pub mod kv;
+pub mod piece_layout;
 pub mod post;
 pub mod proofs;
 pub mod rpc;
 pub mod sealer;
 pub mod sectors;
 pub mod stores;
+pub mod supervisor;
 pub mod util;

@@ -11,10 +11,7 @@ pub fn seal_proof(t: SealProofType) -> Result<RegisteredSealProof> {
 
 /// The chain integer of the `V1_1` WindowPoSt proof for a sector size (10 = 2 KiB … 14 = 64 GiB).
 pub fn window_post_chain_type(sector_size: u64) -> Result<i64> {
-    match SealProofType::SECTOR_SIZES
-        .iter()
-        .position(|&s| s == sector_size)
-    {
+    match vc_processors::layout::sector_size_index(sector_size) {
         Some(i) => Ok(10 + i as i64),
         None => bail!("unsupported sector size {sector_size}"),
     }

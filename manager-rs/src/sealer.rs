@@ -14,9 +14,8 @@ use vc_processors::builtin::proofs as vp;
 
 use crate::chain::{
     miner_entropy, Chain, DomainSeparationTag, CHAIN_FINALITY, INTERACTIVE_POREP_CONFIDENCE,
-    MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK,
 };
-use crate::commit::{CommitKind, Commitments};
+use crate::commit::{pre_commit_ticket_expired, sector_number_taken, CommitKind, Commitments};
 use crate::config::ManagerConfig;
 use crate::deals::DealManager;
 use crate::error::{ApiError, ApiResult};
@@ -41,7 +40,7 @@ pub struct Sealer {
     /// Sector states.
     pub states: Arc<SectorStates>,
     /// Persist stores.
-    pub stores: StoreManager,
+    pub stores: Arc<StoreManager>,
     /// Sector index.
     pub index: SectorIndex,
     /// Deals.
@@ -267,14 +266,8 @@ impl Sealer {
             ));
         }
         let head = self.chain.head().await?.epoch;
-        if info.ticket.epoch < head - MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK {
-            return Ok(submit(
-                SubmitResult::Rejected,
-                Some(format!(
-                    "ticket of epoch {} expired at {head}",
-                    info.ticket.epoch
-                )),
-            ));
+        if let Some(why) = pre_commit_ticket_expired(info.ticket.epoch, head) {
+            return Ok(submit(SubmitResult::Rejected, Some(why)));
         }
         let chain_ticket = self
             .chain
@@ -284,7 +277,9 @@ impl Sealer {
                 &miner_entropy(sid.miner),
             )
             .await
-            .map_err(|e| ApiError::Internal(e.context("drawing the ticket")))?;
+            .map_err(|e| {
+                ApiError::Internal(anyhow::Error::from(e).context("drawing the ticket"))
+            })?;
         if info.ticket.ticket.0 != chain_ticket {
             return Ok(submit(
                 SubmitResult::Rejected,
@@ -304,19 +299,8 @@ impl Sealer {
                 return Ok(submit(SubmitResult::Accepted, None));
             }
         }
-        if !self
-            .chain
-            .allocated(sid.miner, &[sid.number])
-            .await?
-            .is_empty()
-        {
-            return Ok(submit(
-                SubmitResult::Rejected,
-                Some(format!(
-                    "sector number {} is already allocated on chain",
-                    sid.number
-                )),
-            ));
+        if let Some(why) = sector_number_taken(self.chain.as_ref(), sid).await? {
+            return Ok(submit(SubmitResult::Rejected, Some(why)));
         }
         let queued = self.update_online(sid, move |st| {
             // A concurrent identical submission already queued or sent it.

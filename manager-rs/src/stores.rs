@@ -15,12 +15,10 @@ use damocles_manager_api::types::{
 use objstore::{ObjectStore, PluginLibrary, StoreConfig};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use vc_processors::layout;
 
-use crate::config::{PersistStoreConfig, PieceStoreConfig, SectorStoreJson};
+use crate::config::{PersistStoreConfig, PieceStoreConfig};
 use crate::kv::{cf, Kv};
-
-/// Name of the file that marks a scanned directory as a store.
-pub const SECTOR_STORE_JSON: &str = "sectorstore.json";
 
 /// Opens objstore instances: the fs backend, or a plugin from `plugin_dir`.
 #[derive(Debug, Clone)]
@@ -181,32 +179,6 @@ fn sector_key(sid: SectorId) -> String {
     format!("m-{}-n-{}", sid.miner, sid.number)
 }
 
-/// The relative path of a sector's sealed (or update) file.
-pub fn sealed_path(sid: SectorId, upgrade: bool) -> String {
-    format!("{}/{sid}", if upgrade { "update" } else { "sealed" })
-}
-
-/// The relative path of a sector's cache (or update-cache) directory.
-pub fn cache_path(sid: SectorId, upgrade: bool) -> String {
-    format!("{}/{sid}", if upgrade { "update-cache" } else { "cache" })
-}
-
-/// The cache files PoSt needs, for a sector size.
-pub fn cache_file_names(sector_size: u64) -> Vec<String> {
-    let mut names = match sector_size {
-        s if s >= 64 << 30 => (0..16)
-            .map(|i| format!("sc-02-data-tree-r-last-{i}.dat"))
-            .collect(),
-        s if s >= 32 << 30 => (0..8)
-            .map(|i| format!("sc-02-data-tree-r-last-{i}.dat"))
-            .collect(),
-        _ => vec!["sc-02-data-tree-r-last.dat".to_string()],
-    };
-    names.push("p_aux".into());
-    names.push("t_aux".into());
-    names
-}
-
 /// Expands `ScanPersistStores` globs into store configs from their `sectorstore.json`.
 pub fn scan_persist_stores(patterns: &[String]) -> Result<Vec<PersistStoreConfig>> {
     let mut out = Vec::new();
@@ -215,19 +187,14 @@ pub fn scan_persist_stores(patterns: &[String]) -> Result<Vec<PersistStoreConfig
             .with_context(|| format!("ScanPersistStores: bad pattern {pattern:?}"))?;
         for entry in paths {
             let dir = entry.with_context(|| format!("ScanPersistStores: reading {pattern:?}"))?;
-            let file = dir.join(SECTOR_STORE_JSON);
-            if !dir.is_dir() || !file.is_file() {
+            if !dir.is_dir() {
                 continue;
             }
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let j: SectorStoreJson = serde_json::from_str(&text)
-                .with_context(|| format!("{}: invalid sectorstore.json", file.display()))?;
+            let Some(j) = layout::SectorStoreJson::read_in(&dir)? else {
+                continue;
+            };
             let path = dir.display().to_string();
-            let name = [j.name.clone(), j.id.clone(), path.clone()]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .unwrap_or_default();
+            let name = j.name_or(path.clone());
             out.push(PersistStoreConfig {
                 name,
                 path,
@@ -506,10 +473,10 @@ impl StoreManager {
             .get(instance)
             .ok_or_else(|| PersistCheckError::NoSuchStore(instance.to_string()))?;
         let size = proof.sector_size().unwrap_or(0);
-        let mut paths = vec![sealed_path(sid, upgrade)];
-        let cache = cache_path(sid, upgrade);
+        let mut paths = vec![layout::sealed_rel(sid, upgrade)];
+        let cache = layout::cache_rel(sid, upgrade);
         paths.extend(
-            cache_file_names(size)
+            layout::post_cache_files(size)
                 .into_iter()
                 .map(|f| format!("{cache}/{f}")),
         );

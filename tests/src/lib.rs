@@ -1,4 +1,6 @@
-//! End-to-end tests of the whole cluster (manager and workers as real processes).
+//! Shared test support, and the future home of the end-to-end tests of the whole cluster.
 //!
-//! The harness and the tests arrive with the manager and worker issues. Until then the
-//! process-level tests live beside each binary (`damocles-worker/tests/`).
+//! Today the process-level tests that start both binaries live in `manager-rs/tests/it`
+//! (`cluster`, `e2e`, `post_s3`, `ext_python`, `restart`, …) and the worker's own in
+//! `damocles-worker/tests/it`; `tests/support/golden_json.rs` holds the golden-JSON checks the
+//! crates' tests include. See `docs/architecture.md` for where each kind of test goes.

@@ -9,6 +9,8 @@
 //! - [`consumer`]: the child-side main loop ([`consumer::run_consumer`]);
 //! - [`producer`]: the parent side, which starts, supervises and talks to a child
 //!   ([`producer::Producer`]);
+//! - [`layout`]: the sector layout (sector names, store directories, cache files, sector sizes,
+//!   `sectorstore.json`) that every crate takes from here;
 //! - [`sys`]: start-up placement of a child (NUMA memory preference, cgroup cpuset);
 //! - [`b64serde`]: base64 byte strings, the one non-array byte encoding of the wire format;
 //! - `builtin` (feature `builtin`): every task type with its exact JSON, the processors built on
@@ -19,6 +21,7 @@
 
 pub mod b64serde;
 pub mod consumer;
+pub mod layout;
 pub mod producer;
 pub mod protocol;
 pub mod sys;

@@ -324,6 +324,7 @@ mod tests {
             job_state: String::new(),
             job_stage: None,
             last_error: None,
+            restarts: 0,
         }
     }
 

@@ -53,8 +53,12 @@ pub struct WorkerThreadInfo {
     pub job_state: String,
     /// The display stage (worker-spec §2.0.2).
     pub job_stage: Option<String>,
-    /// `<level>: <error>` of the failure that paused the thread.
+    /// `<level>: <error>` of the failure that paused the thread, or the panic it was
+    /// restarted after.
     pub last_error: Option<String>,
+    /// Times the thread was started again after a panic (ours; absent from damocles).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,7 @@ struct Inner {
     job_state: String,
     job_stage: Option<String>,
     last_error: Option<String>,
+    restarts: u64,
     /// A pause request not yet observed (capacity one, §5.1).
     pause_pending: bool,
     /// The thread waits in [`ThreadControl::wait_for_resume`].
@@ -126,6 +131,7 @@ impl ThreadControl {
                     job_state: String::new(),
                     job_stage: None,
                     last_error: None,
+                    restarts: 0,
                     pause_pending: false,
                     waiting_for_resume: false,
                     resume: None,
@@ -167,7 +173,16 @@ impl ThreadControl {
             job_state: g.job_state.clone(),
             job_stage: g.job_stage.clone(),
             last_error: g.last_error.clone(),
+            restarts: g.restarts,
         }
+    }
+
+    /// The thread is started again after `why` (a panic): counted, shown as its last error.
+    pub fn record_restart(&self, why: String) {
+        let mut g = self.lock();
+        g.restarts += 1;
+        g.last_error = Some(why);
+        g.activity = Activity::Idle;
     }
 
     /// Records the plan in use.

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use damocles_manager_api::rpc::SealerApiClient;
 use damocles_manager_api::types::{
     ReportStateReq, SectorFailure, SectorId, SectorStateChange, WorkerIdentifier,
 };
 
-use crate::client::ManagerClient;
 use crate::config::SealingConfig;
 use crate::limits::LimitPool;
+use crate::port::ManagerPort;
 use crate::processors::Processors;
 use crate::sealing::control::ThreadControl;
 use crate::sealing::failure::{Failure, Level, StepResult, WithLevel};
@@ -69,7 +68,7 @@ impl AttachedStore {
 /// What every sealing thread shares.
 pub struct SealingEnv {
     /// The manager.
-    pub client: ManagerClient,
+    pub manager: Arc<dyn ManagerPort>,
     /// Processors of every stage.
     pub processors: Arc<Processors>,
     /// Stage limits.
@@ -197,13 +196,7 @@ pub fn seal(
                         anyhow!("state {} ended without a sector", ctx.sector.state),
                     ));
                 };
-                let reported = ctx
-                    .env
-                    .client
-                    .call("Venus.ReportFinalized", |c| async move {
-                        c.report_finalized(sid).await
-                    });
-                match reported {
+                match ctx.env.manager.report_finalized(sid) {
                     Ok(()) => {
                         ctx.store.finalize().crit()?;
                         ctx.sector = Sector::new(planner.name());
@@ -310,9 +303,7 @@ fn report(
             desc: f.desc(),
         }),
     };
-    let resp = match ctx.env.client.call("Venus.ReportState", |c| async move {
-        c.report_state(sid, req).await
-    }) {
+    let resp = match ctx.env.manager.report_state(sid, req) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(sector = %sid, error = %e, "reporting the state failed");
@@ -356,9 +347,7 @@ fn retry(ctx: &mut Ctx<'_>, failure: Failure) -> StepResult<()> {
 fn abort(ctx: &mut Ctx<'_>, plan: &str, failure: &Failure) {
     if let Some(sid) = ctx.sector.sector_id() {
         let reason = failure.desc();
-        if let Err(e) = ctx.env.client.call("Venus.ReportAborted", |c| async move {
-            c.report_aborted(sid, reason).await
-        }) {
+        if let Err(e) = ctx.env.manager.report_aborted(sid, reason) {
             tracing::warn!(sector = %sid, error = %e, "reporting the abort failed");
         }
         tracing::warn!(sector = %sid, error = %failure, "sector aborted");

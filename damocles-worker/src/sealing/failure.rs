@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::client::RpcFailure;
+use crate::port::ManagerError;
 use crate::sealing::control::Interrupted;
 
 /// How bad a failure is.
@@ -83,12 +83,14 @@ impl From<Interrupted> for Failure {
     }
 }
 
-/// §3.3: code 11001 drops the sector; every other RPC error may pass.
-impl From<RpcFailure> for Failure {
-    fn from(e: RpcFailure) -> Self {
+/// §3.3: code 11001 drops the sector; every other manager error may pass.
+impl From<ManagerError> for Failure {
+    fn from(e: ManagerError) -> Self {
         let level = match e {
-            RpcFailure::SectorStateNotFound { .. } => Level::Abort,
-            RpcFailure::Other { .. } => Level::Temporary,
+            ManagerError::SectorStateNotFound { .. } => Level::Abort,
+            ManagerError::MethodNotFound { .. }
+            | ManagerError::Rejected { .. }
+            | ManagerError::Unavailable { .. } => Level::Temporary,
         };
         Failure::new(level, e)
     }
@@ -135,15 +137,15 @@ mod tests {
 
     #[test]
     fn rpc_errors_map_to_their_levels() {
-        let gone: Failure = RpcFailure::SectorStateNotFound {
-            method: "Venus.ReportState",
-            message: "not found".into(),
-        }
-        .into();
+        use crate::port::Method;
+        let gone: Failure =
+            ManagerError::from_code(Method::ReportState, 11001, "not found".into()).into();
         assert_eq!(gone.level, Level::Abort);
-        let other: Failure = RpcFailure::Other {
-            method: "Venus.AssignTicket",
-            message: "connection refused".into(),
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let other: Failure = ManagerError::Unavailable {
+            method: Method::AssignTicket,
+            cause: std::sync::Arc::new(refused),
         }
         .into();
         assert_eq!(other.level, Level::Temporary);
@@ -151,6 +153,9 @@ mod tests {
             other.to_string(),
             "temporary: Venus.AssignTicket: rpc error: connection refused"
         );
+        let rejected: Failure =
+            ManagerError::from_code(Method::SubmitProof, 1, "bad proof".into()).into();
+        assert_eq!(rejected.level, Level::Temporary);
     }
 
     #[test]

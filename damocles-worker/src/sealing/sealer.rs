@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use damocles_manager_api::json::Bytes;
-use damocles_manager_api::rpc::SealerApiClient;
 use damocles_manager_api::types::{
     AcquireDealsSpec, AllocateSectorSpec, OnChainState, PollStateResp, PreCommitOnChainInfo,
     ProofOnChainInfo, SealProofType, SubmitResp, SubmitResult,
@@ -16,11 +15,12 @@ use vc_processors::builtin::proofs::{self as vp, api};
 use vc_processors::builtin::tasks::{
     self as t, Piece, PieceFile, TransferItem, TransferRoute, UnpaddedBytesAmount,
 };
+use vc_processors::layout;
 use vc_processors::ProducerError;
 
 use crate::sealing::engine::{poll_interval, Ctx, Planner};
 use crate::sealing::failure::{required, Failure, Level, StepResult, WithLevel};
-use crate::sealing::state::{plan, sealer_plan, Event, State};
+use crate::sealing::state::{plan, Event, State};
 
 /// The level of a processor's failure: a child that died, is restarting or did not answer in
 /// time may well succeed on a retry (Temporary); a task the processor itself failed needs an
@@ -100,6 +100,39 @@ impl Planner for SealerPlanner {
     }
 }
 
+/// The `sealer` planner's transitions (worker-spec §2.1): the next state for `event` in
+/// `state`, or `None` when the event is not expected there. `SetState(s)` goes to `s` from any
+/// state.
+pub fn sealer_plan(event: &Event, state: State) -> Option<State> {
+    use Event as E;
+    use State as S;
+    let next = match (state, event) {
+        (_, E::SetState(s)) => *s,
+        (S::Empty, E::Allocate(_)) => S::Allocated,
+        (S::Allocated, E::AcquireDeals(_) | E::AcquireDealsV2(_)) => S::DealsAcquired,
+        (S::DealsAcquired, E::AddPiece(_)) => S::PieceAdded,
+        (S::PieceAdded, E::BuildTreeD) => S::TreeDBuilt,
+        (S::TreeDBuilt, E::AssignTicket(_)) => S::TicketAssigned,
+        (S::TicketAssigned, E::PC1(_, _)) => S::PC1Done,
+        (S::PC1Done, E::PC2(_)) => S::PC2Done,
+        (S::PC1Done, E::PC2NeedSyntheticProof(_)) => S::SyntheticPoRepNeeded,
+        (S::SyntheticPoRepNeeded, E::SyntheticPoRep) => S::PC2Done,
+        (S::PC2Done, E::SubmitPC) => S::PCSubmitted,
+        (S::PCSubmitted, E::ReSubmitPC) => S::PC2Done,
+        (S::PCSubmitted, E::CheckPC) => S::PCLanded,
+        (S::PCLanded, E::Persist(_)) => S::Persisted,
+        (S::Persisted, E::SubmitPersistance) => S::PersistanceSubmitted,
+        (S::PersistanceSubmitted, E::AssignSeed(_)) => S::SeedAssigned,
+        (S::SeedAssigned, E::C1(_)) => S::C1Done,
+        (S::C1Done, E::C2(_)) => S::C2Done,
+        (S::C2Done, E::SubmitProof) => S::ProofSubmitted,
+        (S::ProofSubmitted, E::ReSubmitProof) => S::C2Done,
+        (S::ProofSubmitted, E::Finish) => S::Finished,
+        _ => return None,
+    };
+    Some(next)
+}
+
 fn seal_proof(ctx: &Ctx<'_>) -> StepResult<api::RegisteredSealProof> {
     let base = required(ctx.sector.base.as_ref(), "base")?;
     vp::seal_proof_from_chain(base.allocated.proof_type.0).abort()
@@ -121,9 +154,7 @@ fn allocate(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
                 .collect(),
         ),
     };
-    let sector = match ctx.env.client.call("Venus.AllocateSector", |c| async move {
-        c.allocate_sector(spec).await
-    }) {
+    let sector = match ctx.env.manager.allocate_sector(spec) {
         Ok(Some(s)) => s,
         Ok(None) => return Ok(Some(Event::Idle)),
         Err(e) => {
@@ -165,9 +196,7 @@ fn acquire_deals(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         max_deals: ctx.sealing.max_deals.map(|n| n as u64),
         min_used_space: ctx.sealing.min_deal_space.map(|b| b.0),
     };
-    let deals = ctx.env.client.call("Venus.AcquireDeals", |c| async move {
-        c.acquire_deals(sid, spec).await
-    })?;
+    let deals = ctx.env.manager.acquire_deals(sid, spec)?;
     let count = deals.as_ref().map_or(0, Vec::len);
     if !ctx.sealing.disable_cc || count > 0 {
         Ok(Some(Event::AcquireDealsV2(deals)))
@@ -318,9 +347,7 @@ fn pre_commit1(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
     let _token = ctx.env.limits.acquire_stage("pc1", Some(ctx.ctrl));
     let ticket = match ctx.sector.phases.ticket.clone() {
         Some(t) => t,
-        None => ctx.env.client.call("Venus.AssignTicket", |c| async move {
-            c.assign_ticket(sid).await
-        })?,
+        None => ctx.env.manager.assign_ticket(sid)?,
     };
     let pieces = required(ctx.sector.phases.pieces.clone(), "pieces")?;
     let ticket_bytes: [u8; 32] = ticket
@@ -375,11 +402,7 @@ fn pre_commit2(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
     for entry in entries {
         let entry = entry.context("listing the cache").crit()?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "p_aux"
-            || name == "t_aux"
-            || name.contains("tree-c")
-            || name.contains("tree-r-last")
-        {
+        if layout::is_pc2_output(&name) {
             remove_if_present(&entry.path()).crit()?;
         }
     }
@@ -521,12 +544,7 @@ fn submit_pre_commit(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
     };
     let reset = ctx.sector.phases.pc2_re_submit;
     let sector = base.allocated;
-    let resp = ctx
-        .env
-        .client
-        .call("Venus.SubmitPreCommit", |c| async move {
-            c.submit_pre_commit(sector, info, reset).await
-        })?;
+    let resp = ctx.env.manager.submit_pre_commit(sector, info, reset)?;
     submitted(resp, "pre-commit").map(|()| Some(Event::SubmitPC))
 }
 
@@ -591,12 +609,12 @@ fn poll_until_landed(
 /// PCSubmitted: wait for the PreCommit to land.
 fn poll_pre_commit(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
     let sid = ctx.sector_id()?;
-    let client = ctx.env.client.clone();
-    let landed = poll_until_landed(ctx, "pre-commit", || {
-        Ok(client.call("Venus.PollPreCommitState", |c| async move {
-            c.poll_pre_commit_state(sid).await
-        })?)
-    })?;
+    let manager = ctx.env.manager.clone();
+    let landed = poll_until_landed(
+        ctx,
+        "pre-commit",
+        || Ok(manager.poll_pre_commit_state(sid)?),
+    )?;
     Ok(Some(if landed {
         Event::CheckPC
     } else {
@@ -630,10 +648,8 @@ fn persist(ctx: &mut Ctx<'_>) -> StepResult<String> {
         let cands = candidates.clone();
         let answer = ctx
             .env
-            .client
-            .call("Venus.StoreReserveSpace", |c| async move {
-                c.store_reserve_space(sid, required_size, cands).await
-            })?;
+            .manager
+            .store_reserve_space(sid, required_size, cands)?;
         match answer {
             Some(info) => break info,
             None => {
@@ -668,13 +684,13 @@ fn persist(ctx: &mut Ctx<'_>) -> StepResult<String> {
     let mut routes = vec![route(
         ctx.store.sealed_file(sid),
         &store.name,
-        dest(crate::sealing::store::sealed_rel(sid)),
+        dest(PathBuf::from(layout::sealed_rel(sid, false))),
     )];
     for name in vp::cached_filenames_for_sector(seal_proof(ctx)?) {
         routes.push(route(
             cache_dir.join(&name),
             &store.name,
-            dest(crate::sealing::store::cache_rel(sid).join(&name)),
+            dest(PathBuf::from(layout::cache_rel(sid, false)).join(&name)),
         ));
     }
     let stores = HashMap::from([(
@@ -710,12 +726,7 @@ fn submit_persisted(ctx: &mut Ctx<'_>) -> StepResult<()> {
         ctx.sector.phases.persist_instance.clone(),
         "persist_instance",
     )?;
-    let ok = ctx
-        .env
-        .client
-        .call("Venus.SubmitPersistedEx", |c| async move {
-            c.submit_persisted_ex(sid, instance, false).await
-        })?;
+    let ok = ctx.env.manager.submit_persisted_ex(sid, instance, false)?;
     if !ok {
         return Err(Failure::new(
             Level::Permanent,
@@ -732,9 +743,7 @@ fn wait_seed(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         .allocated
         .proof_type;
     loop {
-        let resp = ctx.env.client.call("Venus.WaitSeed", |c| async move {
-            c.wait_seed(sid, proof_type).await
-        })?;
+        let resp = ctx.env.manager.wait_seed(sid, proof_type)?;
         if let Some(seed) = resp.seed {
             return Ok(Some(Event::AssignSeed(seed)));
         }
@@ -789,16 +798,10 @@ fn submit_proof(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         .proof
         .clone();
     let reset = ctx.sector.phases.c2_re_submit;
-    let resp = ctx.env.client.call("Venus.SubmitProof", |c| async move {
-        c.submit_proof(
-            sid,
-            ProofOnChainInfo {
-                proof: Bytes(proof),
-            },
-            reset,
-        )
-        .await
-    })?;
+    let info = ProofOnChainInfo {
+        proof: Bytes(proof),
+    };
+    let resp = ctx.env.manager.submit_proof(sid, info, reset)?;
     submitted(resp, "proof").map(|()| Some(Event::SubmitProof))
 }
 
@@ -806,12 +809,8 @@ fn submit_proof(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
 fn poll_proof(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
     let sid = ctx.sector_id()?;
     if !ctx.sealing.ignore_proof_check {
-        let client = ctx.env.client.clone();
-        let landed = poll_until_landed(ctx, "proof", || {
-            Ok(client.call("Venus.PollProofState", |c| async move {
-                c.poll_proof_state(sid).await
-            })?)
-        })?;
+        let manager = ctx.env.manager.clone();
+        let landed = poll_until_landed(ctx, "proof", || Ok(manager.poll_proof_state(sid)?))?;
         if !landed {
             return Ok(Some(Event::ReSubmitProof));
         }
@@ -819,4 +818,86 @@ fn poll_proof(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
     let cache = ctx.store.cache_dir(sid);
     vp::guard("clear_cache", || api::seal::clear_cache(&cache)).temp()?;
     Ok(Some(Event::Finish))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sealing::state::tests::{allocated, every_event, snap_encode_out};
+
+    #[test]
+    fn sealer_transitions_are_exactly_the_table() {
+        // (from, event name, to), worker-spec §2.1.
+        let edges = [
+            (State::Empty, "Allocate", State::Allocated),
+            (State::Allocated, "AcquireDeals", State::DealsAcquired),
+            (State::DealsAcquired, "AddPiece", State::PieceAdded),
+            (State::PieceAdded, "BuildTreeD", State::TreeDBuilt),
+            (State::TreeDBuilt, "AssignTicket", State::TicketAssigned),
+            (State::TicketAssigned, "PC1", State::PC1Done),
+            (State::PC1Done, "PC2", State::PC2Done),
+            (
+                State::PC1Done,
+                "PC2NeedSyntheticProof",
+                State::SyntheticPoRepNeeded,
+            ),
+            (
+                State::SyntheticPoRepNeeded,
+                "SyntheticPoRep",
+                State::PC2Done,
+            ),
+            (State::PC2Done, "SubmitPC", State::PCSubmitted),
+            (State::PCSubmitted, "ReSubmitPC", State::PC2Done),
+            (State::PCSubmitted, "CheckPC", State::PCLanded),
+            (State::PCLanded, "Persist", State::Persisted),
+            (
+                State::Persisted,
+                "SubmitPersistance",
+                State::PersistanceSubmitted,
+            ),
+            (
+                State::PersistanceSubmitted,
+                "AssignSeed",
+                State::SeedAssigned,
+            ),
+            (State::SeedAssigned, "C1", State::C1Done),
+            (State::C1Done, "C2", State::C2Done),
+            (State::C2Done, "SubmitProof", State::ProofSubmitted),
+            (State::ProofSubmitted, "ReSubmitProof", State::C2Done),
+            (State::ProofSubmitted, "Finish", State::Finished),
+        ];
+        let events = every_event();
+        let mut allowed = 0;
+        for state in State::ALL {
+            for event in &events {
+                let want = edges
+                    .iter()
+                    .find(|(from, name, _)| *from == state && *name == event.name())
+                    .map(|(_, _, to)| *to);
+                assert_eq!(
+                    sealer_plan(event, state),
+                    want,
+                    "{} in {state}",
+                    event.name()
+                );
+                allowed += usize::from(want.is_some());
+            }
+            for target in State::ALL {
+                assert_eq!(sealer_plan(&Event::SetState(target), state), Some(target));
+            }
+        }
+        // 20 edges, AcquireDeals counted for both variants.
+        assert_eq!(allowed, 21);
+        // A few refusals spelled out.
+        assert_eq!(
+            sealer_plan(&Event::Allocate(allocated(1)), State::Allocated),
+            None
+        );
+        assert_eq!(sealer_plan(&Event::Finish, State::C2Done), None);
+        assert_eq!(
+            sealer_plan(&Event::SnapEncode(snap_encode_out()), State::TreeDBuilt),
+            None
+        );
+        assert_eq!(sealer_plan(&Event::Idle, State::Empty), None);
+    }
 }

@@ -1,11 +1,10 @@
-//! Sector states, planner events and the persisted sector record (worker-spec §1.7, §2.0), and
-//! the `sealer` planner's transition function (§2.1).
+//! Sector states, planner events and the persisted sector record (worker-spec §1.7, §2.0).
 //!
 //! Terms:
 //! - a [`State`] is where a sector is; all planners share the same 26 states;
 //! - an [`Event`] is what a handler returns; a planner maps `(event, state)` to the next state
-//!   ([`sealer_plan`] for the sealer), then [`Sector::apply`] merges the event's payload into the
-//!   record (§2.0.3) and moves it to that state;
+//!   (the sealer's table is `sealing::sealer::sealer_plan`), then [`Sector::apply`] merges the
+//!   event's payload into the record (§2.0.3) and moves it to that state;
 //! - a [`Sector`] is the record the engine keeps under `meta/info` in the sealing store and
 //!   writes after every applied event.
 //!
@@ -14,7 +13,7 @@
 //! `SyntheticPoRepNeeded` at index 8). A record holding an index of the current table (§2.0.1)
 //! still loads. `finalized.public` keeps only `CommR`, the one field the planners read.
 //!
-//! Not here: handlers, the engine loop, and the other planners' tables.
+//! Not here: handlers, the engine loop, and the planners' transition tables.
 
 use std::fmt;
 use std::str::FromStr;
@@ -698,39 +697,6 @@ pub fn display_stage(state: State, plan: &str) -> &'static str {
     }
 }
 
-/// The `sealer` planner's transitions (worker-spec §2.1): the next state for `event` in
-/// `state`, or `None` when the event is not expected there. `SetState(s)` goes to `s` from any
-/// state.
-pub fn sealer_plan(event: &Event, state: State) -> Option<State> {
-    use Event as E;
-    use State as S;
-    let next = match (state, event) {
-        (_, E::SetState(s)) => *s,
-        (S::Empty, E::Allocate(_)) => S::Allocated,
-        (S::Allocated, E::AcquireDeals(_) | E::AcquireDealsV2(_)) => S::DealsAcquired,
-        (S::DealsAcquired, E::AddPiece(_)) => S::PieceAdded,
-        (S::PieceAdded, E::BuildTreeD) => S::TreeDBuilt,
-        (S::TreeDBuilt, E::AssignTicket(_)) => S::TicketAssigned,
-        (S::TicketAssigned, E::PC1(_, _)) => S::PC1Done,
-        (S::PC1Done, E::PC2(_)) => S::PC2Done,
-        (S::PC1Done, E::PC2NeedSyntheticProof(_)) => S::SyntheticPoRepNeeded,
-        (S::SyntheticPoRepNeeded, E::SyntheticPoRep) => S::PC2Done,
-        (S::PC2Done, E::SubmitPC) => S::PCSubmitted,
-        (S::PCSubmitted, E::ReSubmitPC) => S::PC2Done,
-        (S::PCSubmitted, E::CheckPC) => S::PCLanded,
-        (S::PCLanded, E::Persist(_)) => S::Persisted,
-        (S::Persisted, E::SubmitPersistance) => S::PersistanceSubmitted,
-        (S::PersistanceSubmitted, E::AssignSeed(_)) => S::SeedAssigned,
-        (S::SeedAssigned, E::C1(_)) => S::C1Done,
-        (S::C1Done, E::C2(_)) => S::C2Done,
-        (S::C2Done, E::SubmitProof) => S::ProofSubmitted,
-        (S::ProofSubmitted, E::ReSubmitProof) => S::C2Done,
-        (S::ProofSubmitted, E::Finish) => S::Finished,
-        _ => return None,
-    };
-    Some(next)
-}
-
 /// The prover id of a miner (§1.7): the unsigned LEB128 of the actor id, zero padded to 32
 /// bytes (the payload of its ID address).
 pub fn prover_id(miner: u64) -> ProverId {
@@ -738,7 +704,7 @@ pub fn prover_id(miner: u64) -> ProverId {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use damocles_manager_api::json::{data_commitment_cid, replica_commitment_cid, Bytes};
@@ -747,7 +713,7 @@ mod tests {
     use vc_processors::builtin::proofs::api::seal::VanillaSealProof;
     use vc_processors::builtin::tasks::{RegisteredSealProof, UnpaddedBytesAmount};
 
-    fn allocated(number: u64) -> AllocatedSector {
+    pub(crate) fn allocated(number: u64) -> AllocatedSector {
         AllocatedSector {
             id: SectorId {
                 miner: 1000,
@@ -871,7 +837,7 @@ mod tests {
         }
     }
 
-    fn snap_encode_out() -> SnapEncodeOutput {
+    pub(crate) fn snap_encode_out() -> SnapEncodeOutput {
         SnapEncodeOutput {
             comm_r_new: [11; 32],
             comm_r_last_new: [12; 32],
@@ -919,7 +885,7 @@ mod tests {
     }
 
     /// One event of every variant except `SetState`.
-    fn every_event() -> Vec<Event> {
+    pub(crate) fn every_event() -> Vec<Event> {
         vec![
             Event::Idle,
             Event::Retry,
@@ -1360,82 +1326,6 @@ mod tests {
             ]
         );
         assert_eq!(Event::SetState(State::Empty).to_string(), "SetState");
-    }
-
-    #[test]
-    fn sealer_transitions_are_exactly_the_table() {
-        // (from, event name, to), worker-spec §2.1.
-        let edges = [
-            (State::Empty, "Allocate", State::Allocated),
-            (State::Allocated, "AcquireDeals", State::DealsAcquired),
-            (State::DealsAcquired, "AddPiece", State::PieceAdded),
-            (State::PieceAdded, "BuildTreeD", State::TreeDBuilt),
-            (State::TreeDBuilt, "AssignTicket", State::TicketAssigned),
-            (State::TicketAssigned, "PC1", State::PC1Done),
-            (State::PC1Done, "PC2", State::PC2Done),
-            (
-                State::PC1Done,
-                "PC2NeedSyntheticProof",
-                State::SyntheticPoRepNeeded,
-            ),
-            (
-                State::SyntheticPoRepNeeded,
-                "SyntheticPoRep",
-                State::PC2Done,
-            ),
-            (State::PC2Done, "SubmitPC", State::PCSubmitted),
-            (State::PCSubmitted, "ReSubmitPC", State::PC2Done),
-            (State::PCSubmitted, "CheckPC", State::PCLanded),
-            (State::PCLanded, "Persist", State::Persisted),
-            (
-                State::Persisted,
-                "SubmitPersistance",
-                State::PersistanceSubmitted,
-            ),
-            (
-                State::PersistanceSubmitted,
-                "AssignSeed",
-                State::SeedAssigned,
-            ),
-            (State::SeedAssigned, "C1", State::C1Done),
-            (State::C1Done, "C2", State::C2Done),
-            (State::C2Done, "SubmitProof", State::ProofSubmitted),
-            (State::ProofSubmitted, "ReSubmitProof", State::C2Done),
-            (State::ProofSubmitted, "Finish", State::Finished),
-        ];
-        let events = every_event();
-        let mut allowed = 0;
-        for state in State::ALL {
-            for event in &events {
-                let want = edges
-                    .iter()
-                    .find(|(from, name, _)| *from == state && *name == event.name())
-                    .map(|(_, _, to)| *to);
-                assert_eq!(
-                    sealer_plan(event, state),
-                    want,
-                    "{} in {state}",
-                    event.name()
-                );
-                allowed += usize::from(want.is_some());
-            }
-            for target in State::ALL {
-                assert_eq!(sealer_plan(&Event::SetState(target), state), Some(target));
-            }
-        }
-        // 20 edges, AcquireDeals counted for both variants.
-        assert_eq!(allowed, 21);
-        // A few refusals spelled out.
-        assert_eq!(
-            sealer_plan(&Event::Allocate(allocated(1)), State::Allocated),
-            None
-        );
-        assert_eq!(sealer_plan(&Event::Finish, State::C2Done), None);
-        assert_eq!(
-            sealer_plan(&Event::SnapEncode(snap_encode_out()), State::TreeDBuilt),
-            None
-        );
-        assert_eq!(sealer_plan(&Event::Idle, State::Empty), None);
     }
 
     #[test]

@@ -6,11 +6,11 @@
 //!   .holder        empty marker: this directory is an initialised sealing store
 //!   config.toml    optional hot config (§1.5; read elsewhere)
 //!   meta/          RocksDB: the sector record under `meta/info` (§1.7)
-//!   data/          the sector's files, laid out as in a persist store (see the `*_rel` helpers)
+//!   data/          the sector's files, laid out as in a persist store ([`layout`])
 //! ```
 //!
-//! A sector's files are addressed by their path relative to `data/` (`sealed/s-t0M-N`, …); a
-//! persist store uses the same relative layout under its root (§1.9).
+//! A sector's files are addressed by their path relative to `data/` ([`layout::sealed_rel`], …);
+//! a persist store uses the same relative layout under its root (§1.9).
 //!
 //! [`SealingStore::finalize`] wipes `data/` **without following symlinks** (P-17: for snapup and
 //! unseal sectors, `data/sealed/…` and `data/cache/…` are symlinks into persist stores) and
@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use damocles_manager_api::json::Cid;
 use damocles_manager_api::types::SectorId;
 use rocksdb::{Options, WriteOptions, DB};
+use vc_processors::layout;
 
 use super::state::Sector;
 
@@ -39,46 +40,6 @@ pub const META_DIR: &str = "meta";
 pub const HOT_CONFIG_FILE: &str = "config.toml";
 /// The metadb key of the sector record (prefix `meta`, name `info`).
 pub const SECTOR_KEY: &str = "meta/info";
-/// File name of the data tree (in `prepared/…`, and linked into the cache directories).
-pub const TREE_D_FILE: &str = "sc-02-data-tree-d.dat";
-/// Marker in the cache directory while PC2 runs (§2.0.4 PRE_COMMIT2).
-pub const PC2_RUNNING_FILE: &str = ".pc2_running";
-
-/// `unsealed/s-t0M-N`: the staged (unsealed, padded) sector file.
-pub fn staged_rel(id: SectorId) -> PathBuf {
-    Path::new("unsealed").join(id.to_string())
-}
-
-/// `unsealed/<piece_cid>`: the output of an unseal sector.
-pub fn unsealed_piece_rel(piece_cid: &Cid) -> PathBuf {
-    Path::new("unsealed").join(piece_cid.as_str())
-}
-
-/// `prepared/s-t0M-N`: the directory holding the data tree.
-pub fn prepared_rel(id: SectorId) -> PathBuf {
-    Path::new("prepared").join(id.to_string())
-}
-
-/// `cache/s-t0M-N`: the PC1/PC2 cache directory.
-pub fn cache_rel(id: SectorId) -> PathBuf {
-    Path::new("cache").join(id.to_string())
-}
-
-/// `sealed/s-t0M-N`: the sealed replica.
-pub fn sealed_rel(id: SectorId) -> PathBuf {
-    Path::new("sealed").join(id.to_string())
-}
-
-/// `update/s-t0M-N`: the snap-upgraded replica.
-pub fn update_rel(id: SectorId) -> PathBuf {
-    Path::new("update").join(id.to_string())
-}
-
-/// `update-cache/s-t0M-N`: the snap cache directory.
-pub fn update_cache_rel(id: SectorId) -> PathBuf {
-    Path::new("update-cache").join(id.to_string())
-}
-
 fn synced() -> WriteOptions {
     let mut o = WriteOptions::default();
     o.set_sync(true);
@@ -223,57 +184,58 @@ impl SealingStore {
 
     /// `data/unsealed/s-t0M-N`.
     pub fn staged_file(&self, id: SectorId) -> PathBuf {
-        self.data_dir().join(staged_rel(id))
+        self.data_dir().join(layout::staged_rel(id))
     }
 
     /// `data/unsealed/<piece_cid>`.
     pub fn unsealed_piece_file(&self, piece_cid: &Cid) -> PathBuf {
-        self.data_dir().join(unsealed_piece_rel(piece_cid))
+        self.data_dir()
+            .join(layout::unsealed_piece_rel(piece_cid.as_str()))
     }
 
     /// `data/prepared/s-t0M-N`.
     pub fn prepared_dir(&self, id: SectorId) -> PathBuf {
-        self.data_dir().join(prepared_rel(id))
+        self.data_dir().join(layout::prepared_rel(id))
     }
 
     /// `data/prepared/s-t0M-N/sc-02-data-tree-d.dat` (a file, or a symlink to a static tree-d).
     pub fn prepared_tree_d(&self, id: SectorId) -> PathBuf {
-        self.prepared_dir(id).join(TREE_D_FILE)
+        self.prepared_dir(id).join(layout::TREE_D_FILE)
     }
 
     /// `data/cache/s-t0M-N`.
     pub fn cache_dir(&self, id: SectorId) -> PathBuf {
-        self.data_dir().join(cache_rel(id))
+        self.data_dir().join(layout::cache_rel(id, false))
     }
 
     /// `data/cache/s-t0M-N/sc-02-data-tree-d.dat` (a symlink to the prepared tree-d).
     pub fn cache_tree_d(&self, id: SectorId) -> PathBuf {
-        self.cache_dir(id).join(TREE_D_FILE)
+        self.cache_dir(id).join(layout::TREE_D_FILE)
     }
 
     /// `data/cache/s-t0M-N/.pc2_running`.
     pub fn pc2_running_marker(&self, id: SectorId) -> PathBuf {
-        self.cache_dir(id).join(PC2_RUNNING_FILE)
+        self.cache_dir(id).join(layout::PC2_RUNNING_FILE)
     }
 
     /// `data/sealed/s-t0M-N`.
     pub fn sealed_file(&self, id: SectorId) -> PathBuf {
-        self.data_dir().join(sealed_rel(id))
+        self.data_dir().join(layout::sealed_rel(id, false))
     }
 
     /// `data/update/s-t0M-N`.
     pub fn update_file(&self, id: SectorId) -> PathBuf {
-        self.data_dir().join(update_rel(id))
+        self.data_dir().join(layout::sealed_rel(id, true))
     }
 
     /// `data/update-cache/s-t0M-N`.
     pub fn update_cache_dir(&self, id: SectorId) -> PathBuf {
-        self.data_dir().join(update_cache_rel(id))
+        self.data_dir().join(layout::cache_rel(id, true))
     }
 
     /// `data/update-cache/s-t0M-N/sc-02-data-tree-d.dat` (a symlink to the prepared tree-d).
     pub fn update_cache_tree_d(&self, id: SectorId) -> PathBuf {
-        self.update_cache_dir(id).join(TREE_D_FILE)
+        self.update_cache_dir(id).join(layout::TREE_D_FILE)
     }
 
     /// The sector record, if there is one. A record that does not decode is an error naming
@@ -643,11 +605,6 @@ mod tests {
         assert_eq!(
             store.unsealed_piece_file(&cid),
             d.join("unsealed").join(cid.as_str())
-        );
-        assert_eq!(sealed_rel(id), Path::new("sealed/s-t01000-5"));
-        assert_eq!(
-            TREE_D_FILE,
-            vc_processors::builtin::proofs::TREE_D_FILE_NAME
         );
     }
 }

@@ -15,23 +15,22 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use damocles_manager_api::json::Bytes;
-use damocles_manager_api::rpc::WorkerWdPoStApiClient;
-use damocles_manager_api::types::{AllocateWdPoStJobSpec, WdPoStAllocatedJob, WindowPoStOutput};
+use damocles_manager_api::types::{
+    AllocateWdPoStJobSpec, SectorId, WdPoStAllocatedJob, WindowPoStOutput,
+};
 use objstore::ObjectStore;
 use vc_processors::builtin::post_fetch::{fetch_all, RemoteReplica, Scratch};
 use vc_processors::builtin::proofs::{api, seal_proof_for_size};
 use vc_processors::builtin::tasks::{PoStReplicaInfo, WindowPoSt};
+use vc_processors::layout;
 
-use crate::client::{ManagerClient, RpcFailure};
-use crate::config::{SealingConfig, SECTOR_SIZES};
+use crate::config::SealingConfig;
+use crate::port::{ManagerError, ManagerPort};
 use crate::sealing::control::{Interrupted, ThreadControl};
 use crate::sealing::engine::{AttachedStore, SealingEnv};
 
 /// How often a held job's heartbeat is sent.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
-
-/// The size names in PoSt proof type names, in [`SECTOR_SIZES`] order.
-const SIZE_NAMES: [&str; 5] = ["2KiB", "8MiB", "512MiB", "32GiB", "64GiB"];
 
 /// The PoSt proof type names a thread allowed `sizes` (bytes) may prove; `None`: any.
 pub fn allowed_post_proof_types(sizes: &[u64]) -> Option<Vec<String>> {
@@ -41,9 +40,9 @@ pub fn allowed_post_proof_types(sizes: &[u64]) -> Option<Vec<String>> {
     Some(
         sizes
             .iter()
-            .filter_map(|s| SECTOR_SIZES.iter().position(|x| x == s))
+            .filter_map(|&s| layout::sector_size_index(s))
             .flat_map(|i| {
-                let n = SIZE_NAMES[i];
+                let n = layout::SECTOR_SIZE_NAMES[i];
                 [
                     format!("StackedDrgWinning{n}V1"),
                     format!("StackedDrgWindow{n}V1"),
@@ -62,17 +61,15 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn start(client: ManagerClient, job: String, worker: String) -> Result<Self> {
+    fn start(manager: Arc<dyn ManagerPort>, job: String, worker: String) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name(format!("wdpost-heartbeat-{job}"))
             .spawn(move || loop {
                 match rx.recv_timeout(HEARTBEAT_INTERVAL) {
                     Err(RecvTimeoutError::Timeout) => {
-                        let (ids, w) = (vec![job.clone()], worker.clone());
-                        if let Err(e) = client.call("Venus.WdPoStHeartbeatJobs", |c| async move {
-                            c.wdpost_heartbeat_jobs(ids, w).await
-                        }) {
+                        let ids = vec![job.clone()];
+                        if let Err(e) = manager.wdpost_heartbeat_jobs(ids, worker.clone()) {
                             tracing::warn!(job = %job, error = %e, "WindowPoSt job heartbeat failed");
                         }
                     }
@@ -173,14 +170,9 @@ impl WdPostThread {
             ),
         };
         let worker = self.env.instance.clone();
-        match self
-            .env
-            .client
-            .call("Venus.WdPoStAllocateJobs", |c| async move {
-                c.wdpost_allocate_jobs(spec, 1, worker).await
-            }) {
+        match self.env.manager.wdpost_allocate_jobs(spec, 1, worker) {
             Ok(jobs) => jobs.into_iter().next(),
-            Err(RpcFailure::Other { message, .. }) if is_method_not_found(&message) => {
+            Err(ManagerError::MethodNotFound { .. }) => {
                 tracing::debug!("worker-prover module not enabled in the manager");
                 None
             }
@@ -201,7 +193,7 @@ impl WdPostThread {
         let id = job.id.clone();
         tracing::info!(job = %id, miner = job.input.miner_id, sectors = job.input.sectors.len(), "WindowPoSt job allocated");
         let heartbeat = match Heartbeat::start(
-            self.env.client.clone(),
+            self.env.manager.clone(),
             id.clone(),
             self.env.instance.clone(),
         ) {
@@ -229,13 +221,12 @@ impl WdPostThread {
         };
         let mut tries = 0u32;
         loop {
-            let (jid, out, why) = (id.clone(), output.clone(), error_reason.clone());
+            let answer = (id.clone(), output.clone(), error_reason.clone());
             match self
                 .env
-                .client
-                .call("Venus.WdPoStFinishJob", |c| async move {
-                    c.wdpost_finish_job(jid, out, why).await
-                }) {
+                .manager
+                .wdpost_finish_job(answer.0, answer.1, answer.2)
+            {
                 Ok(()) => break,
                 Err(e) => {
                     tries += 1;
@@ -315,10 +306,6 @@ impl WdPostThread {
     }
 }
 
-fn is_method_not_found(message: &str) -> bool {
-    message.contains("-32601") || message.to_ascii_lowercase().contains("method not found")
-}
-
 /// The processor task of a job: each sector's files in this worker's attached stores of the
 /// same names as the manager's. Sectors in objstore plugin stores come back apart, to be
 /// fetched before the task runs (their replicas in the task have no paths yet).
@@ -350,12 +337,12 @@ pub fn window_post_task(
     let mut replicas = Vec::with_capacity(input.sectors.len());
     let mut remotes = Vec::new();
     for s in &input.sectors {
-        let name = format!("s-t0{}-{}", input.miner_id, s.sector_id);
-        let (sealed_dir, cache_dir) = if s.upgrade {
-            ("update", "update-cache")
-        } else {
-            ("sealed", "cache")
+        let sid = SectorId {
+            miner: input.miner_id,
+            number: s.sector_id,
         };
+        let sealed_rel = layout::sealed_rel(sid, s.upgrade);
+        let cache_rel = layout::cache_rel(sid, s.upgrade);
         let sealed_store = store(&s.accesses.sealed_file)?;
         let cache_store = store(&s.accesses.cache_dir)?;
         match (
@@ -365,8 +352,8 @@ pub fn window_post_task(
             (None, None) => replicas.push(PoStReplicaInfo {
                 sector_id: s.sector_id,
                 comm_r: s.comm_r,
-                cache_dir: cache_store.location.join(cache_dir).join(&name),
-                sealed_file: sealed_store.location.join(sealed_dir).join(&name),
+                cache_dir: cache_store.location.join(&cache_rel),
+                sealed_file: sealed_store.location.join(&sealed_rel),
             }),
             (Some(sealed), Some(cache)) => {
                 replicas.push(PoStReplicaInfo {
@@ -379,8 +366,8 @@ pub fn window_post_task(
                     sector_id: s.sector_id,
                     comm_r: s.comm_r,
                     seal_proof,
-                    sealed: (sealed.clone(), format!("{sealed_dir}/{name}")),
-                    cache: (cache.clone(), format!("{cache_dir}/{name}")),
+                    sealed: (sealed.clone(), sealed_rel),
+                    cache: (cache.clone(), cache_rel),
                 });
             }
             _ => bail!(
@@ -510,5 +497,85 @@ mod tests {
                 "StackedDrgWindow2KiBV1_2".to_string(),
             ])
         );
+    }
+
+    /// A wdpost thread over an in-memory manager, with 10 ms pauses and one retry.
+    fn thread_over(manager: Arc<crate::port::memory::MemoryManager>) -> WdPostThread {
+        let limits = Arc::new(crate::limits::LimitPool::unlimited());
+        let processors = crate::processors::Processors::start(
+            &crate::config::ProcessorsConfig::default(),
+            limits.clone(),
+            None,
+            std::path::Path::new("/nonexistent/damocles-worker"),
+        )
+        .expect("in-process processors");
+        let env = SealingEnv {
+            manager,
+            processors: Arc::new(processors),
+            limits,
+            instance: "w1".into(),
+            attached: vec![store("ps", None)],
+            local_piece_dirs: Vec::new(),
+            remote_piece_base: String::new(),
+            deals_enabled: false,
+            static_tree_d: BTreeMap::new(),
+            object_stores: no_objects(),
+            post_scratch: std::env::temp_dir(),
+        };
+        let short = crate::config::HumanDuration(Duration::from_millis(10));
+        let sealing = SealingConfig {
+            max_retries: 1,
+            recover_interval: short,
+            seal_interval: short,
+            ..SealingConfig::default()
+        };
+        WdPostThread::new(
+            sealing,
+            ThreadControl::new(0, None, "wdpost"),
+            Arc::new(env),
+        )
+    }
+
+    #[test]
+    fn a_job_that_cannot_be_proven_is_answered_with_its_reason_through_a_failed_send() {
+        use crate::port::{memory::MemoryManager, Method};
+        let manager = Arc::new(MemoryManager::default());
+        manager.answer(
+            Method::WdPoStAllocateJobs,
+            Ok(vec![job("ps", "ps", false, "StackedDrgWindow3KiB")]),
+        );
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        manager.answer::<()>(
+            Method::WdPoStFinishJob,
+            Err(ManagerError::Unavailable {
+                method: Method::WdPoStFinishJob,
+                cause: Arc::new(refused),
+            }),
+        );
+        manager.answer(Method::WdPoStFinishJob, Ok(()));
+        let thread = thread_over(manager.clone());
+        assert!(matches!(thread.one_job(), Ok(JobEnd::Finished)));
+        let asked = manager.calls_of(Method::WdPoStAllocateJobs);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0][1], 1, "one job at a time");
+        assert_eq!(asked[0][2], "w1");
+        let answers = manager.calls_of(Method::WdPoStFinishJob);
+        assert_eq!(answers.len(), 2, "sent again after the failed send");
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(answers[1][0], "job1");
+        assert!(answers[1][1].is_null(), "no output");
+        let reason = answers[1][2].as_str().expect("reason");
+        assert!(reason.contains("StackedDrgWindow3KiB"), "{reason}");
+    }
+
+    #[test]
+    fn a_manager_without_the_worker_prover_leaves_the_thread_idle() {
+        use crate::port::{memory::MemoryManager, Method};
+        let manager = Arc::new(MemoryManager::default());
+        let thread = thread_over(manager.clone());
+        assert!(matches!(thread.one_job(), Ok(JobEnd::Idle)));
+        assert!(matches!(thread.one_job(), Ok(JobEnd::Idle)));
+        assert_eq!(manager.calls_of(Method::WdPoStAllocateJobs).len(), 2);
+        assert!(manager.calls_of(Method::WdPoStFinishJob).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use vc_processors::layout::{sector_size_index, SECTOR_SIZES};
 
 use crate::json::{go_string, BigInt, Bytes, Cid, Commitment};
 
@@ -18,22 +19,9 @@ pub type ChainEpoch = i64;
 /// `abi.DealID`.
 pub type DealId = u64;
 
-/// `abi.SectorID`: `{"Miner": u64, "Number": u64}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct SectorId {
-    /// Miner actor id.
-    pub miner: ActorId,
-    /// Sector number.
-    pub number: SectorNumber,
-}
-
-impl std::fmt::Display for SectorId {
-    /// The sector's file name: `s-t0<miner>-<number>`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s-t0{}-{}", self.miner, self.number)
-    }
-}
+/// `abi.SectorID`: `{"Miner": u64, "Number": u64}`; its text `s-t0<miner>-<number>` is the
+/// sector's file name ([`vc_processors::layout`]).
+pub use vc_processors::layout::SectorId;
 
 /// `abi.RegisteredSealProof`: an integer (0–4 V1, 5–9 V1_1, 10–14 V1_1 synthetic PoRep, 15–19
 /// V1_2 non-interactive PoRep; sizes 2 KiB, 8 MiB, 512 MiB, 32 GiB, 64 GiB in each group).
@@ -42,22 +30,16 @@ impl std::fmt::Display for SectorId {
 pub struct SealProofType(pub i64);
 
 impl SealProofType {
-    /// Sector sizes in the order of each group.
-    pub const SECTOR_SIZES: [u64; 5] = [2 << 10, 8 << 20, 512 << 20, 32 << 30, 64 << 30];
-
     /// The sector size, for a known type.
     pub fn sector_size(self) -> Option<u64> {
         (0..20)
             .contains(&self.0)
-            .then(|| Self::SECTOR_SIZES[(self.0 % 5) as usize])
+            .then(|| SECTOR_SIZES[(self.0 % 5) as usize])
     }
 
     /// The `V1_1` type for a sector size.
     pub fn v1_1_for_size(size: u64) -> Option<Self> {
-        Self::SECTOR_SIZES
-            .iter()
-            .position(|&s| s == size)
-            .map(|i| SealProofType(5 + i as i64))
+        sector_size_index(size).map(|i| SealProofType(5 + i as i64))
     }
 }
 

@@ -19,7 +19,6 @@ use jsonrpsee::core::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use vc_processors::builtin::proofs::{self as vp, api};
 
 use super::*;
@@ -259,26 +258,18 @@ impl Devnet {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Produces blocks until `stop` fires.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let delay = Duration::from_secs(self.lock().params.block_delay_secs.max(1));
-        let mut tick = tokio::time::interval(delay);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.produce_block()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "devnet: block production failed")
-                }
-                Err(e) => tracing::error!(error = %e, "devnet: block production panicked"),
-            }
-        }
+    /// The time between two blocks (`[Devnet] BlockDelaySecs`, at least 1 s).
+    pub fn block_delay(&self) -> Duration {
+        Duration::from_secs(self.lock().params.block_delay_secs.max(1))
+    }
+
+    /// Produces one block off the async runtime; the daemon calls it every
+    /// [`Devnet::block_delay`].
+    pub async fn next_block(self: Arc<Self>) -> Result<()> {
+        tokio::task::spawn_blocking(move || self.produce_block())
+            .await
+            .map_err(|e| anyhow!("block production panicked: {e}"))?
+            .context("block production")
     }
 
     /// Makes one block: executes the pooled messages, closes ended deadlines, advances the
@@ -332,13 +323,14 @@ impl Devnet {
         tag: DomainSeparationTag,
         epoch: ChainEpoch,
         entropy: &[u8],
-    ) -> Result<Commitment> {
+    ) -> ChainResult<Commitment> {
         let st = self.lock();
-        ensure!(
-            epoch <= st.head.epoch,
-            "randomness of epoch {epoch} is in the future (head {})",
-            st.head.epoch
-        );
+        if epoch > st.head.epoch {
+            return Err(ChainError::rejected(format!(
+                "randomness of epoch {epoch} is in the future (head {})",
+                st.head.epoch
+            )));
+        }
         Ok(draw(&st.seed, source, tag, epoch.max(0), entropy))
     }
 }
@@ -476,12 +468,12 @@ fn pre_commit(
             seal_proof(s.seal_proof).map_err(|e| Failure(EXIT_ILLEGAL_ARGUMENT, e.to_string()))?;
         if !pieces.is_empty() {
             // The deals, then zero pieces up to the sector size.
-            let end = crate::deals::layout_end(
+            let end = crate::piece_layout::layout_end(
                 pieces
                     .iter()
                     .map(|p| u64::from(api::PaddedBytesAmount::from(p.size))),
             );
-            for size in crate::deals::filler_sizes(end, actor.info.sector_size) {
+            for size in crate::piece_layout::filler_sizes(end, actor.info.sector_size) {
                 pieces.push(api::PieceInfo {
                     commitment: vp::zero_piece_commitment(size)
                         .map_err(|e| Failure(EXIT_ILLEGAL_ARGUMENT, e.to_string()))?,
@@ -975,9 +967,14 @@ fn verify_block(miner: ActorId, election: &Election, proofs: &[Bytes]) -> Result
     })
 }
 
+/// The refusal of a call about a miner the devnet does not have.
+fn no_miner(miner: ActorId) -> ChainError {
+    ChainError::rejected(format!("miner {miner} does not exist on the devnet"))
+}
+
 #[async_trait]
 impl Chain for Devnet {
-    async fn head(&self) -> Result<Head> {
+    async fn head(&self) -> ChainResult<Head> {
         Ok(self.lock().head.clone())
     }
 
@@ -985,11 +982,11 @@ impl Chain for Devnet {
         self.head_tx.subscribe()
     }
 
-    async fn network_params(&self) -> Result<NetworkParams> {
+    async fn network_params(&self) -> ChainResult<NetworkParams> {
         Ok(self.lock().params.clone())
     }
 
-    async fn miner_info(&self, miner: ActorId) -> Result<Option<ChainMinerInfo>> {
+    async fn miner_info(&self, miner: ActorId) -> ChainResult<Option<ChainMinerInfo>> {
         Ok(self.lock().miners.get(&miner).map(|m| m.info.clone()))
     }
 
@@ -998,7 +995,7 @@ impl Chain for Devnet {
         tag: DomainSeparationTag,
         epoch: ChainEpoch,
         entropy: &[u8],
-    ) -> Result<Commitment> {
+    ) -> ChainResult<Commitment> {
         self.randomness("tickets", tag, epoch, entropy)
     }
 
@@ -1007,7 +1004,7 @@ impl Chain for Devnet {
         tag: DomainSeparationTag,
         epoch: ChainEpoch,
         entropy: &[u8],
-    ) -> Result<Commitment> {
+    ) -> ChainResult<Commitment> {
         self.randomness("beacon", tag, epoch, entropy)
     }
 
@@ -1015,10 +1012,10 @@ impl Chain for Devnet {
         &self,
         miner: ActorId,
         numbers: &[SectorNumber],
-    ) -> Result<Vec<SectorNumber>> {
+    ) -> ChainResult<Vec<SectorNumber>> {
         let st = self.lock();
         let Some(m) = st.miners.get(&miner) else {
-            bail!("miner {miner} does not exist on the devnet");
+            return Err(no_miner(miner));
         };
         Ok(numbers
             .iter()
@@ -1031,7 +1028,7 @@ impl Chain for Devnet {
         &self,
         miner: ActorId,
         number: SectorNumber,
-    ) -> Result<Option<PreCommitOnChain>> {
+    ) -> ChainResult<Option<PreCommitOnChain>> {
         Ok(self
             .lock()
             .miners
@@ -1043,7 +1040,7 @@ impl Chain for Devnet {
         &self,
         miner: ActorId,
         number: SectorNumber,
-    ) -> Result<Option<SectorOnChainInfo>> {
+    ) -> ChainResult<Option<SectorOnChainInfo>> {
         Ok(self
             .lock()
             .miners
@@ -1051,7 +1048,7 @@ impl Chain for Devnet {
             .and_then(|m| m.sectors.get(&number).cloned()))
     }
 
-    async fn miner_sectors(&self, miner: ActorId) -> Result<Vec<SectorOnChainInfo>> {
+    async fn miner_sectors(&self, miner: ActorId) -> ChainResult<Vec<SectorOnChainInfo>> {
         Ok(self
             .lock()
             .miners
@@ -1060,33 +1057,24 @@ impl Chain for Devnet {
             .unwrap_or_default())
     }
 
-    async fn proving_deadline(&self, miner: ActorId) -> Result<DeadlineInfo> {
+    async fn proving_deadline(&self, miner: ActorId) -> ChainResult<DeadlineInfo> {
         let st = self.lock();
-        let m = st
-            .miners
-            .get(&miner)
-            .with_context(|| format!("miner {miner} does not exist on the devnet"))?;
+        let m = st.miners.get(&miner).ok_or_else(|| no_miner(miner))?;
         Ok(st.deadline_info(m, st.head.epoch))
     }
 
-    async fn partitions(&self, miner: ActorId, deadline: u64) -> Result<Vec<Partition>> {
+    async fn partitions(&self, miner: ActorId, deadline: u64) -> ChainResult<Vec<Partition>> {
         let st = self.lock();
-        let m = st
-            .miners
-            .get(&miner)
-            .with_context(|| format!("miner {miner} does not exist on the devnet"))?;
+        let m = st.miners.get(&miner).ok_or_else(|| no_miner(miner))?;
         m.deadlines
             .get(deadline as usize)
             .cloned()
-            .with_context(|| format!("deadline {deadline} out of range"))
+            .ok_or_else(|| ChainError::rejected(format!("deadline {deadline} out of range")))
     }
 
-    async fn miner_power(&self, miner: ActorId) -> Result<MinerPower> {
+    async fn miner_power(&self, miner: ActorId) -> ChainResult<MinerPower> {
         let st = self.lock();
-        let m = st
-            .miners
-            .get(&miner)
-            .with_context(|| format!("miner {miner} does not exist on the devnet"))?;
+        let m = st.miners.get(&miner).ok_or_else(|| no_miner(miner))?;
         let faulty: u64 = m
             .deadlines
             .iter()
@@ -1101,31 +1089,34 @@ impl Chain for Devnet {
         })
     }
 
-    async fn market_deal(&self, deal: DealId) -> Result<Option<MarketDeal>> {
+    async fn market_deal(&self, deal: DealId) -> ChainResult<Option<MarketDeal>> {
         Ok(self.lock().deals.get(&deal).cloned())
     }
 
-    async fn publish_deal(&self, proposal: DealProposal) -> Result<MarketDeal> {
+    async fn publish_deal(&self, proposal: DealProposal) -> ChainResult<MarketDeal> {
         let mut guard = self.lock();
-        ensure!(
-            guard.miners.contains_key(&proposal.provider),
-            "provider {} does not exist on the devnet",
-            proposal.provider
-        );
-        ensure!(
-            proposal.piece_size.is_power_of_two() && proposal.piece_size >= 128,
-            "piece size {} is not a power of two of at least 128",
-            proposal.piece_size
-        );
-        data_commitment_of(&proposal.piece_cid).map_err(|e| anyhow!(e))?;
-        ensure!(
-            proposal.start_epoch > guard.head.epoch,
-            "deal starts in the past"
-        );
-        ensure!(
-            proposal.end_epoch > proposal.start_epoch,
-            "deal ends before it starts"
-        );
+        let refuse = |why: String| Err(ChainError::Rejected(why));
+        if !guard.miners.contains_key(&proposal.provider) {
+            return refuse(format!(
+                "provider {} does not exist on the devnet",
+                proposal.provider
+            ));
+        }
+        if !(proposal.piece_size.is_power_of_two() && proposal.piece_size >= 128) {
+            return refuse(format!(
+                "piece size {} is not a power of two of at least 128",
+                proposal.piece_size
+            ));
+        }
+        if let Err(e) = data_commitment_of(&proposal.piece_cid) {
+            return refuse(e.to_string());
+        }
+        if proposal.start_epoch <= guard.head.epoch {
+            return refuse("deal starts in the past".into());
+        }
+        if proposal.end_epoch <= proposal.start_epoch {
+            return refuse("deal ends before it starts".into());
+        }
         let mut state = guard.clone();
         let id = state.next_deal_id;
         state.next_deal_id += 1;
@@ -1148,13 +1139,14 @@ impl Chain for Devnet {
         Ok(deal)
     }
 
-    async fn push_message(&self, id: &Cid, msg: Message) -> Result<()> {
+    async fn push_message(&self, id: &Cid, msg: Message) -> ChainResult<()> {
         let mut guard = self.lock();
         if let Some(rec) = self.kv.get_json::<MessageRecord>(cf::CHAIN, &msg_key(id))? {
-            ensure!(
-                rec.message == msg,
-                "message id {id} is already used by another message"
-            );
+            if rec.message != msg {
+                return Err(ChainError::rejected(format!(
+                    "message id {id} is already used by another message"
+                )));
+            }
             return Ok(());
         }
         let mut state = guard.clone();
@@ -1171,14 +1163,14 @@ impl Chain for Devnet {
         Ok(())
     }
 
-    async fn message_status(&self, id: &Cid) -> Result<Option<MessageStatus>> {
+    async fn message_status(&self, id: &Cid) -> ChainResult<Option<MessageStatus>> {
         Ok(self
             .kv
             .get_json::<MessageRecord>(cf::CHAIN, &msg_key(id))?
             .map(|r| r.status))
     }
 
-    async fn summary(&self) -> Result<BTreeMap<String, u64>> {
+    async fn summary(&self) -> ChainResult<BTreeMap<String, u64>> {
         let st = self.lock();
         let mut out = BTreeMap::new();
         out.insert("epoch".into(), st.head.epoch.max(0) as u64);
@@ -1212,7 +1204,7 @@ impl Chain for Devnet {
         Ok(out)
     }
 
-    async fn pending_elections(&self, miner: ActorId) -> Result<Vec<Election>> {
+    async fn pending_elections(&self, miner: ActorId) -> ChainResult<Vec<Election>> {
         Ok(self
             .lock()
             .miners
@@ -1226,11 +1218,11 @@ impl Chain for Devnet {
         miner: ActorId,
         epoch: ChainEpoch,
         proofs: Vec<Bytes>,
-    ) -> Result<BlockOutcome> {
+    ) -> ChainResult<BlockOutcome> {
         let election = {
             let st = self.lock();
             let Some(actor) = st.miners.get(&miner) else {
-                bail!("miner {miner} does not exist");
+                return Err(no_miner(miner));
             };
             match actor.elections.iter().find(|e| e.epoch == epoch) {
                 Some(e) if e.expires_at >= unix_now() => e.clone(),
@@ -1244,7 +1236,7 @@ impl Chain for Devnet {
         let mut guard = self.lock();
         let mut state = guard.clone();
         let Some(actor) = state.miners.get_mut(&miner) else {
-            bail!("miner {miner} does not exist");
+            return Err(no_miner(miner));
         };
         // Still in time once verified.
         let Some(pos) = actor
@@ -1321,12 +1313,7 @@ mod tests {
         Devnet::open(Kv::open(dir).expect("kv"), &cfg).expect("devnet")
     }
 
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::util::block_on as run;
 
     fn pre_commit(n: u64) -> Message {
         Message {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub mod devnet;
+pub mod outbox;
 
 /// Domain separation tags of chain randomness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -443,20 +444,55 @@ pub enum BlockOutcome {
     Missed,
 }
 
+/// Why a chain call failed, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The chain could not be reached or could not answer (a node down, a timeout, a store
+    /// error): the same call may succeed later.
+    #[error("chain unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// The chain answered and refused the request (an unknown miner, an invalid message): the
+    /// same call will fail again.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl ChainError {
+    /// A refusal, with what was wrong.
+    pub fn rejected(why: impl Into<String>) -> ChainError {
+        ChainError::Rejected(why.into())
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ChainError::Unavailable(_))
+    }
+}
+
+/// Errors of the chain's own machinery (its store, its transport) are unavailability.
+impl From<anyhow::Error> for ChainError {
+    fn from(e: anyhow::Error) -> Self {
+        ChainError::Unavailable(e)
+    }
+}
+
+/// A chain call's result.
+pub type ChainResult<T> = std::result::Result<T, ChainError>;
+
 /// What the manager needs of a chain. Everything in the manager goes through it.
 #[async_trait]
 pub trait Chain: Send + Sync + 'static {
     /// The head.
-    async fn head(&self) -> Result<Head>;
+    async fn head(&self) -> ChainResult<Head>;
 
     /// Head changes: the receiver always holds the latest head.
     fn subscribe(&self) -> watch::Receiver<Head>;
 
     /// Network constants.
-    async fn network_params(&self) -> Result<NetworkParams>;
+    async fn network_params(&self) -> ChainResult<NetworkParams>;
 
     /// A miner actor; `None` if it does not exist.
-    async fn miner_info(&self, miner: ActorId) -> Result<Option<ChainMinerInfo>>;
+    async fn miner_info(&self, miner: ActorId) -> ChainResult<Option<ChainMinerInfo>>;
 
     /// Ticket randomness (`StateGetRandomnessFromTickets`).
     async fn randomness_from_tickets(
@@ -464,7 +500,7 @@ pub trait Chain: Send + Sync + 'static {
         tag: DomainSeparationTag,
         epoch: ChainEpoch,
         entropy: &[u8],
-    ) -> Result<Commitment>;
+    ) -> ChainResult<Commitment>;
 
     /// Beacon randomness (`StateGetRandomnessFromBeacon`).
     async fn randomness_from_beacon(
@@ -472,60 +508,60 @@ pub trait Chain: Send + Sync + 'static {
         tag: DomainSeparationTag,
         epoch: ChainEpoch,
         entropy: &[u8],
-    ) -> Result<Commitment>;
+    ) -> ChainResult<Commitment>;
 
     /// Which of `numbers` the miner has allocated (`StateMinerAllocated`).
     async fn allocated(
         &self,
         miner: ActorId,
         numbers: &[SectorNumber],
-    ) -> Result<Vec<SectorNumber>>;
+    ) -> ChainResult<Vec<SectorNumber>>;
 
     /// A PreCommit on chain.
     async fn pre_commit_info(
         &self,
         miner: ActorId,
         number: SectorNumber,
-    ) -> Result<Option<PreCommitOnChain>>;
+    ) -> ChainResult<Option<PreCommitOnChain>>;
 
     /// An active sector.
     async fn sector_info(
         &self,
         miner: ActorId,
         number: SectorNumber,
-    ) -> Result<Option<SectorOnChainInfo>>;
+    ) -> ChainResult<Option<SectorOnChainInfo>>;
 
     /// Every active sector of a miner.
-    async fn miner_sectors(&self, miner: ActorId) -> Result<Vec<SectorOnChainInfo>>;
+    async fn miner_sectors(&self, miner: ActorId) -> ChainResult<Vec<SectorOnChainInfo>>;
 
     /// The miner's current deadline.
-    async fn proving_deadline(&self, miner: ActorId) -> Result<DeadlineInfo>;
+    async fn proving_deadline(&self, miner: ActorId) -> ChainResult<DeadlineInfo>;
 
     /// The partitions of a deadline.
-    async fn partitions(&self, miner: ActorId, deadline: u64) -> Result<Vec<Partition>>;
+    async fn partitions(&self, miner: ActorId, deadline: u64) -> ChainResult<Vec<Partition>>;
 
     /// Power of a miner.
-    async fn miner_power(&self, miner: ActorId) -> Result<MinerPower>;
+    async fn miner_power(&self, miner: ActorId) -> ChainResult<MinerPower>;
 
     /// A deal.
-    async fn market_deal(&self, deal: DealId) -> Result<Option<MarketDeal>>;
+    async fn market_deal(&self, deal: DealId) -> ChainResult<Option<MarketDeal>>;
 
     /// Publishes a deal (the market's part; on the devnet it lands at once).
-    async fn publish_deal(&self, proposal: DealProposal) -> Result<MarketDeal>;
+    async fn publish_deal(&self, proposal: DealProposal) -> ChainResult<MarketDeal>;
 
     /// Pushes a message under an id the caller chose (see [`new_message_id`]) and recorded
     /// first. Idempotent: pushing the same id and message again changes nothing; the same id
     /// with another message is an error.
-    async fn push_message(&self, id: &Cid, msg: Message) -> Result<()>;
+    async fn push_message(&self, id: &Cid, msg: Message) -> ChainResult<()>;
 
     /// Where a message is; `None` if the chain does not know it.
-    async fn message_status(&self, id: &Cid) -> Result<Option<MessageStatus>>;
+    async fn message_status(&self, id: &Cid) -> ChainResult<Option<MessageStatus>>;
 
     /// Counts of what the chain holds, for views.
-    async fn summary(&self) -> Result<BTreeMap<String, u64>>;
+    async fn summary(&self) -> ChainResult<BTreeMap<String, u64>>;
 
     /// The elections of a miner still waiting for its WinningPoSt.
-    async fn pending_elections(&self, miner: ActorId) -> Result<Vec<Election>>;
+    async fn pending_elections(&self, miner: ActorId) -> ChainResult<Vec<Election>>;
 
     /// Submits the WinningPoSt of an election; the chain verifies it.
     async fn submit_block(
@@ -533,5 +569,5 @@ pub trait Chain: Send + Sync + 'static {
         miner: ActorId,
         epoch: ChainEpoch,
         proofs: Vec<Bytes>,
-    ) -> Result<BlockOutcome>;
+    ) -> ChainResult<BlockOutcome>;
 }

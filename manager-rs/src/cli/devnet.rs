@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use damocles_manager_api::rpc::SealerCliApiClient;
-use damocles_manager_api::types::{SectorJob, SectorState, SectorWorkerState};
+use damocles_manager_api::types::{SectorId, SectorJob, SectorState, SectorWorkerState};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 
 use crate::config::{ManagerConfig, CONFIG_FILE};
@@ -578,14 +578,18 @@ fn changes(before: &Snapshot, now: &Snapshot) -> Vec<String> {
             out.push(format!("{id}: left the worker (finished or aborted)"));
         }
     }
+    let sector = |&number: &u64| SectorId {
+        miner: MINER,
+        number,
+    };
     for n in now.active.difference(&before.active) {
-        out.push(format!("s-t0{MINER}-{n}: active on chain"));
+        out.push(format!("{}: active on chain", sector(n)));
     }
     for n in now.proven.difference(&before.proven) {
-        out.push(format!("s-t0{MINER}-{n}: proven by an accepted WindowPoSt"));
+        out.push(format!("{}: proven by an accepted WindowPoSt", sector(n)));
     }
     for n in now.faulty.difference(&before.faulty) {
-        out.push(format!("s-t0{MINER}-{n}: FAULTY"));
+        out.push(format!("{}: FAULTY", sector(n)));
     }
     for key in ["blocks_won", "blocks_rejected", "blocks_missed"] {
         let (a, b) = (before.count(key), now.count(key));

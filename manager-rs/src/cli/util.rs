@@ -12,10 +12,10 @@ use damocles_manager_api::types::{
 };
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use vc_processors::builtin::params::{self, format_sector_size, parse_sector_size, ParamKind};
+use vc_processors::layout::{self, SectorStoreJson, SECTOR_STORE_JSON};
 
-use crate::config::{GoDuration, SectorStoreJson};
+use crate::config::GoDuration;
 use crate::rpc::DamoclesApiClient;
-use crate::stores::SECTOR_STORE_JSON;
 
 /// `util [--listen ADDR] [--token T] <command>`.
 #[derive(Debug, Args)]
@@ -60,6 +60,8 @@ pub enum UtilCommand {
     /// The chain.
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// The daemon's background tasks: state, restarts, last error, last progress.
+    Tasks(TasksArgs),
 }
 
 impl UtilArgs {
@@ -78,6 +80,7 @@ impl UtilArgs {
                         UtilCommand::Worker(c) => c.run(&client).await,
                         UtilCommand::Deals(c) => c.run(&client).await,
                         UtilCommand::Chain(c) => c.run(&client).await,
+                        UtilCommand::Tasks(c) => c.run(&client).await,
                         UtilCommand::Params(_) => Ok(()),
                     }
                 })
@@ -347,7 +350,7 @@ pub struct AttachArgs {
     #[arg(long = "allow-splitted")]
     pub allow_splitted: bool,
     /// Glob over sector names.
-    #[arg(long, default_value = "s-t0*")]
+    #[arg(long, default_value = layout::SECTOR_NAME_GLOB)]
     pub pattern: String,
     /// List every sector indexed.
     #[arg(long)]
@@ -390,6 +393,44 @@ impl AttachArgs {
             report.skipped.len()
         );
         print!("{}", report.config);
+        Ok(())
+    }
+}
+
+/// `util tasks`.
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Print the statuses as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TasksArgs {
+    async fn run(self, c: &HttpClient) -> Result<()> {
+        let tasks = DamoclesApiClient::tasks(c).await.map_err(rpc_err)?;
+        if self.json {
+            return print_json(&tasks);
+        }
+        let now = crate::util::unix_now();
+        let ago = |t: Option<i64>| match t {
+            Some(t) => format!("{}s ago", now.saturating_sub(t)),
+            None => "-".to_string(),
+        };
+        println!(
+            "{:<24} {:<10} {:>8} {:<8} {:<14} LAST ERROR",
+            "TASK", "STATE", "RESTARTS", "CRITICAL", "LAST PROGRESS"
+        );
+        for t in tasks {
+            println!(
+                "{:<24} {:<10} {:>8} {:<8} {:<14} {}",
+                t.name,
+                format!("{:?}", t.state),
+                t.restarts,
+                if t.critical { "yes" } else { "no" },
+                ago(t.last_progress_at),
+                t.last_error.as_deref().unwrap_or("-")
+            );
+        }
         Ok(())
     }
 }
@@ -572,13 +613,13 @@ pub enum WdpostCommand {
 impl WdpostCommand {
     async fn run(self, c: &HttpClient) -> Result<()> {
         use damocles_manager_api::rpc::WorkerWdPoStApiClient;
-        let wdpost_err = |e: jsonrpsee::core::ClientError| {
-            let text = e.to_string();
-            if text.contains("-32601") || text.to_ascii_lowercase().contains("method not found") {
-                anyhow::anyhow!("the manager does not run the worker-prover (start it with `daemon run --worker-prover`): {text}")
-            } else {
-                anyhow::anyhow!("{text}")
+        let wdpost_err = |e: jsonrpsee::core::ClientError| match &e {
+            jsonrpsee::core::ClientError::Call(obj)
+                if obj.code() == jsonrpsee::types::error::METHOD_NOT_FOUND_CODE =>
+            {
+                anyhow::anyhow!("the manager does not run the worker-prover (start it with `daemon run --worker-prover`): {e}")
             }
+            _ => rpc_err(e),
         };
         match self {
             WdpostCommand::List { all, detail } => {

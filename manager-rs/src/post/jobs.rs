@@ -19,7 +19,6 @@ use damocles_manager_api::types::{
     AllocateWdPoStJobSpec, WdPoStAllocatedJob, WdPoStInput, WdPoStJob, WdPoStJobBrief,
     WdPoStJobList, WdPoStJobState, WindowPoStOutput,
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerProverConfig;
 use crate::error::{ApiError, ApiResult};
@@ -65,6 +64,8 @@ pub struct JobQueue {
     lock: Mutex<()>,
     /// Bumped whenever a job ends, leaves or comes back, for the provers waiting on jobs.
     changes: (Mutex<u64>, Condvar),
+    /// When the last clean-up of old jobs ran.
+    last_cleanup: Mutex<Option<std::time::Instant>>,
 }
 
 impl JobQueue {
@@ -75,6 +76,7 @@ impl JobQueue {
             cfg,
             lock: Mutex::new(()),
             changes: (Mutex::new(0), Condvar::new()),
+            last_cleanup: Mutex::new(None),
         }
     }
 
@@ -474,44 +476,30 @@ impl JobQueue {
         Ok(n)
     }
 
-    /// The background rounds: heartbeats and re-queues every
-    /// [`JobQueue::maintenance_interval`], clean-up every 30 min.
-    pub async fn run_maintenance(self: Arc<Self>, stop: CancellationToken) {
-        let mut last_cleanup: Option<tokio::time::Instant> = None;
-        loop {
-            let q = self.clone();
-            let cleanup_due = last_cleanup.is_none_or(|t| t.elapsed() >= CLEANUP_INTERVAL);
-            let round = tokio::task::spawn_blocking(move || -> Result<()> {
-                q.expire_heartbeats_at(now())?;
-                q.requeue_failed()?;
-                if cleanup_due {
-                    q.clean_up_at(now())?;
-                }
-                Ok(())
-            })
-            .await;
-            match round {
-                Ok(Ok(())) => {
-                    if cleanup_due {
-                        last_cleanup = Some(tokio::time::Instant::now());
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "WindowPoSt job maintenance failed")
-                }
-                Err(e) => tracing::error!(error = %e, "WindowPoSt job maintenance panicked"),
+    /// One maintenance round, run every [`JobQueue::maintenance_interval`]: expired heartbeats
+    /// fail their jobs, failed jobs with attempts left go back to the queue, and (every 30 min)
+    /// old finished jobs are deleted; then the per-state gauges are set.
+    pub async fn maintenance_round(self: Arc<Self>) -> Result<()> {
+        let q = self.clone();
+        let round = tokio::task::spawn_blocking(move || -> Result<()> {
+            q.expire_heartbeats_at(now())?;
+            q.requeue_failed()?;
+            let mut last = q.last_cleanup.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= CLEANUP_INTERVAL) {
+                q.clean_up_at(now())?;
+                *last = Some(std::time::Instant::now());
             }
-            if let Ok(list) = self.counts() {
-                for (state, n) in list {
-                    metrics::gauge!("damocles_manager_wdpost_jobs", "state" => state.as_str())
-                        .set(n as f64);
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.maintenance_interval()) => {}
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("WindowPoSt job maintenance panicked: {e}"))?;
+        if let Ok(list) = self.counts() {
+            for (state, n) in list {
+                metrics::gauge!("damocles_manager_wdpost_jobs", "state" => state.as_str())
+                    .set(n as f64);
             }
         }
+        round.context("WindowPoSt job maintenance")
     }
 
     /// Jobs per state.

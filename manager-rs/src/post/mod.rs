@@ -30,16 +30,18 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use damocles_manager_api::types::{PoStSectorAccesses, SectorId, SectorIndexType};
 use vc_processors::builtin::tasks::PoStReplicaInfo;
+use vc_processors::layout;
 
 use crate::chain::SectorOnChainInfo;
-use crate::sealer::Sealer;
-use crate::stores::{cache_path, sealed_path};
+use crate::stores::{SectorIndex, StoreManager};
 
 /// Finds a sector's files in the persist stores through the sector index.
 #[derive(Debug, Clone)]
 pub struct SectorLocator {
-    /// The manager's sector index and persist stores.
-    pub sealer: Arc<Sealer>,
+    /// Which store holds each sector's files.
+    pub index: SectorIndex,
+    /// The persist stores.
+    pub stores: Arc<StoreManager>,
     /// Where sectors of stores without local paths are fetched for a proof.
     pub scratch_root: PathBuf,
 }
@@ -67,13 +69,11 @@ impl SectorLocator {
             number: sector.sector_number,
         };
         let access = self
-            .sealer
             .index
             .find(SectorIndexType::Normal, sid)?
             .ok_or_else(|| anyhow!("sector {sid} is in no persist store"))?;
         let store = |instance: &str| {
-            self.sealer
-                .stores
+            self.stores
                 .get(instance)
                 .ok_or_else(|| anyhow!("sector {sid}: store {instance:?} is not configured"))
         };
@@ -85,10 +85,10 @@ impl SectorLocator {
         };
         let sealed_store = store(&access.sealed_file)?;
         let cache_store = store(&access.cache_dir)?;
-        let sealed = sealed_path(sid, false);
-        let cache = cache_path(sid, false);
+        let sealed = layout::sealed_rel(sid, false);
+        let cache = layout::cache_rel(sid, false);
         // A directory is not an object: the cache directory is where its p_aux is.
-        let p_aux = format!("{cache}/p_aux");
+        let p_aux = format!("{cache}/{}", layout::P_AUX_FILE);
         let local = |s: &crate::stores::PersistStore, path: &str| -> Result<Option<PathBuf>> {
             s.store
                 .local_path(path)

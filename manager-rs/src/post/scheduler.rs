@@ -32,12 +32,14 @@ use super::prover::{prove, ProofRequest, WindowProver};
 use super::remote::{fetch_all, RemoteReplica, Scratch};
 use super::Located;
 use super::SectorLocator;
+use crate::chain::outbox::{MessageKind, Outbox, OutboxRecord, Pushed};
 use crate::chain::{
-    miner_entropy, new_message_id, Chain, DeadlineInfo, DomainSeparationTag, Message,
-    MessageStatus, MethodCall, NetworkParams, PoStPartition, RecoveryDeclaration,
+    miner_entropy, Chain, DeadlineInfo, DomainSeparationTag, Message, MessageStatus, MethodCall,
+    NetworkParams, PoStPartition, RecoveryDeclaration,
 };
 use crate::config::PoStConfig;
 use crate::proofs::seal_proof;
+use crate::supervisor::TaskContext;
 
 /// Pause between two attempts of a batch (at most; one epoch when epochs are shorter, so a
 /// failed attempt does not cost a short deadline).
@@ -156,6 +158,7 @@ struct Runner {
 /// Proves the deadlines of the enabled miners.
 pub struct Poster {
     chain: Arc<dyn Chain>,
+    outbox: Arc<Outbox>,
     locator: SectorLocator,
     prover: Arc<dyn WindowProver>,
     miners: Vec<PoStMiner>,
@@ -187,6 +190,7 @@ impl Poster {
     /// A scheduler for `miners` (those with `PoSt.Enabled`) proving with `prover`.
     pub fn new(
         chain: Arc<dyn Chain>,
+        outbox: Arc<Outbox>,
         locator: SectorLocator,
         prover: Arc<dyn WindowProver>,
         miners: Vec<PoStMiner>,
@@ -194,6 +198,7 @@ impl Poster {
     ) -> Arc<Self> {
         Arc::new(Poster {
             chain,
+            outbox,
             locator,
             prover,
             miners: miners.into_iter().filter(|m| m.cfg.enabled).collect(),
@@ -201,15 +206,21 @@ impl Poster {
         })
     }
 
-    /// Follows the head until `stop`.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// Follows the head until the run is stopped; each head handled is the task's progress.
+    /// The runners of deadlines are cancelled with the run, and a new run starts with the
+    /// deadlines where they are on chain (sectors already proven are not proven again).
+    pub async fn run(self: Arc<Self>, ctx: TaskContext) -> Result<()> {
         tracing::info!(prover = %self.prover.name(), miners = ?self.miners.iter().map(|m| m.actor).collect::<Vec<_>>(), "WindowPoSt scheduler running");
+        let stop = ctx.stop().clone();
         let mut heads = self.chain.subscribe();
         let mut runners: BTreeMap<(ActorId, ChainEpoch), Runner> = BTreeMap::new();
         loop {
             let epoch = heads.borrow_and_update().epoch;
-            if let Err(e) = self.on_head(epoch, &mut runners, &stop).await {
-                tracing::warn!(epoch, error = %format!("{e:#}"), "WindowPoSt scheduling failed at this head");
+            match self.on_head(epoch, &mut runners, &stop).await {
+                Ok(()) => ctx.progress(),
+                Err(e) => {
+                    tracing::warn!(epoch, error = %format!("{e:#}"), "WindowPoSt scheduling failed at this head")
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -219,6 +230,7 @@ impl Poster {
         for r in runners.values() {
             r.cancel.cancel();
         }
+        Ok(())
     }
 
     async fn on_head(
@@ -407,8 +419,11 @@ impl Poster {
                     recoveries: chunk.to_vec(),
                 },
             };
-            let id = new_message_id(&msg)?;
-            self.chain.push_message(&id, msg).await?;
+            let record = OutboxRecord::new(MessageKind::DeclareRecoveries, msg);
+            let (id, pushed) = self.outbox.send(record).await?;
+            if let Pushed::Refused(why) = pushed {
+                anyhow::bail!("the recovery declaration {id} was refused: {why}");
+            }
             tracing::info!(miner = miner.actor, deadline = decl_index, message = %id, recoveries = ?chunk, "declared recoveries");
             metrics::counter!("damocles_manager_post_recoveries_declared_total", "miner" => miner.actor.to_string())
                 .increment(chunk.iter().map(|d| d.sectors.len() as u64).sum());
@@ -867,13 +882,14 @@ impl Poster {
     }
 
     async fn challenge_rand(&self, miner: ActorId, dl: &DeadlineInfo) -> Result<[u8; 32]> {
-        self.chain
+        Ok(self
+            .chain
             .randomness_from_beacon(
                 DomainSeparationTag::WindowedPoStChallengeSeed,
                 dl.challenge,
                 &miner_entropy(miner),
             )
-            .await
+            .await?)
     }
 
     /// Sends every ready proof of `dl` not sent yet.
@@ -886,7 +902,15 @@ impl Poster {
             .collect();
         for (i, p) in todo {
             match self.submit_one(miner, dl, &p).await {
-                Ok(id) => {
+                Ok((id, Pushed::Refused(why))) => {
+                    // The same proof would be refused again: it is given up.
+                    if let Some(entry) = lock(ready).get_mut(i) {
+                        entry.submitted = true;
+                    }
+                    metrics::counter!("damocles_manager_post_submits_total", "miner" => miner.actor.to_string(), "deadline" => dl.index.to_string(), "result" => "refused").increment(1);
+                    tracing::error!(miner = miner.actor, deadline = dl.index, message = %id, partitions = ?p.partitions, reason = %why, "WindowPoSt refused by the chain");
+                }
+                Ok((id, _)) => {
                     if let Some(entry) = lock(ready).get_mut(i) {
                         entry.submitted = true;
                     }
@@ -910,7 +934,7 @@ impl Poster {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "submitting the WindowPoSt failed; retrying at the next head");
+                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "recording the WindowPoSt failed; retrying at the next head");
                 }
             }
         }
@@ -921,7 +945,7 @@ impl Poster {
         miner: &PoStMiner,
         dl: &DeadlineInfo,
         p: &ReadyProof,
-    ) -> Result<damocles_manager_api::json::Cid> {
+    ) -> Result<(damocles_manager_api::json::Cid, Pushed)> {
         let commit_epoch = dl.challenge;
         let commit_rand = self
             .chain
@@ -939,9 +963,12 @@ impl Poster {
                 chain_commit_rand: Bytes(commit_rand.to_vec()),
             },
         };
-        let id = new_message_id(&msg)?;
-        self.chain.push_message(&id, msg).await?;
-        Ok(id)
+        // Of no use once the deadline has closed: the resender drops it then.
+        let record = OutboxRecord {
+            expires: Some(dl.close - 1),
+            ..OutboxRecord::new(MessageKind::WindowPoSt, msg)
+        };
+        self.outbox.send(record).await
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use damocles_manager_api::json::Bytes;
 use damocles_manager_api::types::{ActorId, ChainEpoch};
-use tokio_util::sync::CancellationToken;
 use vc_processors::builtin::processors::BuiltinProcessor;
 use vc_processors::builtin::proofs::winning_post_proof_for_size;
 use vc_processors::builtin::tasks::{WinningPoSt, WinningPoStOutput};
@@ -23,6 +22,7 @@ use super::remote::{fetch_all, Scratch};
 use super::{Located, SectorLocator};
 use crate::chain::{BlockOutcome, Chain, Election};
 use crate::proofs::{seal_proof, winning_post_challenged};
+use crate::supervisor::TaskContext;
 
 /// Epochs after which an answered election is forgotten.
 const FORGET_AFTER_EPOCHS: ChainEpoch = 2880;
@@ -91,8 +91,10 @@ impl WinningPoster {
         }
     }
 
-    /// Runs until `stop`: at each head, every new election is answered in its own task.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// Runs until the run is stopped: at each head, every new election is answered in its own
+    /// task; each head handled is the task's progress.
+    pub async fn run(self: Arc<Self>, ctx: TaskContext) -> Result<()> {
+        let stop = ctx.stop().clone();
         tracing::info!(prover = %self.prover.name(), miners = ?self.miners, "WinningPoSt miner module running");
         let mut heads = self.chain.subscribe();
         loop {
@@ -122,9 +124,10 @@ impl WinningPoster {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|(_, epoch)| *epoch + FORGET_AFTER_EPOCHS >= head);
+            ctx.progress();
             tokio::select! {
-                _ = stop.cancelled() => return,
-                changed = heads.changed() => if changed.is_err() { return },
+                _ = stop.cancelled() => return Ok(()),
+                changed = heads.changed() => if changed.is_err() { return Ok(()) },
             }
         }
     }

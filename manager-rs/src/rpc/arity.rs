@@ -61,6 +61,7 @@ pub const METHOD_ARITY: &[(&str, usize)] = &[
     ("Damocles.DealsImport", 3),
     ("Damocles.DealsList", 0),
     ("Damocles.StorageAttach", 2),
+    ("Damocles.Tasks", 0),
 ];
 
 /// The middleware.

@@ -24,6 +24,7 @@ use crate::deals::{DealRecord, ImportOptions};
 use crate::error::ApiError;
 use crate::post::jobs::JobQueue;
 use crate::sealer::{Sealer, VERSION};
+use crate::supervisor::{Supervisor, TaskStatus};
 
 pub mod arity;
 pub mod http;
@@ -100,20 +101,25 @@ pub trait DamoclesApi {
     /// sealed sectors, and answers the config block for it.
     #[method(name = "Damocles.StorageAttach")]
     async fn storage_attach(&self, path: String, opts: AttachOptions) -> RpcResult<AttachReport>;
+
+    /// The daemon's supervised background tasks with their status.
+    #[method(name = "Damocles.Tasks")]
+    async fn tasks(&self) -> RpcResult<Vec<TaskStatus>>;
 }
 
 /// The handlers.
 #[derive(Debug, Clone)]
 pub struct RpcImpl {
     sealer: Arc<Sealer>,
+    supervisor: Arc<Supervisor>,
 }
 
 fn err(e: impl Into<ApiError>) -> jsonrpsee::types::ErrorObjectOwned {
     e.into().into()
 }
 
-fn internal(e: anyhow::Error) -> jsonrpsee::types::ErrorObjectOwned {
-    ApiError::Internal(e).into()
+fn internal(e: impl Into<anyhow::Error>) -> jsonrpsee::types::ErrorObjectOwned {
+    ApiError::Internal(e.into()).into()
 }
 
 macro_rules! traced {
@@ -187,7 +193,7 @@ impl SealerApiServer for RpcImpl {
             "Venus.SubmitPersisted",
             tokio::task::spawn_blocking(move || s.submit_persisted_ex(sid, &instance, false))
                 .await
-                .map_err(|e| internal(e.into()))?
+                .map_err(internal)?
                 .map_err(err)
         )
     }
@@ -203,7 +209,7 @@ impl SealerApiServer for RpcImpl {
             "Venus.SubmitPersistedEx",
             tokio::task::spawn_blocking(move || s.submit_persisted_ex(sid, &instance, is_upgrade))
                 .await
-                .map_err(|e| internal(e.into()))?
+                .map_err(internal)?
                 .map_err(err)
         )
     }
@@ -302,7 +308,7 @@ impl SealerApiServer for RpcImpl {
             "Venus.StoreReserveSpace",
             tokio::task::spawn_blocking(move || s.store_reserve_space(sid, size, &candidates))
                 .await
-                .map_err(|e| internal(e.into()))?
+                .map_err(internal)?
                 .map_err(err)
         )
     }
@@ -426,7 +432,7 @@ impl SealerCliApiServer for RpcImpl {
         let s = self.sealer.clone();
         tokio::task::spawn_blocking(move || s.stores.list())
             .await
-            .map_err(|e| internal(e.into()))?
+            .map_err(internal)?
             .map_err(internal)
     }
 
@@ -522,7 +528,7 @@ impl SealerCliApiServer for RpcImpl {
             .cfg
             .miner(miner)
             .ok_or_else(|| err(ApiError::bad(format!("miner {miner} is not in the config"))))?;
-        serde_json::to_value(m).map_err(|e| internal(e.into()))
+        serde_json::to_value(m).map_err(internal)
     }
 }
 
@@ -658,6 +664,10 @@ impl DamoclesApiServer for RpcImpl {
             .unwrap_or_else(|e| Err(internal(anyhow::anyhow!("attach task failed: {e}"))))
         )
     }
+
+    async fn tasks(&self) -> RpcResult<Vec<TaskStatus>> {
+        Ok(self.supervisor.statuses())
+    }
 }
 
 /// The worker-prover's methods (served with `--worker-prover` only, so that a wdpost thread
@@ -744,8 +754,12 @@ impl WorkerWdPoStApiServer for WdPoStRpc {
 
 /// Every method the server serves, in one module; the `WdPoSt*` methods only when `jobs` is
 /// given (`--worker-prover`).
-pub fn module(sealer: Arc<Sealer>, jobs: Option<Arc<JobQueue>>) -> Result<RpcModule<()>> {
-    let imp = RpcImpl { sealer };
+pub fn module(
+    sealer: Arc<Sealer>,
+    supervisor: Arc<Supervisor>,
+    jobs: Option<Arc<JobQueue>>,
+) -> Result<RpcModule<()>> {
+    let imp = RpcImpl { sealer, supervisor };
     let mut module = RpcModule::new(());
     module.merge(SealerApiServer::into_rpc(imp.clone()))?;
     module.merge(SealerCliApiServer::into_rpc(imp.clone()))?;

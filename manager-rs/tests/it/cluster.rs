@@ -269,7 +269,14 @@ fn worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(
     sealing_worker.kill();
     m.stop();
     m.run_args = vec!["--poster".into(), "--worker-prover".into()];
+    // The poster panics at the 20th head it handles (in the first of the two periods below):
+    // its supervisor restarts it, and no deadline is missed.
+    m.run_env = vec![(
+        damocles_manager::supervisor::INJECT_PANIC_ENV.into(),
+        "poster@20".into(),
+    )];
     let manager = m.start();
+    m.run_env.clear();
     let attached = format!(
         "[[attached]]\nname = \"persist\"\nlocation = \"{}\"\n",
         m.home.join("persist").display()
@@ -294,6 +301,7 @@ fn worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(
     let mut prover = wdpost_worker("wdpost-worker", "");
     prover.start();
     proven_for_two_periods(m, "worker-prover", &|| prover.logs(), &mut |_| {});
+    the_poster_was_restarted_once_after_its_injected_panic(m);
     let period = block_on(DamoclesApiClient::chain_head(&m.client()))
         .expect("head")
         .params
@@ -385,6 +393,44 @@ fn worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(
         after.contains("WindowPoSt proven and verified"),
         "the other worker's proof was verified and used:\n{after}"
     );
+}
+
+/// The supervisor logged the poster's injected panic with the task's name and restarted it
+/// once, and `util tasks` shows that.
+fn the_poster_was_restarted_once_after_its_injected_panic(m: &TestManager) {
+    let logs = m.logs();
+    let failure = logs
+        .lines()
+        .find(|l| l.contains("background task failed; restarting it"))
+        .unwrap_or_else(|| panic!("the supervisor logged no restart:\n{logs}"));
+    assert!(
+        failure.contains("task=poster") && failure.contains("injected panic"),
+        "{failure}"
+    );
+    let out = ok_text(&m.util(&["tasks", "--json"]));
+    let tasks: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let poster = tasks
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|t| t["Name"] == "poster")
+        .unwrap_or_else(|| panic!("no poster task: {out}"))
+        .clone();
+    assert_eq!(poster["Restarts"], 1, "{poster}");
+    assert_eq!(poster["State"], "Running", "{poster}");
+    assert_eq!(poster["Critical"], true, "{poster}");
+    assert!(
+        poster["LastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected panic")),
+        "{poster}"
+    );
+    let table = ok_text(&m.util(&["tasks"]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("poster "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("Running"), "{row}");
 }
 
 /// Watches two whole proving periods from now: no sector of `m`'s miner turns faulty and every

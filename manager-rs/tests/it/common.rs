@@ -25,6 +25,8 @@ pub struct TestManager {
     pub cfg: ManagerConfig,
     /// Extra arguments of `daemon run` (`--poster`).
     pub run_args: Vec<String>,
+    /// Extra environment of the daemon.
+    pub run_env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -166,6 +168,7 @@ impl TestManager {
             addr: None,
             cfg,
             run_args: Vec::new(),
+            run_env: Vec::new(),
             starts: 0,
         }
     }
@@ -197,6 +200,7 @@ impl TestManager {
             .args(["daemon", "run", "--listen", &listen])
             .args(&self.run_args)
             .env("RUST_LOG", "info,jsonrpsee=warn")
+            .envs(self.run_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -114,7 +114,7 @@ pub fn parse_sector_size(s: &str) -> Result<u64, String> {
         format!("invalid sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB")
     })?;
     let size = n.saturating_mul(mult);
-    if super::proofs::SECTOR_SIZES.contains(&size) {
+    if crate::layout::SECTOR_SIZES.contains(&size) {
         Ok(size)
     } else {
         Err(format!(

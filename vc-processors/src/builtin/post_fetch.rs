@@ -95,11 +95,7 @@ impl FetchStats {
 
 /// Leaves of one tree-r-last base tree, and how many such trees a sector has.
 fn base_trees(sector_size: u64) -> (u64, u64) {
-    let trees = match sector_size {
-        s if s >= 64 << 30 => 16,
-        s if s >= 32 << 30 => 8,
-        _ => 1,
-    };
+    let trees = crate::layout::tree_r_last_count(sector_size);
     (sector_size / NODE_SIZE / trees, trees)
 }
 

@@ -23,8 +23,7 @@ use storage_proofs_core::merkle::{create_base_merkle_tree, BinaryMerkleTree};
 
 pub use filecoin_proofs_api as api;
 
-/// File name of the data tree inside a cache directory.
-pub const TREE_D_FILE_NAME: &str = "sc-02-data-tree-d.dat";
+use crate::layout;
 
 /// Runs `f`, turning a panic into an error that names `what`.
 pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -58,37 +57,17 @@ pub fn to_prover_id(miner_id: u64) -> ProverId {
 
 /// `<dir>/sc-02-data-tree-d.dat`.
 pub fn tree_d_path_in_dir(dir: &Path) -> PathBuf {
-    dir.join(TREE_D_FILE_NAME)
+    dir.join(layout::TREE_D_FILE)
 }
 
 /// The files of a sector's cache directory that must be kept after sealing (and that PoSt
-/// reads): the tree-r-last file(s), `p_aux` and `t_aux`.
+/// reads), for its proof type: [`layout::post_cache_files`].
 pub fn cached_filenames_for_sector(proof: RegisteredSealProof) -> Vec<String> {
-    let sector_size = u64::from(proof.sector_size());
-    let tree_r_last_files = match sector_size {
-        s if s >= 64 << 30 => 16,
-        s if s >= 32 << 30 => 8,
-        _ => 1,
-    };
-    let mut names = if tree_r_last_files == 1 {
-        vec!["sc-02-data-tree-r-last.dat".to_string()]
-    } else {
-        (0..tree_r_last_files)
-            .map(|i| format!("sc-02-data-tree-r-last-{i}.dat"))
-            .collect()
-    };
-    names.push("p_aux".to_string());
-    names.push("t_aux".to_string());
-    names
+    layout::post_cache_files(u64::from(proof.sector_size()))
 }
 
-/// Sector sizes the proof library supports, in bytes.
-pub const SECTOR_SIZES: [u64; 5] = [2 << 10, 8 << 20, 512 << 20, 32 << 30, 64 << 30];
-
 fn size_index(sector_size: u64) -> Result<usize> {
-    SECTOR_SIZES
-        .iter()
-        .position(|&s| s == sector_size)
+    layout::sector_size_index(sector_size)
         .ok_or_else(|| anyhow!("unsupported sector size {sector_size}"))
 }
 
@@ -309,7 +288,7 @@ pub fn clear_layer_data(cache_dir: &Path) -> Result<usize> {
     for entry in fs::read_dir(cache_dir).with_context(|| format!("read {}", cache_dir.display()))? {
         let entry = entry.with_context(|| format!("read {}", cache_dir.display()))?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with("sc-02-data-layer-") {
+        if layout::is_sdr_layer(&name.to_string_lossy()) {
             fs::remove_file(entry.path())
                 .with_context(|| format!("remove {}", entry.path().display()))?;
             removed += 1;
@@ -371,23 +350,22 @@ mod tests {
     }
 
     #[test]
-    fn cached_file_names_by_size() {
-        assert_eq!(
-            cached_filenames_for_sector(RegisteredSealProof::StackedDrg2KiBV1_1),
-            vec!["sc-02-data-tree-r-last.dat", "p_aux", "t_aux"]
-        );
-        let big = cached_filenames_for_sector(RegisteredSealProof::StackedDrg32GiBV1_1);
-        assert_eq!(big.len(), 10);
-        assert_eq!(big[7], "sc-02-data-tree-r-last-7.dat");
-        assert_eq!(
-            cached_filenames_for_sector(RegisteredSealProof::StackedDrg64GiBV1_1).len(),
-            18
-        );
+    fn cached_file_names_follow_the_proof_types_sector_size() {
+        for (proof, size) in [
+            (RegisteredSealProof::StackedDrg2KiBV1_1, 2 << 10),
+            (RegisteredSealProof::StackedDrg32GiBV1_1, 32 << 30),
+            (RegisteredSealProof::StackedDrg64GiBV1_1, 64 << 30),
+        ] {
+            assert_eq!(
+                cached_filenames_for_sector(proof),
+                layout::post_cache_files(size)
+            );
+        }
     }
 
     #[test]
     fn proof_tables_agree_with_the_library() {
-        for size in SECTOR_SIZES {
+        for size in layout::SECTOR_SIZES {
             assert_eq!(
                 u64::from(seal_proof_for_size(size).expect("seal").sector_size()),
                 size

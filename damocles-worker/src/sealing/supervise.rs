@@ -1,0 +1,119 @@
+//! Keeps a thread's body running: a body that panics is logged with the thread's index and
+//! plan, counted (`damocles_worker_thread_restarts_total`, the `restarts` of `worker list`,
+//! the panic as its last error) and started again after a backoff (1 s doubling to 60 s; back
+//! to 1 s after a run of a minute), until the daemon stops. A sealing thread resumes its
+//! sector from the record in its sealing store.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::sealing::control::ThreadControl;
+
+/// The first pause before a restart.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A run this long resets the backoff.
+const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// Runs `run(first)`, and after each panic `run(remake()?)`, until `run` returns or the
+/// daemon stops. A `remake` that fails is retried with the same backoff.
+pub fn run_restarting<T>(
+    ctrl: &ThreadControl,
+    first: T,
+    remake: impl Fn() -> anyhow::Result<T>,
+    run: impl Fn(T),
+) {
+    let mut next = Some(first);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let body = match next.take() {
+            Some(body) => body,
+            None => match remake() {
+                Ok(body) => body,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    tracing::error!(thread = ctrl.index(), error = %text, retry_in = ?backoff, "the thread cannot start again; retrying");
+                    ctrl.record_restart(text);
+                    if ctrl.sleep_until_stop(backoff).is_err() {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        let Err(panic) = catch_unwind(AssertUnwindSafe(|| run(body))) else {
+            return;
+        };
+        if ctrl.is_stopped() {
+            return;
+        }
+        if started.elapsed() >= STABLE_RUN {
+            backoff = FIRST_BACKOFF;
+        }
+        let message = vc_processors::protocol::panic_message(&*panic);
+        let plan = ctrl.info().plan;
+        tracing::error!(thread = ctrl.index(), plan = %plan, panic = %message, retry_in = ?backoff, "thread panicked; restarting it");
+        metrics::counter!("damocles_worker_thread_restarts_total", "thread" => ctrl.index().to_string())
+            .increment(1);
+        ctrl.record_restart(format!("panic: {message}"));
+        if ctrl.sleep_until_stop(backoff).is_err() {
+            return;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn a_panicking_body_is_made_again_and_the_restart_is_shown() {
+        let ctrl = ThreadControl::new(3, Some("/s".into()), "sealer");
+        let runs = AtomicU32::new(0);
+        let remade = AtomicU32::new(0);
+        run_restarting(
+            &ctrl,
+            "first",
+            || {
+                remade.fetch_add(1, Ordering::SeqCst);
+                Ok("again")
+            },
+            |body| {
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    assert_eq!(body, "first");
+                    panic!("planner bug");
+                }
+                assert_eq!(body, "again");
+            },
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(remade.load(Ordering::SeqCst), 1);
+        let info = ctrl.info();
+        assert_eq!(info.restarts, 1);
+        let error = info.last_error.expect("last error");
+        assert!(error.contains("panic: planner bug"), "{error}");
+    }
+
+    #[test]
+    fn a_stopped_daemon_does_not_restart_a_panicked_thread() {
+        let ctrl = ThreadControl::new(0, None, "wdpost");
+        ctrl.stop();
+        let runs = AtomicU32::new(0);
+        run_restarting(
+            &ctrl,
+            (),
+            || Ok(()),
+            |()| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                panic!("while stopping");
+            },
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(ctrl.info().restarts, 0);
+    }
+}
