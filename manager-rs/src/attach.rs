@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use vc_processors::layout;
 
 use crate::config::PersistStoreConfig;
+use crate::error::{ApiError, ApiResult};
 use crate::stores::SectorIndex;
 
 /// Options of an attach.
@@ -189,6 +190,19 @@ pub fn scan(dir: &Path, opts: &AttachOptions) -> Result<AttachReport> {
         skipped,
         config,
     })
+}
+
+/// `Damocles.StorageAttach`: scans `dir` and indexes what it found. A directory that cannot be
+/// scanned is the request's fault; an index that cannot be written is the manager's.
+pub fn attach(
+    dir: &Path,
+    opts: &AttachOptions,
+    sector_index: &SectorIndex,
+) -> ApiResult<AttachReport> {
+    let report = scan(dir, opts).map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    index(&report, sector_index)?;
+    tracing::info!(store = %report.name, sectors = report.sectors.len(), skipped = report.skipped.len(), "store attached");
+    Ok(report)
 }
 
 /// Writes the index entries of a scan.

@@ -7,23 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use damocles_manager_api::types::{SectorId, SectorWorkerState};
 use jsonrpsee::server::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::devnet::Devnet;
 use crate::chain::outbox::Outbox;
+use crate::chain::views::ChainViews;
 use crate::chain::Chain;
 use crate::commit::Commitments;
 use crate::config::ManagerConfig;
 use crate::deals::DealManager;
 use crate::kv::Kv;
+use crate::lifecycle::{LifecycleParts, SectorLifecycle};
 use crate::post::jobs::JobQueue;
 use crate::rpc;
-use crate::sealer::Sealer;
 use crate::sectors::{NumberAllocator, SectorStates};
+use crate::services::Services;
 use crate::stores::{scan_persist_stores, PieceStores, SectorIndex, StoreManager, StoreOpener};
 use crate::supervisor::Supervisor;
+use crate::workers::WorkerRegistry;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -46,12 +48,10 @@ pub struct DaemonOptions {
 
 /// A running daemon.
 pub struct Daemon {
-    /// The API's logic.
-    pub sealer: Arc<Sealer>,
+    /// The services the API is served by (the background tasks among them).
+    pub services: Arc<Services>,
     /// The address served.
     pub addr: SocketAddr,
-    /// The background tasks.
-    pub supervisor: Arc<Supervisor>,
     handle: ServerHandle,
     stop: CancellationToken,
 }
@@ -157,18 +157,19 @@ impl Daemon {
             outbox.clone(),
             supervisor.clone(),
         );
-        let sealer = Arc::new(Sealer {
+        let index = SectorIndex::new(kv.clone());
+        let deals = Arc::new(DealManager::new(kv.clone(), chain.clone(), pieces.clone()));
+        let lifecycle = Arc::new(SectorLifecycle::new(LifecycleParts {
             cfg: cfg.clone(),
-            kv: kv.clone(),
             chain: chain.clone(),
             numbers: NumberAllocator::new(kv.clone()),
             states: states.clone(),
-            stores,
-            index: SectorIndex::new(kv.clone()),
-            deals: DealManager::new(kv.clone(), chain.clone(), pieces.clone()),
+            stores: stores.clone(),
+            index: index.clone(),
+            deals: deals.clone(),
             commitments: commitments.clone(),
-        });
-        release_stale_reservations(&sealer)?;
+        }));
+        lifecycle.release_stale_reservations()?;
         commitments.start()?;
         let jobs = if opts.worker_prover {
             let jobs = Arc::new(JobQueue::new(
@@ -205,14 +206,39 @@ impl Daemon {
                 (None, Some(jobs)) => ProverBackend::Workers(jobs.clone()),
                 (None, None) => ProverBackend::Builtin,
             };
-            start_poster(&cfg, &sealer, backend, &outbox, &supervisor).await?;
+            start_poster(
+                &cfg,
+                &chain,
+                locator(&cfg, &index, &stores),
+                backend,
+                &outbox,
+                &supervisor,
+            )
+            .await?;
         }
 
         if opts.miner {
-            start_winning_poster(&cfg, &sealer, opts.ext_prover.as_deref(), &supervisor).await?;
+            start_winning_poster(
+                &cfg,
+                &chain,
+                locator(&cfg, &index, &stores),
+                opts.ext_prover.as_deref(),
+                &supervisor,
+            )
+            .await?;
         }
 
-        let module = rpc::module(sealer.clone(), supervisor.clone(), jobs)?;
+        let services = Arc::new(Services {
+            lifecycle,
+            workers: WorkerRegistry::new(kv.clone()),
+            chain: ChainViews::new(chain.clone(), states.clone()),
+            deals,
+            stores,
+            index,
+            cfg: cfg.clone(),
+            supervisor: supervisor.clone(),
+        });
+        let module = rpc::module(services.clone(), jobs)?;
         let metrics = install_metrics();
         if let Some(h) = metrics.clone() {
             supervisor.every("metrics-upkeep", false, Duration::from_secs(5), move || {
@@ -226,9 +252,8 @@ impl Daemon {
         metrics::gauge!("damocles_manager_info").set(1.0);
         tracing::info!(%addr, auth = !cfg.common.auth.token.is_empty(), "serving the API at /rpc/v0");
         Ok(Daemon {
-            sealer,
+            services,
             addr,
-            supervisor,
             handle,
             stop,
         })
@@ -241,7 +266,7 @@ impl Daemon {
         self.handle.stopped().await;
         tracing::info!("stopping background tasks");
         self.stop.cancel();
-        self.supervisor.join(Duration::from_secs(10)).await;
+        self.services.supervisor.join(Duration::from_secs(10)).await;
         tracing::info!("stopped");
     }
 
@@ -250,13 +275,14 @@ impl Daemon {
     pub async fn run_until_signalled(self) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
-        let fatal = self.supervisor.fatal().clone();
+        let supervisor = self.services.supervisor.clone();
+        let fatal = supervisor.fatal().clone();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
             _ = term.recv() => tracing::info!("SIGTERM"),
             _ = fatal.cancelled() => {}
         }
-        let reason = self.supervisor.fatal_reason();
+        let reason = supervisor.fatal_reason();
         self.shutdown().await;
         match reason {
             Some(reason) => bail!("{reason}"),
@@ -279,7 +305,8 @@ enum ProverBackend {
 /// Starts the WindowPoSt scheduler with its prover.
 async fn start_poster(
     cfg: &ManagerConfig,
-    sealer: &Arc<Sealer>,
+    chain: &Arc<dyn Chain>,
+    locator: crate::post::SectorLocator,
     backend: ProverBackend,
     outbox: &Arc<Outbox>,
     supervisor: &Arc<Supervisor>,
@@ -325,9 +352,9 @@ async fn start_poster(
         .collect();
     let proving = &cfg.common.proving;
     let poster = Poster::new(
-        sealer.chain.clone(),
+        chain.clone(),
         outbox.clone(),
-        locator(cfg, sealer),
+        locator,
         prover,
         miners,
         CheckLimits {
@@ -349,11 +376,16 @@ fn scratch_root(cfg: &ManagerConfig) -> PathBuf {
         .unwrap_or_else(crate::post::remote::default_scratch_root)
 }
 
-/// How PoSt provers find sectors: the sealer's stores, fetching into the scratch root.
-fn locator(cfg: &ManagerConfig, sealer: &Arc<Sealer>) -> crate::post::SectorLocator {
+/// How PoSt provers find sectors: the index and the persist stores, fetching into the scratch
+/// root.
+fn locator(
+    cfg: &ManagerConfig,
+    index: &SectorIndex,
+    stores: &Arc<StoreManager>,
+) -> crate::post::SectorLocator {
     crate::post::SectorLocator {
-        index: sealer.index.clone(),
-        stores: sealer.stores.clone(),
+        index: index.clone(),
+        stores: stores.clone(),
         scratch_root: scratch_root(cfg),
     }
 }
@@ -362,7 +394,8 @@ fn locator(cfg: &ManagerConfig, sealer: &Arc<Sealer>) -> crate::post::SectorLoca
 /// of `ext_prover` when it has some.
 async fn start_winning_poster(
     cfg: &ManagerConfig,
-    sealer: &Arc<Sealer>,
+    chain: &Arc<dyn Chain>,
+    locator: crate::post::SectorLocator,
     ext_prover: Option<&Path>,
     supervisor: &Arc<Supervisor>,
 ) -> Result<()> {
@@ -393,30 +426,7 @@ async fn start_winning_poster(
                 .context("starting the [[WinPost]] children")??,
         )
     };
-    let poster = Arc::new(WinningPoster::new(
-        sealer.chain.clone(),
-        locator(cfg, sealer),
-        prover,
-        miners,
-    ));
+    let poster = Arc::new(WinningPoster::new(chain.clone(), locator, prover, miners));
     supervisor.spawn("miner", false, move |ctx| poster.clone().run(ctx));
-    Ok(())
-}
-
-/// Reservations of sectors that are no longer online are leftovers of a crash: release them.
-fn release_stale_reservations(sealer: &Sealer) -> Result<()> {
-    for (store, item) in sealer.stores.reservations()? {
-        let Ok(sid) = item.by.parse::<SectorId>() else {
-            continue;
-        };
-        if sealer
-            .states
-            .load(sid, SectorWorkerState::Online)?
-            .is_none()
-        {
-            sealer.stores.release_reserved(sid)?;
-            tracing::info!(sector = %sid, store, "released the reservation of a sector that is no longer being sealed");
-        }
-    }
     Ok(())
 }

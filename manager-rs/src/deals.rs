@@ -241,6 +241,18 @@ impl DealManager {
             .collect())
     }
 
+    /// Every deal held, each with the chain's view of it (its activation) where the chain has
+    /// one, in place of the copy taken at publishing.
+    pub async fn list_as_on_chain(&self) -> Result<Vec<DealRecord>> {
+        let mut list = self.list()?;
+        for rec in &mut list {
+            if let Some(d) = self.chain.market_deal(rec.deal.deal_id).await? {
+                rec.deal = d;
+            }
+        }
+        Ok(list)
+    }
+
     /// Lays queued deals of the sector's miner into it, largest first, and fills the rest with
     /// aligned zero pieces; `None` when no deal fits (a CC sector). The deals are marked
     /// assigned before this returns.

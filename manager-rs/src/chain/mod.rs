@@ -12,6 +12,8 @@ use tokio::sync::watch;
 
 pub mod devnet;
 pub mod outbox;
+pub mod randomness;
+pub mod views;
 
 /// Domain separation tags of chain randomness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

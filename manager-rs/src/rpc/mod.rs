@@ -1,7 +1,6 @@
-//! The JSON-RPC server: thin handlers over [`Sealer`], served at `/rpc/v0` over HTTP and
+//! The JSON-RPC server: thin handlers over the [`Services`], served at `/rpc/v0` over HTTP and
 //! websocket, next to `/healthcheck`, `/metrics` and `/piecestore/`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,57 +12,19 @@ use damocles_manager_api::types::*;
 use jsonrpsee::core::{async_trait, RpcResult};
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::server::{RpcModule, Server, ServerHandle};
-use serde::{Deserialize, Serialize};
 
 use crate::attach::{AttachOptions, AttachReport};
-use crate::chain::{
-    miner_entropy, ChainMinerInfo, DeadlineInfo, DomainSeparationTag, Head, MinerPower,
-    NetworkParams, Partition, PreCommitOnChain, SectorOnChainInfo,
-};
+pub use crate::chain::views::{ChainHeadView, ChainMinerView, ChainSectorView};
+use crate::chain::Partition;
 use crate::deals::{DealRecord, ImportOptions};
 use crate::error::ApiError;
 use crate::post::jobs::JobQueue;
-use crate::sealer::{Sealer, VERSION};
-use crate::supervisor::{Supervisor, TaskStatus};
+use crate::services::Services;
+use crate::supervisor::TaskStatus;
+use crate::VERSION;
 
 pub mod arity;
 pub mod http;
-
-/// The chain's view for `util chain head`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ChainHeadView {
-    /// Head.
-    pub head: Head,
-    /// Network constants.
-    pub params: NetworkParams,
-    /// Counts.
-    pub summary: BTreeMap<String, u64>,
-}
-
-/// A miner's view for `util chain miner`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ChainMinerView {
-    /// Actor.
-    pub info: ChainMinerInfo,
-    /// Power.
-    pub power: MinerPower,
-    /// Current deadline.
-    pub deadline: DeadlineInfo,
-}
-
-/// A sector's on-chain state for `util chain sectors`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ChainSectorView {
-    /// Active sectors.
-    pub active: Vec<SectorOnChainInfo>,
-    /// PreCommits waiting for their proof.
-    pub pre_committed: Vec<PreCommitOnChain>,
-    /// Faulty sector numbers.
-    pub faulty: Vec<u64>,
-}
 
 /// Our additions to the API (namespace `Damocles`), for the manager's own CLI.
 #[rpc(server, client)]
@@ -110,8 +71,7 @@ pub trait DamoclesApi {
 /// The handlers.
 #[derive(Debug, Clone)]
 pub struct RpcImpl {
-    sealer: Arc<Sealer>,
-    supervisor: Arc<Supervisor>,
+    services: Arc<Services>,
 }
 
 fn err(e: impl Into<ApiError>) -> jsonrpsee::types::ErrorObjectOwned {
@@ -143,7 +103,11 @@ impl SealerApiServer for RpcImpl {
     ) -> RpcResult<Option<AllocatedSector>> {
         traced!(
             "Venus.AllocateSector",
-            self.sealer.allocate_sector(spec).await.map_err(err)
+            self.services
+                .lifecycle
+                .allocate_sector(spec)
+                .await
+                .map_err(err)
         )
     }
 
@@ -154,14 +118,22 @@ impl SealerApiServer for RpcImpl {
     ) -> RpcResult<Option<Vec<SectorPieceV2>>> {
         traced!(
             "Venus.AcquireDeals",
-            self.sealer.acquire_deals(sid, spec).await.map_err(err)
+            self.services
+                .lifecycle
+                .acquire_deals(sid, spec)
+                .await
+                .map_err(err)
         )
     }
 
     async fn assign_ticket(&self, sid: SectorId) -> RpcResult<Ticket> {
         traced!(
             "Venus.AssignTicket",
-            self.sealer.assign_ticket(sid).await.map_err(err)
+            self.services
+                .lifecycle
+                .assign_ticket(sid)
+                .await
+                .map_err(err)
         )
     }
 
@@ -173,7 +145,8 @@ impl SealerApiServer for RpcImpl {
     ) -> RpcResult<SubmitResp> {
         traced!(
             "Venus.SubmitPreCommit",
-            self.sealer
+            self.services
+                .lifecycle
                 .submit_pre_commit(sector, info, hard_reset)
                 .await
                 .map_err(err)
@@ -183,12 +156,16 @@ impl SealerApiServer for RpcImpl {
     async fn poll_pre_commit_state(&self, sid: SectorId) -> RpcResult<PollStateResp> {
         traced!(
             "Venus.PollPreCommitState",
-            self.sealer.poll_pre_commit_state(sid).await.map_err(err)
+            self.services
+                .lifecycle
+                .poll_pre_commit_state(sid)
+                .await
+                .map_err(err)
         )
     }
 
     async fn submit_persisted(&self, sid: SectorId, instance: String) -> RpcResult<bool> {
-        let s = self.sealer.clone();
+        let s = self.services.lifecycle.clone();
         traced!(
             "Venus.SubmitPersisted",
             tokio::task::spawn_blocking(move || s.submit_persisted_ex(sid, &instance, false))
@@ -204,7 +181,7 @@ impl SealerApiServer for RpcImpl {
         instance: String,
         is_upgrade: bool,
     ) -> RpcResult<bool> {
-        let s = self.sealer.clone();
+        let s = self.services.lifecycle.clone();
         traced!(
             "Venus.SubmitPersistedEx",
             tokio::task::spawn_blocking(move || s.submit_persisted_ex(sid, &instance, is_upgrade))
@@ -217,7 +194,11 @@ impl SealerApiServer for RpcImpl {
     async fn wait_seed(&self, sid: SectorId, proof_type: SealProofType) -> RpcResult<WaitSeedResp> {
         traced!(
             "Venus.WaitSeed",
-            self.sealer.wait_seed(sid, proof_type).await.map_err(err)
+            self.services
+                .lifecycle
+                .wait_seed(sid, proof_type)
+                .await
+                .map_err(err)
         )
     }
 
@@ -229,7 +210,8 @@ impl SealerApiServer for RpcImpl {
     ) -> RpcResult<SubmitResp> {
         traced!(
             "Venus.SubmitProof",
-            self.sealer
+            self.services
+                .lifecycle
                 .submit_proof(sid, info, hard_reset)
                 .await
                 .map_err(err)
@@ -239,28 +221,35 @@ impl SealerApiServer for RpcImpl {
     async fn poll_proof_state(&self, sid: SectorId) -> RpcResult<PollStateResp> {
         traced!(
             "Venus.PollProofState",
-            self.sealer.poll_proof_state(sid).await.map_err(err)
+            self.services
+                .lifecycle
+                .poll_proof_state(sid)
+                .await
+                .map_err(err)
         )
     }
 
     async fn report_state(&self, sid: SectorId, req: ReportStateReq) -> RpcResult<SectorStateResp> {
         traced!(
             "Venus.ReportState",
-            self.sealer.report_state(sid, req).map_err(err)
+            self.services.lifecycle.report_state(sid, req).map_err(err)
         )
     }
 
     async fn report_finalized(&self, sid: SectorId) -> RpcResult<()> {
         traced!(
             "Venus.ReportFinalized",
-            self.sealer.report_finalized(sid).map_err(err)
+            self.services.lifecycle.report_finalized(sid).map_err(err)
         )
     }
 
     async fn report_aborted(&self, sid: SectorId, reason: String) -> RpcResult<()> {
         traced!(
             "Venus.ReportAborted",
-            self.sealer.report_aborted(sid, &reason).map_err(err)
+            self.services
+                .lifecycle
+                .report_aborted(sid, &reason)
+                .map_err(err)
         )
     }
 
@@ -293,7 +282,7 @@ impl SealerApiServer for RpcImpl {
     async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()> {
         traced!(
             "Venus.WorkerPing",
-            self.sealer.worker_ping(info).map_err(err)
+            self.services.workers.ping(info).map_err(err)
         )
     }
 
@@ -303,7 +292,7 @@ impl SealerApiServer for RpcImpl {
         size: u64,
         candidates: Vec<String>,
     ) -> RpcResult<Option<StoreBasicInfo>> {
-        let s = self.sealer.clone();
+        let s = self.services.lifecycle.clone();
         traced!(
             "Venus.StoreReserveSpace",
             tokio::task::spawn_blocking(move || s.store_reserve_space(sid, size, &candidates))
@@ -314,7 +303,7 @@ impl SealerApiServer for RpcImpl {
     }
 
     async fn store_basic_info(&self, instance: String) -> RpcResult<Option<StoreBasicInfo>> {
-        Ok(self.sealer.store_basic_info(&instance))
+        Ok(self.services.lifecycle.store_basic_info(&instance))
     }
 
     async fn allocate_unseal_sector(
@@ -349,15 +338,21 @@ impl SealerCliApiServer for RpcImpl {
         state: SectorWorkerState,
         job: SectorJob,
     ) -> RpcResult<Vec<SectorState>> {
-        self.sealer.list_sectors(state, job).map_err(err)
+        self.services
+            .lifecycle
+            .list_sectors(state, job)
+            .map_err(err)
     }
 
     async fn find_sector(&self, state: SectorWorkerState, sid: SectorId) -> RpcResult<SectorState> {
-        self.sealer.find_sector(state, sid).map_err(err)
+        self.services.lifecycle.find_sector(state, sid).map_err(err)
     }
 
     async fn find_sector_in_all_states(&self, sid: SectorId) -> RpcResult<SectorState> {
-        self.sealer.find_sector_in_all_states(sid).map_err(err)
+        self.services
+            .lifecycle
+            .find_sector_in_all_states(sid)
+            .map_err(err)
     }
 
     async fn find_sectors_with_deal(
@@ -365,7 +360,8 @@ impl SealerCliApiServer for RpcImpl {
         state: SectorWorkerState,
         deal_id: DealId,
     ) -> RpcResult<Vec<SectorState>> {
-        self.sealer
+        self.services
+            .lifecycle
             .find_sectors_with_deal(state, deal_id)
             .map_err(err)
     }
@@ -375,7 +371,8 @@ impl SealerCliApiServer for RpcImpl {
         state: SectorWorkerState,
         piece: Cid,
     ) -> RpcResult<Option<SectorState>> {
-        self.sealer
+        self.services
+            .lifecycle
             .find_sector_with_piece(state, &piece)
             .map_err(err)
     }
@@ -386,30 +383,37 @@ impl SealerCliApiServer for RpcImpl {
         sector: SectorState,
         override_existing: bool,
     ) -> RpcResult<bool> {
-        self.sealer
-            .states
-            .import(state, &sector, override_existing)
-            .map_err(internal)
+        self.services
+            .lifecycle
+            .import_sector(state, &sector, override_existing)
+            .map_err(err)
     }
 
     async fn restore_sector(&self, sid: SectorId, forced: bool) -> RpcResult<()> {
-        self.sealer.restore_sector(sid, forced).map_err(err)
+        self.services
+            .lifecycle
+            .restore_sector(sid, forced)
+            .map_err(err)
     }
 
     async fn finalize_sector(&self, sid: SectorId) -> RpcResult<()> {
-        self.sealer.finalize_sector(sid).await.map_err(err)
+        self.services
+            .lifecycle
+            .finalize_sector(sid)
+            .await
+            .map_err(err)
     }
 
     async fn worker_get_ping_info(&self, name: String) -> RpcResult<Option<WorkerPingInfo>> {
-        self.sealer.worker(&name).map_err(err)
+        self.services.workers.get(&name).map_err(err)
     }
 
     async fn worker_ping_info_list(&self) -> RpcResult<Vec<WorkerPingInfo>> {
-        self.sealer.workers().map_err(err)
+        self.services.workers.list().map_err(err)
     }
 
     async fn worker_ping_info_remove(&self, name: String) -> RpcResult<()> {
-        self.sealer.remove_worker(&name).map_err(err)
+        self.services.workers.remove(&name).map_err(err)
     }
 
     async fn sector_indexer_find(
@@ -417,7 +421,7 @@ impl SealerCliApiServer for RpcImpl {
         index: SectorIndexType,
         sid: SectorId,
     ) -> RpcResult<SectorIndexerFindResp> {
-        let found = self.sealer.index.find(index, sid).map_err(internal)?;
+        let found = self.services.index.find(index, sid).map_err(internal)?;
         Ok(SectorIndexerFindResp {
             found: found.is_some(),
             instance: found.unwrap_or_default(),
@@ -425,12 +429,12 @@ impl SealerCliApiServer for RpcImpl {
     }
 
     async fn store_release_reserved(&self, sid: SectorId) -> RpcResult<bool> {
-        self.sealer.stores.release_reserved(sid).map_err(internal)
+        self.services.stores.release_reserved(sid).map_err(internal)
     }
 
     async fn store_list(&self) -> RpcResult<Vec<StoreDetailedInfo>> {
-        let s = self.sealer.clone();
-        tokio::task::spawn_blocking(move || s.stores.list())
+        let stores = self.services.stores.clone();
+        tokio::task::spawn_blocking(move || stores.list())
             .await
             .map_err(internal)?
             .map_err(internal)
@@ -446,37 +450,11 @@ impl SealerCliApiServer for RpcImpl {
         epoch: ChainEpoch,
         miner: ActorId,
     ) -> RpcResult<Ticket> {
-        let r = self
-            .sealer
-            .chain
-            .randomness_from_tickets(
-                DomainSeparationTag::SealRandomness,
-                epoch,
-                &miner_entropy(miner),
-            )
-            .await
-            .map_err(internal)?;
-        Ok(Ticket {
-            ticket: r.to_vec().into(),
-            epoch,
-        })
+        self.services.chain.ticket(miner, epoch).await.map_err(err)
     }
 
     async fn get_seed(&self, _tsk: Vec<Cid>, epoch: ChainEpoch, miner: ActorId) -> RpcResult<Seed> {
-        let r = self
-            .sealer
-            .chain
-            .randomness_from_beacon(
-                DomainSeparationTag::InteractiveSealChallengeSeed,
-                epoch,
-                &miner_entropy(miner),
-            )
-            .await
-            .map_err(internal)?;
-        Ok(Seed {
-            seed: r.to_vec().into(),
-            epoch,
-        })
+        self.services.chain.seed(miner, epoch).await.map_err(err)
     }
 
     async fn get_window_post_challenge_rand(
@@ -485,20 +463,11 @@ impl SealerCliApiServer for RpcImpl {
         epoch: ChainEpoch,
         miner: ActorId,
     ) -> RpcResult<WindowPoStRandomness> {
-        let r = self
-            .sealer
+        self.services
             .chain
-            .randomness_from_beacon(
-                DomainSeparationTag::WindowedPoStChallengeSeed,
-                epoch,
-                &miner_entropy(miner),
-            )
+            .window_post_challenge(miner, epoch)
             .await
-            .map_err(internal)?;
-        Ok(WindowPoStRandomness {
-            epoch,
-            rand: r.to_vec().into(),
-        })
+            .map_err(err)
     }
 
     async fn get_window_post_commit_rand(
@@ -506,25 +475,20 @@ impl SealerCliApiServer for RpcImpl {
         _tsk: Vec<Cid>,
         epoch: ChainEpoch,
     ) -> RpcResult<WindowPoStRandomness> {
-        let r = self
-            .sealer
+        self.services
             .chain
-            .randomness_from_tickets(DomainSeparationTag::PoStChainCommit, epoch, &[])
+            .window_post_commit(epoch)
             .await
-            .map_err(internal)?;
-        Ok(WindowPoStRandomness {
-            epoch,
-            rand: r.to_vec().into(),
-        })
+            .map_err(err)
     }
 
     async fn get_info(&self, miner: ActorId) -> RpcResult<MinerInfo> {
-        self.sealer.miner_info(miner).await.map_err(err)
+        self.services.lifecycle.miner_info(miner).await.map_err(err)
     }
 
     async fn get_miner_config(&self, miner: ActorId) -> RpcResult<serde_json::Value> {
         let m = self
-            .sealer
+            .services
             .cfg
             .miner(miner)
             .ok_or_else(|| err(ApiError::bad(format!("miner {miner} is not in the config"))))?;
@@ -535,84 +499,19 @@ impl SealerCliApiServer for RpcImpl {
 #[async_trait]
 impl DamoclesApiServer for RpcImpl {
     async fn chain_head(&self) -> RpcResult<ChainHeadView> {
-        let c = &self.sealer.chain;
-        Ok(ChainHeadView {
-            head: c.head().await.map_err(internal)?,
-            params: c.network_params().await.map_err(internal)?,
-            summary: c.summary().await.map_err(internal)?,
-        })
+        self.services.chain.head().await.map_err(err)
     }
 
     async fn chain_miner(&self, miner: ActorId) -> RpcResult<ChainMinerView> {
-        let c = &self.sealer.chain;
-        let info = c
-            .miner_info(miner)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| err(ApiError::bad(format!("miner {miner} not found on chain"))))?;
-        Ok(ChainMinerView {
-            info,
-            power: c.miner_power(miner).await.map_err(internal)?,
-            deadline: c.proving_deadline(miner).await.map_err(internal)?,
-        })
+        self.services.chain.miner(miner).await.map_err(err)
     }
 
     async fn chain_sectors(&self, miner: ActorId) -> RpcResult<ChainSectorView> {
-        let c = &self.sealer.chain;
-        let active = c.miner_sectors(miner).await.map_err(internal)?;
-        let mut pre_committed = Vec::new();
-        let numbers: Vec<u64> = self
-            .sealer
-            .states
-            .all(SectorWorkerState::Online, SectorJob::All)
-            .map_err(internal)?
-            .into_iter()
-            .filter(|s| s.id.miner == miner)
-            .map(|s| s.id.number)
-            .collect();
-        for n in numbers {
-            if let Some(pc) = c.pre_commit_info(miner, n).await.map_err(internal)? {
-                pre_committed.push(pc);
-            }
-        }
-        let mut faulty = Vec::new();
-        let deadlines = c
-            .network_params()
-            .await
-            .map_err(internal)?
-            .wpost_period_deadlines;
-        for d in 0..deadlines {
-            for p in c.partitions(miner, d).await.map_err(internal)? {
-                faulty.extend(p.faulty_sectors);
-            }
-        }
-        faulty.sort_unstable();
-        Ok(ChainSectorView {
-            active,
-            pre_committed,
-            faulty,
-        })
+        self.services.chain.sectors(miner).await.map_err(err)
     }
 
     async fn chain_deadlines(&self, miner: ActorId) -> RpcResult<Vec<Vec<Partition>>> {
-        let mut out = Vec::new();
-        let deadlines = self
-            .sealer
-            .chain
-            .network_params()
-            .await
-            .map_err(internal)?
-            .wpost_period_deadlines;
-        for d in 0..deadlines {
-            out.push(
-                self.sealer
-                    .chain
-                    .partitions(miner, d)
-                    .await
-                    .map_err(internal)?,
-            );
-        }
-        Ok(out)
+        self.services.chain.deadlines(miner).await.map_err(err)
     }
 
     async fn deals_import(
@@ -625,7 +524,7 @@ impl DamoclesApiServer for RpcImpl {
         if let Some(s) = start_in {
             opts.start_in = s;
         }
-        self.sealer
+        self.services
             .deals
             .import(miner, &PathBuf::from(path), opts)
             .await
@@ -633,40 +532,28 @@ impl DamoclesApiServer for RpcImpl {
     }
 
     async fn deals_list(&self) -> RpcResult<Vec<DealRecord>> {
-        let mut list = self.sealer.deals.list().map_err(internal)?;
-        // The chain's view of each deal (activation) replaces the copy taken at publishing.
-        for rec in &mut list {
-            if let Some(d) = self
-                .sealer
-                .chain
-                .market_deal(rec.deal.deal_id)
-                .await
-                .map_err(internal)?
-            {
-                rec.deal = d;
-            }
-        }
-        Ok(list)
+        self.services
+            .deals
+            .list_as_on_chain()
+            .await
+            .map_err(internal)
     }
 
     async fn storage_attach(&self, path: String, opts: AttachOptions) -> RpcResult<AttachReport> {
-        let sealer = self.sealer.clone();
+        let index = self.services.index.clone();
         traced!(
             "Damocles.StorageAttach",
             tokio::task::spawn_blocking(move || {
-                let report = crate::attach::scan(std::path::Path::new(&path), &opts)
-                    .map_err(|e| err(ApiError::bad(format!("{e:#}"))))?;
-                crate::attach::index(&report, &sealer.index).map_err(internal)?;
-                tracing::info!(store = %report.name, sectors = report.sectors.len(), skipped = report.skipped.len(), "store attached");
-                Ok(report)
+                crate::attach::attach(std::path::Path::new(&path), &opts, &index)
             })
             .await
-            .unwrap_or_else(|e| Err(internal(anyhow::anyhow!("attach task failed: {e}"))))
+            .map_err(|e| internal(anyhow::anyhow!("attach task failed: {e}")))?
+            .map_err(err)
         )
     }
 
     async fn tasks(&self) -> RpcResult<Vec<TaskStatus>> {
-        Ok(self.supervisor.statuses())
+        Ok(self.services.supervisor.statuses())
     }
 }
 
@@ -754,12 +641,8 @@ impl WorkerWdPoStApiServer for WdPoStRpc {
 
 /// Every method the server serves, in one module; the `WdPoSt*` methods only when `jobs` is
 /// given (`--worker-prover`).
-pub fn module(
-    sealer: Arc<Sealer>,
-    supervisor: Arc<Supervisor>,
-    jobs: Option<Arc<JobQueue>>,
-) -> Result<RpcModule<()>> {
-    let imp = RpcImpl { sealer, supervisor };
+pub fn module(services: Arc<Services>, jobs: Option<Arc<JobQueue>>) -> Result<RpcModule<()>> {
+    let imp = RpcImpl { services };
     let mut module = RpcModule::new(());
     module.merge(SealerApiServer::into_rpc(imp.clone()))?;
     module.merge(SealerCliApiServer::into_rpc(imp.clone()))?;

@@ -1,5 +1,6 @@
-//! The sealing API's logic (manager-spec §2.3, §2.5): the RPC handlers only convert and call
-//! these methods.
+//! A sector's life in the manager, from `AllocateSector` to `ReportFinalized` (manager-spec
+//! §2.3, §2.5): numbers, deals, tickets and seeds, the PreCommit and ProveCommit checks,
+//! persisting, states. The RPC handlers only convert and call these methods.
 
 use std::sync::Arc;
 
@@ -12,46 +13,50 @@ use damocles_manager_api::types::*;
 use rand::seq::SliceRandom;
 use vc_processors::builtin::proofs as vp;
 
-use crate::chain::{
-    miner_entropy, Chain, DomainSeparationTag, CHAIN_FINALITY, INTERACTIVE_POREP_CONFIDENCE,
-};
+use crate::chain::{randomness, Chain, CHAIN_FINALITY, INTERACTIVE_POREP_CONFIDENCE};
 use crate::commit::{pre_commit_ticket_expired, sector_number_taken, CommitKind, Commitments};
 use crate::config::ManagerConfig;
 use crate::deals::DealManager;
 use crate::error::{ApiError, ApiResult};
-use crate::kv::{cf, Kv};
 use crate::proofs::seal_proof;
 use crate::sectors::{NumberAllocator, SectorStates};
 use crate::stores::{PersistCheckError, SectorIndex, StoreManager};
 
-/// The manager's version string.
-pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"), "-rs");
+/// The sealing API's logic over the sector states, with the services it draws on.
+pub struct SectorLifecycle {
+    cfg: Arc<ManagerConfig>,
+    chain: Arc<dyn Chain>,
+    numbers: NumberAllocator,
+    states: Arc<SectorStates>,
+    stores: Arc<StoreManager>,
+    index: SectorIndex,
+    deals: Arc<DealManager>,
+    commitments: Arc<Commitments>,
+}
 
-/// Everything the API works on.
-pub struct Sealer {
-    /// The config.
+/// What a [`SectorLifecycle`] is built from.
+pub struct LifecycleParts {
+    /// The manager's config (miners' sector and sealing settings).
     pub cfg: Arc<ManagerConfig>,
-    /// The state database.
-    pub kv: Kv,
-    /// The chain.
+    /// Where tickets, seeds and on-chain sector state come from.
     pub chain: Arc<dyn Chain>,
-    /// Sector numbers.
+    /// The sector number allocator.
     pub numbers: NumberAllocator,
-    /// Sector states.
+    /// The sector states.
     pub states: Arc<SectorStates>,
-    /// Persist stores.
+    /// The persist stores sectors are reserved in and checked against.
     pub stores: Arc<StoreManager>,
-    /// Sector index.
+    /// Which store holds each persisted sector.
     pub index: SectorIndex,
-    /// Deals.
-    pub deals: DealManager,
-    /// Commitments.
+    /// Deals laid into sectors.
+    pub deals: Arc<DealManager>,
+    /// The PreCommit and ProveCommit batching.
     pub commitments: Arc<Commitments>,
 }
 
-impl std::fmt::Debug for Sealer {
+impl std::fmt::Debug for SectorLifecycle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").finish_non_exhaustive()
+        f.debug_struct("SectorLifecycle").finish_non_exhaustive()
     }
 }
 
@@ -59,7 +64,31 @@ fn submit(res: SubmitResult, desc: Option<String>) -> SubmitResp {
     SubmitResp { res, desc }
 }
 
-impl Sealer {
+impl SectorLifecycle {
+    /// A lifecycle over `parts`.
+    pub fn new(parts: LifecycleParts) -> Self {
+        let LifecycleParts {
+            cfg,
+            chain,
+            numbers,
+            states,
+            stores,
+            index,
+            deals,
+            commitments,
+        } = parts;
+        SectorLifecycle {
+            cfg,
+            chain,
+            numbers,
+            states,
+            stores,
+            index,
+            deals,
+            commitments,
+        }
+    }
+
     fn online(&self, sid: SectorId) -> ApiResult<SectorState> {
         self.states
             .load(sid, SectorWorkerState::Online)?
@@ -198,14 +227,7 @@ impl Sealer {
         self.online(sid)?;
         let head = self.chain.head().await?.epoch;
         let epoch = (head - CHAIN_FINALITY).max(0);
-        let rand = self
-            .chain
-            .randomness_from_tickets(
-                DomainSeparationTag::SealRandomness,
-                epoch,
-                &miner_entropy(sid.miner),
-            )
-            .await?;
+        let rand = randomness::seal_ticket(self.chain.as_ref(), sid.miner, epoch).await?;
         let ticket = Ticket {
             ticket: Bytes(rand.to_vec()),
             epoch,
@@ -269,17 +291,12 @@ impl Sealer {
         if let Some(why) = pre_commit_ticket_expired(info.ticket.epoch, head) {
             return Ok(submit(SubmitResult::Rejected, Some(why)));
         }
-        let chain_ticket = self
-            .chain
-            .randomness_from_tickets(
-                DomainSeparationTag::SealRandomness,
-                info.ticket.epoch,
-                &miner_entropy(sid.miner),
-            )
-            .await
-            .map_err(|e| {
-                ApiError::Internal(anyhow::Error::from(e).context("drawing the ticket"))
-            })?;
+        let chain_ticket =
+            randomness::seal_ticket(self.chain.as_ref(), sid.miner, info.ticket.epoch)
+                .await
+                .map_err(|e| {
+                    ApiError::Internal(anyhow::Error::from(e).context("drawing the ticket"))
+                })?;
         if info.ticket.ticket.0 != chain_ticket {
             return Ok(submit(
                 SubmitResult::Rejected,
@@ -392,14 +409,7 @@ impl Sealer {
                 seed: None,
             });
         }
-        let rand = self
-            .chain
-            .randomness_from_beacon(
-                DomainSeparationTag::InteractiveSealChallengeSeed,
-                seed_epoch,
-                &miner_entropy(sid.miner),
-            )
-            .await?;
+        let rand = randomness::seal_seed(self.chain.as_ref(), sid.miner, seed_epoch).await?;
         let seed = Seed {
             seed: Bytes(rand.to_vec()),
             epoch: seed_epoch,
@@ -475,14 +485,7 @@ impl Sealer {
                 )),
             ));
         }
-        let chain_seed = self
-            .chain
-            .randomness_from_beacon(
-                DomainSeparationTag::InteractiveSealChallengeSeed,
-                seed.epoch,
-                &miner_entropy(sid.miner),
-            )
-            .await?;
+        let chain_seed = randomness::seal_seed(self.chain.as_ref(), sid.miner, seed.epoch).await?;
         if chain_seed.as_slice() != seed.seed.0.as_slice() {
             return Ok(submit(
                 SubmitResult::Rejected,
@@ -636,23 +639,6 @@ impl Sealer {
         Ok(())
     }
 
-    /// `WorkerPing`.
-    pub fn worker_ping(&self, info: WorkerInfo) -> ApiResult<()> {
-        if info.name.is_empty() {
-            return Err(ApiError::bad("WorkerPing: Name is empty"));
-        }
-        if info.dest.is_empty() {
-            return Err(ApiError::bad("WorkerPing: Dest is empty"));
-        }
-        let rec = WorkerPingInfo {
-            last_ping: crate::util::unix_now(),
-            info,
-        };
-        self.kv
-            .put_json(cf::WORKER, rec.info.name.as_bytes(), &rec)?;
-        Ok(())
-    }
-
     /// `StoreReserveSpace`.
     pub fn store_reserve_space(
         &self,
@@ -731,6 +717,32 @@ impl Sealer {
         }))
     }
 
+    /// `ImportSector`: writes a sector state made elsewhere; `false` when one exists and
+    /// `override_existing` is not set.
+    pub fn import_sector(
+        &self,
+        ws: SectorWorkerState,
+        sector: &SectorState,
+        override_existing: bool,
+    ) -> ApiResult<bool> {
+        Ok(self.states.import(ws, sector, override_existing)?)
+    }
+
+    /// Releases the store reservations of sectors that are no longer online: leftovers of a
+    /// crash between the two writes of a finalize or an abort.
+    pub fn release_stale_reservations(&self) -> anyhow::Result<()> {
+        for (store, item) in self.stores.reservations()? {
+            let Ok(sid) = item.by.parse::<SectorId>() else {
+                continue;
+            };
+            if self.states.load(sid, SectorWorkerState::Online)?.is_none() {
+                self.stores.release_reserved(sid)?;
+                tracing::info!(sector = %sid, store, "released the reservation of a sector that is no longer being sealed");
+            }
+        }
+        Ok(())
+    }
+
     /// `RestoreSector`.
     pub fn restore_sector(&self, sid: SectorId, forced: bool) -> ApiResult<()> {
         let mut refusal = None;
@@ -772,29 +784,6 @@ impl Sealer {
         }
         self.stores.release_reserved(sid)?;
         Ok(())
-    }
-
-    /// Every worker that pinged.
-    pub fn workers(&self) -> ApiResult<Vec<WorkerPingInfo>> {
-        Ok(self
-            .kv
-            .scan_json::<WorkerPingInfo>(cf::WORKER, b"")?
-            .into_iter()
-            .map(|(_, w)| w)
-            .collect())
-    }
-
-    /// One worker.
-    pub fn worker(&self, name: &str) -> ApiResult<Option<WorkerPingInfo>> {
-        Ok(self.kv.get_json(cf::WORKER, name.as_bytes())?)
-    }
-
-    /// Forgets a worker.
-    pub fn remove_worker(&self, name: &str) -> ApiResult<()> {
-        if self.worker(name)?.is_none() {
-            return Err(ApiError::bad(format!("no worker named {name:?}")));
-        }
-        Ok(self.kv.delete(cf::WORKER, name.as_bytes())?)
     }
 
     /// `GetInfo`.
