@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use damocles_manager_api::json::Bytes;
-use damocles_manager_api::types::{ActorId, ChainEpoch, SectorNumber};
+use damocles_manager_api::types::{ActorId, ChainEpoch, PoStSectorAccesses, SectorNumber};
 use tokio_util::sync::CancellationToken;
 use vc_processors::builtin::proofs::{api, to_prover_id};
-use vc_processors::builtin::tasks::{PoStReplicaInfo, WindowPoSt};
+use vc_processors::builtin::tasks::{PoStReplicaInfo, WindowPoSt, WindowPoStOutput};
 
 use super::check::{check_sectors, CheckItem, CheckLimits};
 use super::prover::{prove, ProofRequest, WindowProver};
@@ -143,6 +143,46 @@ struct ReadyProof {
     submitted: bool,
     /// From the sector check to the verified proof.
     proved_in: Duration,
+}
+
+/// What every step of an attempt at a batch reads: whose deadline, which partitions, the
+/// challenge, the metric labels and the deadline's cancellation.
+struct BatchCtx<'a> {
+    miner: &'a PoStMiner,
+    dl: &'a DeadlineInfo,
+    batch: &'a [(u64, crate::chain::Partition)],
+    /// Cancelled when the deadline closes.
+    cancel: &'a CancellationToken,
+    /// The challenge randomness, its last byte masked as the proofs take it.
+    rand: [u8; 32],
+    /// `miner` and `deadline`, for the metrics.
+    labels: [(&'static str, String); 2],
+}
+
+/// What one attempt at a batch proves, once its sectors are checked.
+struct Selection {
+    /// The PoSt proof type of the sectors.
+    post_proof: api::RegisteredPoStProof,
+    /// The sectors skipped, with the reason.
+    bad: BTreeMap<SectorNumber, String>,
+    /// The sectors to prove that are in object stores.
+    remotes: Vec<RemoteReplica>,
+    /// The replicas to prove.
+    replicas: Vec<PoStReplicaInfo>,
+    /// The stores of their files, in the order of `replicas`.
+    accesses: Vec<PoStSectorAccesses>,
+    /// The partitions of the message, with their skipped sectors.
+    partitions: Vec<PoStPartition>,
+    /// The numbers of `replicas`.
+    proven: Vec<SectorNumber>,
+}
+
+/// What fetching the sectors of an attempt that are in object stores gave.
+enum Fetched {
+    /// Every sector, into this directory (kept until the proof is made).
+    Done(Scratch),
+    /// These sectors failed, with the reason: the attempt is made again without them.
+    Failed(BTreeMap<SectorNumber, String>),
 }
 
 /// One (miner, deadline).
@@ -611,18 +651,17 @@ impl Poster {
         ];
         let mut rand = self.challenge_rand(miner.actor, dl).await?;
         rand[31] &= 0x3f;
+        let b = BatchCtx {
+            miner,
+            dl,
+            batch,
+            cancel,
+            rand,
+            labels,
+        };
         let mut fetch_failures: BTreeMap<SectorNumber, String> = BTreeMap::new();
         loop {
-            let mut to_prove = Vec::new();
-            for (_, p) in batch {
-                for n in &p.all_sectors {
-                    let faulty = p.faulty_sectors.contains(n) && !p.recovering_sectors.contains(n);
-                    // Already proven in this deadline (a proof sent before a restart).
-                    if !faulty && !p.proven_sectors.contains(n) {
-                        to_prove.push(*n);
-                    }
-                }
-            }
+            let to_prove = sectors_to_prove(batch);
             if to_prove.is_empty() {
                 tracing::info!(
                     miner = miner.actor,
@@ -632,148 +671,47 @@ impl Poster {
                 return Ok(None);
             }
             let checked_at = Instant::now();
-            let (items, mut bad) = self.check_items(miner.actor, &to_prove).await?;
-            let post_proof = match items.first() {
-                Some(i) => i.post_proof,
-                None => {
-                    tracing::warn!(miner = miner.actor, deadline = dl.index, unlocatable = ?bad, "no sector of the batch can be located");
-                    return Ok(None);
-                }
-            };
-            // Sectors in object stores are checked by fetching what the proof reads.
-            let local: Vec<CheckItem> = items
-                .iter()
-                .filter(|i| i.remote.is_none())
-                .cloned()
-                .collect();
-            let checked =
-                check_sectors(miner.actor, local, miner.cfg.strict_check, &self.limits).await;
-            metrics::histogram!("damocles_manager_post_check_seconds", &labels)
-                .record(checked_at.elapsed().as_secs_f64());
-            bad.extend(checked);
-            for n in skipped_by_prover.iter() {
-                bad.entry(*n)
-                    .or_insert_with(|| "reported faulty by the prover".into());
-            }
-            for (n, why) in &fetch_failures {
-                bad.entry(*n).or_insert_with(|| why.clone());
-            }
-            for (n, why) in &bad {
-                tracing::warn!(miner = miner.actor, deadline = dl.index, sector = n, reason = %why, "sector skipped in this WindowPoSt");
-            }
-            let remotes: Vec<RemoteReplica> = items
-                .iter()
-                .filter(|i| !bad.contains_key(&i.replica.sector_id))
-                .filter_map(|i| i.remote.clone())
-                .collect();
-            let (mut replicas, accesses): (Vec<_>, Vec<_>) = items
-                .into_iter()
-                .filter(|i| !bad.contains_key(&i.replica.sector_id))
-                .map(|i| (i.replica, i.accesses))
-                .unzip();
-            if replicas.is_empty() {
-                tracing::warn!(
-                    miner = miner.actor,
-                    deadline = dl.index,
-                    "nothing to prove in this batch"
-                );
-                metrics::counter!("damocles_manager_post_sectors_skipped_total", &labels)
-                    .increment(bad.len() as u64);
+            let Some(Selection {
+                post_proof,
+                bad,
+                remotes,
+                mut replicas,
+                accesses,
+                partitions,
+                proven,
+            }) = self
+                .select_replicas(
+                    &b,
+                    &to_prove,
+                    checked_at,
+                    skipped_by_prover,
+                    &fetch_failures,
+                )
+                .await?
+            else {
                 return Ok(None);
-            }
-            let partitions: Vec<PoStPartition> = batch
-                .iter()
-                .filter(|(_, p)| {
-                    p.all_sectors
-                        .iter()
-                        .any(|n| replicas.iter().any(|r| r.sector_id == *n))
-                })
-                .map(|(idx, p)| PoStPartition {
-                    index: *idx,
-                    skipped: p
-                        .all_sectors
-                        .iter()
-                        .filter(|n| bad.contains_key(n))
-                        .copied()
-                        .collect(),
-                })
-                .collect();
-            let proven: Vec<SectorNumber> = replicas.iter().map(|r| r.sector_id).collect();
+            };
             // Kept until the proof is made; the fetched files go with it.
             // A prover that reads the stores itself fetches what it needs.
             let _scratch = if remotes.is_empty() || !self.prover.reads_local_files() {
                 None
             } else {
-                let fetched_at = Instant::now();
-                let scratch = Scratch::new(&self.locator.scratch_root)?;
-                let fetch = {
-                    let (remotes, all, root) = (remotes.clone(), proven.clone(), scratch);
-                    let miner_id = miner.actor;
-                    tokio::task::spawn_blocking(move || {
-                        fetch_all(&remotes, &all, post_proof, &rand, miner_id, &root)
-                            .map(|r| (r, root))
-                    })
-                };
-                let ((fetched, failed), scratch) = tokio::select! {
-                    r = fetch => r.map_err(|e| anyhow!("fetch task: {e}"))??,
-                    _ = cancel.cancelled() => bail!("the deadline closed while fetching"),
-                };
-                if !failed.is_empty() {
-                    fetch_failures.extend(failed);
-                    continue;
-                }
-                let mut bytes = 0;
-                for (fetched, stats) in fetched {
-                    metrics::histogram!("damocles_manager_post_fetched_bytes_per_sector", &labels)
-                        .record(stats.total() as f64);
-                    bytes += stats.total();
-                    if let Some(r) = replicas
-                        .iter_mut()
-                        .find(|r| r.sector_id == fetched.sector_id)
-                    {
-                        *r = fetched;
+                match self
+                    .fetch_remotes(&b, post_proof, &remotes, &proven, &mut replicas)
+                    .await?
+                {
+                    Fetched::Done(scratch) => Some(scratch),
+                    Fetched::Failed(failed) => {
+                        fetch_failures.extend(failed);
+                        continue;
                     }
                 }
-                metrics::counter!("damocles_manager_post_fetched_bytes_total", &labels)
-                    .increment(bytes);
-                tracing::info!(
-                    miner = miner.actor,
-                    deadline = dl.index,
-                    sectors = remotes.len(),
-                    bytes,
-                    ms = fetched_at.elapsed().as_millis() as u64,
-                    "fetched what the proof reads of the sectors in object stores"
-                );
-                Some(scratch)
             };
-            let task = WindowPoSt {
-                miner_id: miner.actor,
-                proof_type: post_proof,
-                replicas: replicas.clone(),
-                seed: rand,
-            };
-            let req = ProofRequest {
-                task,
-                deadline: dl.index,
-                partitions: partitions.iter().map(|p| p.index).collect(),
-                accesses,
-                cancel: cancel.clone(),
-            };
+            let req = proof_request(&b, post_proof, &replicas, &partitions, accesses);
             let proved_at = Instant::now();
             let sent = req.clone();
-            let _running = super::margin::begin(format!(
-                "WindowPoSt of miner {} deadline {}, {} sectors",
-                miner.actor,
-                dl.index,
-                proven.len()
-            ));
-            let out = tokio::select! {
-                out = prove(self.prover.clone(), req) => {
-                    out.with_context(|| format!("prover {}", self.prover.name()))?
-                }
-                _ = cancel.cancelled() => bail!("the deadline closed while proving"),
-            };
-            metrics::histogram!("damocles_manager_post_proof_seconds", &labels)
+            let (out, _running) = self.run_prover(&b, req, proven.len()).await?;
+            metrics::histogram!("damocles_manager_post_proof_seconds", &b.labels)
                 .record(proved_at.elapsed().as_secs_f64());
             if !out.faults.is_empty() {
                 tracing::warn!(miner = miner.actor, deadline = dl.index, faults = ?out.faults, "the prover reported faulty sectors; proving without them");
@@ -789,45 +727,10 @@ impl Poster {
                 self.prover.proof_rejected(&sent);
                 bail!("the prover returned no proof");
             };
-            if cancel.is_cancelled() {
-                bail!("the deadline closed while proving");
-            }
-            let mut again = self.challenge_rand(miner.actor, dl).await?;
-            again[31] &= 0x3f;
-            if again != rand {
-                bail!("the challenge randomness changed (reorg); proving again");
-            }
-            let public = crate::proofs::public_replicas(post_proof, &replicas);
             let proof_bytes = proof.0;
-            let valid = {
-                let proof_bytes = proof_bytes.clone();
-                let miner_id = miner.actor;
-                tokio::task::spawn_blocking(move || {
-                    vc_processors::builtin::proofs::guard("verify_window_post", || {
-                        api::post::verify_window_post(
-                            &rand,
-                            &[(post_proof, &proof_bytes)],
-                            &public,
-                            to_prover_id(miner_id),
-                        )
-                    })
-                })
-                .await
-                .map_err(|e| anyhow!("verification task: {e}"))?
-                .unwrap_or_else(|e| {
-                    tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "the proof cannot be verified");
-                    false
-                })
-            };
-            if !valid {
-                self.prover.proof_rejected(&sent);
-                bail!("the proof does not verify");
-            }
-            metrics::counter!("damocles_manager_post_sectors_proven_total", &labels)
-                .increment(proven.len() as u64);
-            metrics::counter!("damocles_manager_post_sectors_skipped_total", &labels)
-                .increment(bad.len() as u64);
-            tracing::info!(miner = miner.actor, deadline = dl.index, sectors = ?proven, skipped = ?bad.keys().collect::<Vec<_>>(), ms = proved_at.elapsed().as_millis() as u64, "WindowPoSt proven and verified");
+            self.verify_proof(&b, post_proof, &replicas, &proof_bytes, &sent)
+                .await?;
+            record_proven(&b, &proven, &bad, proved_at);
             return Ok(Some(ReadyProof {
                 partitions,
                 proof: proof_bytes,
@@ -835,6 +738,216 @@ impl Poster {
                 proved_in: checked_at.elapsed(),
             }));
         }
+    }
+
+    /// Checks the sectors of `to_prove` and picks what the attempt proves: the sectors less
+    /// those that fail the check, that the prover reported or whose fetch failed (each logged);
+    /// `None` when nothing is left.
+    async fn select_replicas(
+        &self,
+        b: &BatchCtx<'_>,
+        to_prove: &[SectorNumber],
+        checked_at: Instant,
+        skipped_by_prover: &BTreeSet<SectorNumber>,
+        fetch_failures: &BTreeMap<SectorNumber, String>,
+    ) -> Result<Option<Selection>> {
+        let (miner, dl) = (b.miner, b.dl);
+        let (items, mut bad) = self.check_items(miner.actor, to_prove).await?;
+        let post_proof = match items.first() {
+            Some(i) => i.post_proof,
+            None => {
+                tracing::warn!(miner = miner.actor, deadline = dl.index, unlocatable = ?bad, "no sector of the batch can be located");
+                return Ok(None);
+            }
+        };
+        // Sectors in object stores are checked by fetching what the proof reads.
+        let local: Vec<CheckItem> = items
+            .iter()
+            .filter(|i| i.remote.is_none())
+            .cloned()
+            .collect();
+        let checked = check_sectors(miner.actor, local, miner.cfg.strict_check, &self.limits).await;
+        metrics::histogram!("damocles_manager_post_check_seconds", &b.labels)
+            .record(checked_at.elapsed().as_secs_f64());
+        bad.extend(checked);
+        for n in skipped_by_prover.iter() {
+            bad.entry(*n)
+                .or_insert_with(|| "reported faulty by the prover".into());
+        }
+        for (n, why) in fetch_failures {
+            bad.entry(*n).or_insert_with(|| why.clone());
+        }
+        for (n, why) in &bad {
+            tracing::warn!(miner = miner.actor, deadline = dl.index, sector = n, reason = %why, "sector skipped in this WindowPoSt");
+        }
+        let remotes: Vec<RemoteReplica> = items
+            .iter()
+            .filter(|i| !bad.contains_key(&i.replica.sector_id))
+            .filter_map(|i| i.remote.clone())
+            .collect();
+        let (replicas, accesses): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .filter(|i| !bad.contains_key(&i.replica.sector_id))
+            .map(|i| (i.replica, i.accesses))
+            .unzip();
+        if replicas.is_empty() {
+            tracing::warn!(
+                miner = miner.actor,
+                deadline = dl.index,
+                "nothing to prove in this batch"
+            );
+            metrics::counter!("damocles_manager_post_sectors_skipped_total", &b.labels)
+                .increment(bad.len() as u64);
+            return Ok(None);
+        }
+        let partitions: Vec<PoStPartition> = b
+            .batch
+            .iter()
+            .filter(|(_, p)| {
+                p.all_sectors
+                    .iter()
+                    .any(|n| replicas.iter().any(|r| r.sector_id == *n))
+            })
+            .map(|(idx, p)| PoStPartition {
+                index: *idx,
+                skipped: p
+                    .all_sectors
+                    .iter()
+                    .filter(|n| bad.contains_key(n))
+                    .copied()
+                    .collect(),
+            })
+            .collect();
+        let proven: Vec<SectorNumber> = replicas.iter().map(|r| r.sector_id).collect();
+        Ok(Some(Selection {
+            post_proof,
+            bad,
+            remotes,
+            replicas,
+            accesses,
+            partitions,
+            proven,
+        }))
+    }
+
+    /// Fetches what the proof reads of the sectors in object stores into a new scratch
+    /// directory and puts the fetched replicas in `replicas`; or answers the sectors whose
+    /// fetch failed.
+    async fn fetch_remotes(
+        &self,
+        b: &BatchCtx<'_>,
+        post_proof: api::RegisteredPoStProof,
+        remotes: &[RemoteReplica],
+        proven: &[SectorNumber],
+        replicas: &mut [PoStReplicaInfo],
+    ) -> Result<Fetched> {
+        let (miner, dl, rand) = (b.miner, b.dl, b.rand);
+        let fetched_at = Instant::now();
+        let scratch = Scratch::new(&self.locator.scratch_root)?;
+        let fetch = {
+            let (remotes, all, root) = (remotes.to_vec(), proven.to_vec(), scratch);
+            let miner_id = miner.actor;
+            tokio::task::spawn_blocking(move || {
+                fetch_all(&remotes, &all, post_proof, &rand, miner_id, &root).map(|r| (r, root))
+            })
+        };
+        let ((fetched, failed), scratch) = tokio::select! {
+            r = fetch => r.map_err(|e| anyhow!("fetch task: {e}"))??,
+            _ = b.cancel.cancelled() => bail!("the deadline closed while fetching"),
+        };
+        if !failed.is_empty() {
+            return Ok(Fetched::Failed(failed));
+        }
+        let mut bytes = 0;
+        for (fetched, stats) in fetched {
+            metrics::histogram!("damocles_manager_post_fetched_bytes_per_sector", &b.labels)
+                .record(stats.total() as f64);
+            bytes += stats.total();
+            if let Some(r) = replicas
+                .iter_mut()
+                .find(|r| r.sector_id == fetched.sector_id)
+            {
+                *r = fetched;
+            }
+        }
+        metrics::counter!("damocles_manager_post_fetched_bytes_total", &b.labels).increment(bytes);
+        tracing::info!(
+            miner = miner.actor,
+            deadline = dl.index,
+            sectors = remotes.len(),
+            bytes,
+            ms = fetched_at.elapsed().as_millis() as u64,
+            "fetched what the proof reads of the sectors in object stores"
+        );
+        Ok(Fetched::Done(scratch))
+    }
+
+    /// Runs the prover on `req` (of `sectors` sectors), listed as running for margin warnings
+    /// until the returned activity is dropped; fails when the deadline closes first.
+    async fn run_prover(
+        &self,
+        b: &BatchCtx<'_>,
+        req: ProofRequest,
+        sectors: usize,
+    ) -> Result<(WindowPoStOutput, super::margin::Activity)> {
+        let running = super::margin::begin(format!(
+            "WindowPoSt of miner {} deadline {}, {} sectors",
+            b.miner.actor, b.dl.index, sectors
+        ));
+        let out = tokio::select! {
+            out = prove(self.prover.clone(), req) => {
+                out.with_context(|| format!("prover {}", self.prover.name()))?
+            }
+            _ = b.cancel.cancelled() => bail!("the deadline closed while proving"),
+        };
+        Ok((out, running))
+    }
+
+    /// Checks a proof before it is kept: the deadline still open, the challenge randomness
+    /// unchanged (else a reorg: prove again) and the proof verifying (else the prover is told).
+    async fn verify_proof(
+        &self,
+        b: &BatchCtx<'_>,
+        post_proof: api::RegisteredPoStProof,
+        replicas: &[PoStReplicaInfo],
+        proof_bytes: &[u8],
+        sent: &ProofRequest,
+    ) -> Result<()> {
+        let (miner, dl, rand) = (b.miner, b.dl, b.rand);
+        if b.cancel.is_cancelled() {
+            bail!("the deadline closed while proving");
+        }
+        let mut again = self.challenge_rand(miner.actor, dl).await?;
+        again[31] &= 0x3f;
+        if again != rand {
+            bail!("the challenge randomness changed (reorg); proving again");
+        }
+        let public = crate::proofs::public_replicas(post_proof, replicas);
+        let valid = {
+            let proof_bytes = proof_bytes.to_vec();
+            let miner_id = miner.actor;
+            tokio::task::spawn_blocking(move || {
+                vc_processors::builtin::proofs::guard("verify_window_post", || {
+                    api::post::verify_window_post(
+                        &rand,
+                        &[(post_proof, &proof_bytes)],
+                        &public,
+                        to_prover_id(miner_id),
+                    )
+                })
+            })
+            .await
+            .map_err(|e| anyhow!("verification task: {e}"))?
+            .unwrap_or_else(|e| {
+                tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "the proof cannot be verified");
+                false
+            })
+        };
+        if !valid {
+            self.prover.proof_rejected(sent);
+            bail!("the proof does not verify");
+        }
+        Ok(())
     }
 
     /// Checks sectors of object stores by fetching what a proof with a fixed seed reads;
@@ -970,6 +1083,59 @@ impl Poster {
         };
         self.outbox.send(record).await
     }
+}
+
+/// The sectors of `batch` to prove: neither faulty (unless recovering) nor already proven in
+/// this deadline.
+fn sectors_to_prove(batch: &[(u64, crate::chain::Partition)]) -> Vec<SectorNumber> {
+    let mut to_prove = Vec::new();
+    for (_, p) in batch {
+        for n in &p.all_sectors {
+            let faulty = p.faulty_sectors.contains(n) && !p.recovering_sectors.contains(n);
+            // Already proven in this deadline (a proof sent before a restart).
+            if !faulty && !p.proven_sectors.contains(n) {
+                to_prove.push(*n);
+            }
+        }
+    }
+    to_prove
+}
+
+/// The prover's request for `replicas`, proving `partitions` of the attempt's deadline.
+fn proof_request(
+    b: &BatchCtx<'_>,
+    post_proof: api::RegisteredPoStProof,
+    replicas: &[PoStReplicaInfo],
+    partitions: &[PoStPartition],
+    accesses: Vec<PoStSectorAccesses>,
+) -> ProofRequest {
+    let task = WindowPoSt {
+        miner_id: b.miner.actor,
+        proof_type: post_proof,
+        replicas: replicas.to_vec(),
+        seed: b.rand,
+    };
+    ProofRequest {
+        task,
+        deadline: b.dl.index,
+        partitions: partitions.iter().map(|p| p.index).collect(),
+        accesses,
+        cancel: b.cancel.clone(),
+    }
+}
+
+/// Counts the sectors a verified proof of the batch proved and skipped, and logs it.
+fn record_proven(
+    b: &BatchCtx<'_>,
+    proven: &[SectorNumber],
+    bad: &BTreeMap<SectorNumber, String>,
+    proved_at: Instant,
+) {
+    metrics::counter!("damocles_manager_post_sectors_proven_total", &b.labels)
+        .increment(proven.len() as u64);
+    metrics::counter!("damocles_manager_post_sectors_skipped_total", &b.labels)
+        .increment(bad.len() as u64);
+    tracing::info!(miner = b.miner.actor, deadline = b.dl.index, sectors = ?proven, skipped = ?bad.keys().collect::<Vec<_>>(), ms = proved_at.elapsed().as_millis() as u64, "WindowPoSt proven and verified");
 }
 
 /// Warns (off the runtime: it samples the busiest processes) that `dl` was submitted with only
