@@ -5,163 +5,22 @@
 //! that names it, where damocles silently ignores typos.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use damocles_config::load::no_hint;
+use serde::{Deserialize, Serialize};
+
+pub use damocles_config::units::{FilAmount, GoDuration, SectorSize};
 
 /// The config file name in the home (or conf) directory.
 pub const CONFIG_FILE: &str = "sector-manager.cfg";
 /// The ext-prover config file name.
 pub const EXT_PROVER_FILE: &str = "ext-prover.cfg";
 
-/// A Go duration (`"1m0s"`, `"15s"`, `"25h0m0s"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct GoDuration(pub Duration);
-
-impl FromStr for GoDuration {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        if t == "0" {
-            return Ok(GoDuration(Duration::ZERO));
-        }
-        // Go writes "1h0m0s" and accepts fractions and "ms"/"us"/"ns"; humantime reads the
-        // integer forms, which are what damocles writes.
-        humantime::parse_duration(t).map(GoDuration).map_err(|e| {
-            format!("invalid duration {s:?} (expected Go syntax such as \"1m0s\"): {e}")
-        })
-    }
-}
-
-impl fmt::Display for GoDuration {
-    /// Formats as Go does: `1h0m0s`, `1m0s`, `15s`, `1.5s`, `0s`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        let secs = d.as_secs();
-        let nanos = d.subsec_nanos();
-        if secs == 0 && nanos == 0 {
-            return f.write_str("0s");
-        }
-        if secs == 0 {
-            return write!(f, "{}ms", d.as_millis());
-        }
-        let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-        let frac = if nanos == 0 {
-            String::new()
-        } else {
-            format!(".{nanos:09}").trim_end_matches('0').to_string()
-        };
-        if h > 0 {
-            write!(f, "{h}h{m}m{s}{frac}s")
-        } else if m > 0 {
-            write!(f, "{m}m{s}{frac}s")
-        } else {
-            write!(f, "{s}{frac}s")
-        }
-    }
-}
-
-impl Serialize for GoDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for GoDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 fn dur(secs: u64) -> GoDuration {
     GoDuration(Duration::from_secs(secs))
-}
-
-/// A FIL amount (`"5 nanoFIL"`, `"0.1 FIL"`, `"100 attoFIL"`); the empty string is unset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FilAmount(pub Option<u128>);
-
-impl FromStr for FilAmount {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        if t.is_empty() {
-            return Ok(FilAmount(None));
-        }
-        let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-            Some(i) => (t[..i].trim(), t[i..].trim()),
-            None => (t, ""),
-        };
-        let scale: u32 = match unit.to_ascii_lowercase().as_str() {
-            "" | "fil" => 18,
-            "nanofil" | "nfil" => 9,
-            "attofil" | "afil" => 0,
-            other => return Err(format!("invalid FIL unit {other:?} in {s:?}")),
-        };
-        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        if int.is_empty() && frac.is_empty() || frac.len() > scale as usize {
-            return Err(format!("invalid FIL amount {s:?}"));
-        }
-        let digits = format!("{int}{frac:0<width$}", width = scale as usize);
-        digits
-            .parse::<u128>()
-            .map(|v| FilAmount(Some(v)))
-            .map_err(|_| format!("invalid FIL amount {s:?}"))
-    }
-}
-
-impl fmt::Display for FilAmount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            None => Ok(()),
-            Some(v) if v % 1_000_000_000 == 0 && v < 1_000_000_000_000_000_000 => {
-                write!(f, "{} nanoFIL", v / 1_000_000_000)
-            }
-            Some(v) if v % 1_000_000_000_000_000_000 == 0 => {
-                write!(f, "{} FIL", v / 1_000_000_000_000_000_000)
-            }
-            Some(v) => write!(f, "{v} attoFIL"),
-        }
-    }
-}
-
-impl Serialize for FilAmount {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for FilAmount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// A sector size written as `2KiB`, `32GiB` or a byte count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SectorSize(pub u64);
-
-impl Serialize for SectorSize {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&vc_processors::builtin::params::format_sector_size(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for SectorSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        vc_processors::builtin::params::parse_sector_size(&s)
-            .map(SectorSize)
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 /// The whole `sector-manager.cfg`.
@@ -841,24 +700,12 @@ pub struct DevnetMinerConfig {
 /// Parses a TOML text into `T`; `origin` names it in errors. Unknown keys are errors naming
 /// each key by its dotted path (PascalCase, as damocles documents them).
 pub fn parse_strict<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
-    let de = toml::Deserializer::parse(text).with_context(|| format!("{origin}: invalid TOML"))?;
-    let mut unknown = Vec::new();
-    let parsed: T = serde_ignored::deserialize(de, |path| {
-        unknown.push(path.to_string().replace(".?", ""));
-    })
-    .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
-    if !unknown.is_empty() {
-        bail!(
-            "{origin}: unknown key{} {} (keys are PascalCase, as damocles documents them)",
-            if unknown.len() > 1 { "s" } else { "" },
-            unknown
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(parsed)
+    damocles_config::load::parse_strict(
+        text,
+        origin,
+        no_hint,
+        Some("keys are PascalCase, as damocles documents them"),
+    )
 }
 
 impl ManagerConfig {
@@ -1047,38 +894,6 @@ impl HomeDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_round_trip() {
-        for (text, secs) in [
-            ("1m0s", 60),
-            ("15s", 15),
-            ("25h0m0s", 90000),
-            ("1h0m0s", 3600),
-            ("0s", 0),
-        ] {
-            let d: GoDuration = text.parse().expect(text);
-            assert_eq!(d.0, Duration::from_secs(secs), "{text}");
-            assert_eq!(d.to_string(), text);
-        }
-        assert!("soon".parse::<GoDuration>().is_err());
-    }
-
-    #[test]
-    fn fil_amounts() {
-        assert_eq!(
-            "5 nanoFIL".parse::<FilAmount>().expect("nano").0,
-            Some(5_000_000_000)
-        );
-        assert_eq!(
-            "0.1 FIL".parse::<FilAmount>().expect("fil").0,
-            Some(100_000_000_000_000_000)
-        );
-        assert_eq!("7 afil".parse::<FilAmount>().expect("atto").0, Some(7));
-        assert_eq!("".parse::<FilAmount>().expect("unset").0, None);
-        assert!("3 dollars".parse::<FilAmount>().is_err());
-        assert_eq!(FilAmount(Some(5_000_000_000)).to_string(), "5 nanoFIL");
-    }
 
     fn devnet_text(extra: &str) -> String {
         format!(

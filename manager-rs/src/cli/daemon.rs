@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use vc_processors::builtin::params::parse_sector_size;
 
+use super::parse_sector_size;
 use crate::config::{ManagerConfig, CONFIG_FILE, EXT_PROVER_FILE};
 use crate::daemon::{parse_listen, Daemon, DaemonOptions};
 

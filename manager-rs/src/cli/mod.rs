@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::config::HomeDir;
+use damocles_config::units::ByteSize;
+
+use crate::config::{HomeDir, SectorSize};
 
 pub mod daemon;
 pub mod devnet;
@@ -85,6 +87,18 @@ pub fn home(cli_home: PathBuf, conf_dir: Option<PathBuf>) -> HomeDir {
     HomeDir {
         home: cli_home,
         conf_dir: conf,
+    }
+}
+
+/// Parses a `--sector-size` value, a [`SectorSize`] (`2KiB`, `32GiB`, a byte count), to bytes.
+pub(crate) fn parse_sector_size(s: &str) -> Result<u64, String> {
+    match s.parse::<SectorSize>() {
+        Ok(size) => Ok(size.0),
+        // A byte amount, but not the size of a sector.
+        Err(_) if s.parse::<ByteSize>().is_ok() => Err(format!(
+            "unsupported sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB"
+        )),
+        Err(e) => Err(e),
     }
 }
 

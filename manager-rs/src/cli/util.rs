@@ -11,10 +11,11 @@ use damocles_manager_api::types::{
     SectorId, SectorIndexType, SectorJob, SectorState, SectorWorkerState,
 };
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use vc_processors::builtin::params::{self, format_sector_size, parse_sector_size, ParamKind};
+use vc_processors::builtin::params::{self, ParamKind};
 use vc_processors::layout::{self, SectorStoreJson, SECTOR_STORE_JSON};
 
-use crate::config::GoDuration;
+use super::parse_sector_size;
+use crate::config::{GoDuration, SectorSize};
 use crate::rpc::DamoclesApiClient;
 
 /// `util [--listen ADDR] [--token T] <command>`.
@@ -962,9 +963,11 @@ impl ParamsCommand {
                         Some(t) => format!("generated in {:.1}s", t.as_secs_f64()),
                         None => "already present".to_string(),
                     };
+                    // A String, so that the width pads it.
+                    let size = SectorSize(o.entry.sector_size).to_string();
                     println!(
                         "{:<8} {:<13} {:<16} {}",
-                        format_sector_size(o.entry.sector_size),
+                        size,
                         o.entry.kind,
                         what,
                         o.entry.params.display()
@@ -986,9 +989,11 @@ impl ParamsCommand {
                         .params_bytes
                         .map(|b| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64))
                         .unwrap_or_else(|| "-".to_string());
+                    // A String, so that the width pads it.
+                    let sector_size = SectorSize(s.entry.sector_size).to_string();
                     println!(
                         "{:<8} {:<13} {:<24} {:>11}  {}",
-                        format_sector_size(s.entry.sector_size),
+                        sector_size,
                         s.entry.kind,
                         state,
                         size,
@@ -999,9 +1004,9 @@ impl ParamsCommand {
                     let kinds: Vec<String> = missing.iter().map(ToString::to_string).collect();
                     bail!(
                         "missing parameters for {}: {}; run `damocles-manager util params generate --sector-size {} --kind {}`",
-                        format_sector_size(sel.sector_size),
+                        SectorSize(sel.sector_size),
                         kinds.join(", "),
-                        format_sector_size(sel.sector_size),
+                        SectorSize(sel.sector_size),
                         kinds.join(",")
                     );
                 }
