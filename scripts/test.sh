@@ -67,6 +67,8 @@ phase "S3 test server (once per machine, into $TOOLS)" s3_server
 export DAMOCLES_S3_TEST_SERVER="$TOOLS/bin/damocles-s3-test-server"
 
 phase "build (libraries, plugins, binaries, tests; no benches)" bash scripts/build.sh
+# The process-level tests (tests/) would otherwise run the same build once per test process.
+export DAMOCLES_TESTS_PREBUILT=1
 
 phase "2 KiB parameters (once per machine, into $FIL_PROOFS_PARAMETER_CACHE)" \
   "$CARGO_TARGET_DIR/debug/damocles-manager" util params generate --sector-size 2KiB

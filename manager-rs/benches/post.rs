@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 use damocles_manager::post::remote::{fetch_all, Scratch};
 use vc_processors::builtin::tasks::PoStReplicaInfo;
 
-#[path = "../tests/it/common.rs"]
+#[path = "../../tests/it/common.rs"]
 mod common;
 #[allow(dead_code)]
-#[path = "../tests/it/post_s3.rs"]
+#[path = "../../tests/it/post_s3.rs"]
 mod post_s3;
 #[allow(dead_code)]
 #[path = "../../objstore/s3/tests/it/server.rs"]
 mod s3server;
-#[path = "../tests/it/worker.rs"]
+#[path = "../../tests/it/worker.rs"]
 mod worker;
 
 use common::MINER;

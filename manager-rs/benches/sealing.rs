@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorJob, SectorWorkerState};
 
-#[path = "../tests/it/common.rs"]
+#[path = "../../tests/it/common.rs"]
 mod common;
-#[path = "../tests/it/worker.rs"]
+#[path = "../../tests/it/worker.rs"]
 mod worker;
 // The test helpers know the S3 test server; this benchmark does not start it.
 #[allow(dead_code)]

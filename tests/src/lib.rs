@@ -1,6 +1,11 @@
-//! Shared test support, and the future home of the end-to-end tests of the whole cluster.
+//! The process-level tests of the damocles cluster, and what they share.
 //!
-//! Today the process-level tests that start both binaries live in `manager-rs/tests/it`
-//! (`cluster`, `e2e`, `post_s3`, `ext_python`, `restart`, …) and the worker's own in
-//! `damocles-worker/tests/it`; `tests/support/golden_json.rs` holds the golden-JSON checks the
-//! crates' tests include. See `docs/architecture.md` for where each kind of test goes.
+//! `it/` holds the tests that start the real binaries: the manager alone (`api`, `params`,
+//! `restart`, `stores`) or the manager with workers on the devnet (`cluster`, `e2e`,
+//! `post_s3`, `ext_python`), with their helpers (`common` for a manager in a temporary home,
+//! `worker` for a worker beside it, `stall` for a proxy that holds back chosen requests).
+//! [`bins`] finds the binaries and builds them on first use. `support/golden_json.rs` holds the
+//! golden-JSON checks the crates' own tests include. See `docs/architecture.md` for where each
+//! kind of test goes.
+
+pub mod bins;

@@ -13,7 +13,7 @@ use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 
 use crate::s3server::{S3Server, BUCKET};
 
-pub const MANAGER: &str = env!("CARGO_BIN_EXE_damocles-manager");
+pub use damocles_tests::bins::manager as manager_bin;
 pub const MINER: u64 = 10000;
 
 /// A daemon with its home; killed when dropped.
@@ -148,13 +148,7 @@ impl TestManager {
         let home = dir.path().join("home");
         let mut cfg = devnet_config(&home);
         // Plugins are next to the binary under test.
-        cfg.common.plugins.dir = Some(
-            Path::new(MANAGER)
-                .parent()
-                .expect("bin dir")
-                .display()
-                .to_string(),
-        );
+        cfg.common.plugins.dir = Some(damocles_tests::bins::bin_dir().display().to_string());
         edit(&mut cfg);
         std::fs::write(
             home.join("sector-manager.cfg"),
@@ -194,7 +188,7 @@ impl TestManager {
         let log =
             std::fs::File::create(self.dir.path().join(format!("manager-{}.log", self.starts)))
                 .expect("log");
-        let mut child = Command::new(MANAGER)
+        let mut child = Command::new(manager_bin())
             .args(["--home"])
             .arg(&self.home)
             .args(["daemon", "run", "--listen", &listen])
@@ -268,7 +262,7 @@ impl TestManager {
 
     /// Runs `damocles-manager util …` against the daemon.
     pub fn util(&self, args: &[&str]) -> std::process::Output {
-        Command::new(MANAGER)
+        Command::new(manager_bin())
             .args(["--home"])
             .arg(&self.home)
             .args(["util", "--listen", &self.addr.expect("started").to_string()])

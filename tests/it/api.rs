@@ -497,7 +497,7 @@ fn a_broken_config_is_refused_with_the_key_named() {
         text.replace("[Miners.Sector]", "[Miners.Sector]\nMaxNumbr = 5"),
     )
     .expect("write");
-    let out = std::process::Command::new(crate::common::MANAGER)
+    let out = std::process::Command::new(crate::common::manager_bin())
         .arg("--home")
         .arg(&m.home)
         .args(["daemon", "run", "--listen", "127.0.0.1:0"])

@@ -3,10 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const MANAGER: &str = env!("CARGO_BIN_EXE_damocles-manager");
-
 fn params(cache: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(MANAGER);
+    let mut cmd = Command::new(damocles_tests::bins::manager());
     cmd.args(["util", "params"])
         .args(args)
         .env("FIL_PROOFS_PARAMETER_CACHE", cache)

@@ -1,4 +1,4 @@
-//! Integration tests of the damocles-manager binary.
+//! Process-level tests: the real damocles-manager and damocles-worker binaries, on the devnet.
 
 mod api;
 mod cluster;
@@ -8,7 +8,7 @@ mod ext_python;
 mod params;
 mod post_s3;
 mod restart;
-#[path = "../../../objstore/s3/tests/it/server.rs"]
+#[path = "../../objstore/s3/tests/it/server.rs"]
 mod s3server;
 mod stall;
 mod stores;

@@ -1,7 +1,7 @@
 //! A damocles-worker daemon started as the real binary against a [`TestManager`].
 //!
-//! The worker binary is the one built beside the manager binary under test (the README's test
-//! command builds the whole workspace first); `DAMOCLES_WORKER_BIN` overrides it.
+//! The worker binary is the one built beside the manager binary ([`damocles_tests::bins`]);
+//! `DAMOCLES_WORKER_BIN` overrides it.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -9,25 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{TestManager, MANAGER};
+use crate::common::TestManager;
 
-/// The worker binary.
+/// The worker binary ([`damocles_tests::bins::worker`]).
 pub fn worker_bin() -> PathBuf {
-    let bin = std::env::var_os("DAMOCLES_WORKER_BIN").map_or_else(
-        || {
-            Path::new(MANAGER)
-                .parent()
-                .expect("bin dir")
-                .join("damocles-worker")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the workspace (`cargo build --workspace`) first",
-        bin.display()
-    );
-    bin
+    damocles_tests::bins::worker().to_path_buf()
 }
 
 /// A worker daemon in a directory of its own; killed when dropped.

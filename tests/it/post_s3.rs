@@ -12,7 +12,7 @@ use vc_processors::builtin::proofs::{api, cached_filenames_for_sector, to_prover
 use vc_processors::builtin::tasks::{AddPieces, WindowPoSt, PC1, PC2};
 use vc_processors::Processor;
 
-use crate::common::{s3_persist_store, MANAGER, MINER};
+use crate::common::{s3_persist_store, MINER};
 use crate::s3server::S3Server;
 
 /// The sector size of these sectors.
@@ -94,7 +94,7 @@ pub(crate) fn ensure_8mib_window_post_params() {
 
 /// The S3 persist store `s3` of `server`, opened with the plugin beside the manager binary.
 pub(crate) fn open_s3_store(server: &S3Server) -> std::sync::Arc<dyn ObjectStore> {
-    let plugin_dir = Path::new(MANAGER).parent().expect("bin dir");
+    let plugin_dir = damocles_tests::bins::bin_dir();
     StoreOpener::new(plugin_dir.to_path_buf())
         .open(store_config(&s3_persist_store("s3", &server.endpoint)))
         .expect("s3 store")

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{ok_text, TestManager, MANAGER, MINER};
+use crate::common::{manager_bin, ok_text, TestManager, MINER};
 use crate::s3server::{S3Server, BUCKET};
 
 fn files(sid_name: &str) -> Vec<String> {
@@ -20,7 +20,7 @@ fn an_s3_plugin_store_and_a_scanned_store_hold_sectors() {
     let scanned = tempfile::tempdir().expect("scanned");
     let store_dir = scanned.path().join("store-a");
     std::fs::create_dir_all(&store_dir).expect("dir");
-    let out = std::process::Command::new(MANAGER)
+    let out = std::process::Command::new(manager_bin())
         .args([
             "util",
             "storage",
