@@ -294,7 +294,7 @@ pub struct MinerConfig {
     /// WinningPoSt.
     pub proof: ProofConfig,
     /// Sealing rules.
-    pub sealing: SealingConfig,
+    pub sealing: MinerSealingConfig,
     /// Deprecated; accepted and ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deal: Option<toml::Value>,
@@ -603,7 +603,7 @@ pub struct ProofConfig {
 /// `[Miners.Sealing]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct SealingConfig {
+pub struct MinerSealingConfig {
     /// Deals must start after `head + SealingEpochDuration`.
     pub sealing_epoch_duration: i64,
     /// ProveCommitSectors3 flag.
@@ -620,9 +620,9 @@ pub struct SealingConfig {
     pub sealing_sector_deadline_delay_ni: u64,
 }
 
-impl Default for SealingConfig {
+impl Default for MinerSealingConfig {
     fn default() -> Self {
-        SealingConfig {
+        MinerSealingConfig {
             sealing_epoch_duration: 0,
             require_activation_success: false,
             require_activation_success_update: false,

@@ -89,6 +89,14 @@ pub fn sector_size_index(sector_size: u64) -> Option<usize> {
     SECTOR_SIZES.iter().position(|&s| s == sector_size)
 }
 
+/// A sector size as [`SECTOR_SIZE_NAMES`] spells it; any other size in bytes (`3000B`).
+pub fn sector_size_name(sector_size: u64) -> String {
+    match sector_size_index(sector_size) {
+        Some(i) => SECTOR_SIZE_NAMES[i].to_string(),
+        None => format!("{sector_size}B"),
+    }
+}
+
 /// Sealed replicas.
 pub const SEALED_DIR: &str = "sealed";
 /// Cache directories of sealed replicas.
@@ -358,6 +366,8 @@ mod tests {
         assert_eq!(sector_size_index(32 << 30), Some(3));
         assert_eq!(SECTOR_SIZE_NAMES[3], "32GiB");
         assert_eq!(sector_size_index(4096), None);
+        assert_eq!(sector_size_name(512 << 20), "512MiB");
+        assert_eq!(sector_size_name(3000), "3000B");
     }
 
     #[test]

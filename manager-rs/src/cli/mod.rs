@@ -157,3 +157,20 @@ fn init_logging() {
         .with_env_filter(filter)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sector_sizes_parse() {
+        assert_eq!(parse_sector_size("2KiB"), Ok(2048));
+        assert_eq!(parse_sector_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_sector_size(" 32GiB "), Ok(32 << 30));
+        assert_eq!(parse_sector_size("2048"), Ok(2048));
+        assert!(parse_sector_size("3KiB")
+            .expect_err("3KiB")
+            .starts_with("unsupported sector size"));
+        assert!(parse_sector_size("lots").is_err());
+    }
+}

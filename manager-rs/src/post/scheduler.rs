@@ -34,8 +34,8 @@ use super::Located;
 use super::SectorLocator;
 use crate::chain::outbox::{MessageKind, Outbox, OutboxRecord, Pushed};
 use crate::chain::{
-    miner_entropy, Chain, DeadlineInfo, DomainSeparationTag, Message, MessageStatus, MethodCall,
-    NetworkParams, PoStPartition, RecoveryDeclaration,
+    randomness, Chain, DeadlineInfo, Message, MessageStatus, MethodCall, NetworkParams,
+    PoStPartition, RecoveryDeclaration,
 };
 use crate::config::PoStConfig;
 use crate::proofs::seal_proof;
@@ -995,14 +995,7 @@ impl Poster {
     }
 
     async fn challenge_rand(&self, miner: ActorId, dl: &DeadlineInfo) -> Result<[u8; 32]> {
-        Ok(self
-            .chain
-            .randomness_from_beacon(
-                DomainSeparationTag::WindowedPoStChallengeSeed,
-                dl.challenge,
-                &miner_entropy(miner),
-            )
-            .await?)
+        Ok(randomness::window_post_challenge(self.chain.as_ref(), miner, dl.challenge).await?)
     }
 
     /// Sends every ready proof of `dl` not sent yet.
@@ -1060,10 +1053,7 @@ impl Poster {
         p: &ReadyProof,
     ) -> Result<(damocles_manager_api::json::Cid, Pushed)> {
         let commit_epoch = dl.challenge;
-        let commit_rand = self
-            .chain
-            .randomness_from_tickets(DomainSeparationTag::PoStChainCommit, commit_epoch, &[])
-            .await?;
+        let commit_rand = randomness::window_post_commit(self.chain.as_ref(), commit_epoch).await?;
         let msg = Message {
             from: miner.sender(),
             to: miner.actor,

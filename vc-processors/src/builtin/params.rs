@@ -103,36 +103,6 @@ impl FromStr for ParamKind {
     }
 }
 
-/// Parses `2KiB`, `8MiB`, `512MiB`, `32GiB`, `64GiB` or a byte count.
-pub fn parse_sector_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = [("KiB", 1u64 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
-        .into_iter()
-        .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, m)))
-        .unwrap_or((t, 1));
-    let n: u64 = num.trim().parse().map_err(|_| {
-        format!("invalid sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB")
-    })?;
-    let size = n.saturating_mul(mult);
-    if crate::layout::SECTOR_SIZES.contains(&size) {
-        Ok(size)
-    } else {
-        Err(format!(
-            "unsupported sector size {s:?}; use 2KiB, 8MiB, 512MiB, 32GiB or 64GiB"
-        ))
-    }
-}
-
-/// Human form of a sector size.
-pub fn format_sector_size(size: u64) -> String {
-    match size {
-        s if s >= 1 << 30 && s % (1 << 30) == 0 => format!("{}GiB", s >> 30),
-        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{}MiB", s >> 20),
-        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{}KiB", s >> 10),
-        s => format!("{s}B"),
-    }
-}
-
 /// The cache entry of one circuit: its identifier and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamEntry {
@@ -379,7 +349,7 @@ pub fn generate(
     if !GENERATABLE_SECTOR_SIZES.contains(&sector_size) {
         bail!(
             "parameters for {} sectors are too large to generate here; only 2KiB, 8MiB and 512MiB are supported",
-            format_sector_size(sector_size)
+            crate::layout::sector_size_name(sector_size)
         );
     }
     let mut kinds = kinds.to_vec();
@@ -460,7 +430,7 @@ fn generate_one(
         format!(
             "generate {} parameters for {}",
             kind,
-            format_sector_size(sector_size)
+            crate::layout::sector_size_name(sector_size)
         )
     })?;
     let took = start.elapsed();
@@ -495,7 +465,13 @@ fn setup_and_write<C: bellperson::Circuit<blstrs::Scalar>>(
 
 /// Prints progress events to stderr, one line each.
 pub fn print_progress(event: Progress) {
-    let label = |e: &ParamEntry| format!("{} {}", format_sector_size(e.sector_size), e.kind);
+    let label = |e: &ParamEntry| {
+        format!(
+            "{} {}",
+            crate::layout::sector_size_name(e.sector_size),
+            e.kind
+        )
+    };
     let line = match &event {
         Progress::Present { entry } => format!("params: {} present ({})", label(entry), entry.id),
         Progress::WaitingForLock { entry } => format!(
@@ -538,17 +514,6 @@ pub fn ensure_test_params(kinds: &[ParamKind]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sector_sizes_parse() {
-        assert_eq!(parse_sector_size("2KiB"), Ok(2048));
-        assert_eq!(parse_sector_size("8MiB"), Ok(8 << 20));
-        assert_eq!(parse_sector_size(" 32GiB "), Ok(32 << 30));
-        assert_eq!(parse_sector_size("2048"), Ok(2048));
-        assert!(parse_sector_size("3KiB").is_err());
-        assert!(parse_sector_size("lots").is_err());
-        assert_eq!(format_sector_size(512 << 20), "512MiB");
-    }
 
     #[test]
     fn kinds_parse_and_print() {
