@@ -447,22 +447,26 @@ pub fn run(path: &Path) -> Result<()> {
         );
     }
 
-    // WorkerPing every ping_interval.
+    // WorkerPing every ping_interval, restarted if it panics.
     let ping_controls = controls.clone();
     let ping_client = client.clone();
     let interval = cfg.worker.ping_interval.0;
-    let ping = rt.spawn(async move {
-        loop {
-            let info = WorkerInfo {
-                name: instance.clone(),
-                dest: dest.clone(),
-                version: crate::server::version(),
-                summary: summary(&ping_controls),
-            };
-            if let Err(e) = ping_client.worker_ping(info).await {
-                tracing::warn!(error = %e, "worker ping failed");
+    let ping = crate::sealing::supervise::spawn_restarting(rt.handle(), "ping", move || {
+        let (instance, dest) = (instance.clone(), dest.clone());
+        let (controls, client) = (ping_controls.clone(), ping_client.clone());
+        async move {
+            loop {
+                let info = WorkerInfo {
+                    name: instance.clone(),
+                    dest: dest.clone(),
+                    version: crate::server::version(),
+                    summary: summary(&controls),
+                };
+                if let Err(e) = client.worker_ping(info).await {
+                    tracing::warn!(error = %e, "worker ping failed");
+                }
+                tokio::time::sleep(interval).await;
             }
-            tokio::time::sleep(interval).await;
         }
     });
 

@@ -10,13 +10,17 @@
 //!
 //! A run gets its own cancellation token, a child of the daemon's: it is cancelled when the
 //! run ends, so whatever the run spawned with a child of it ends too before the next run.
+//! Short-lived work a task starts beside its run (a deadline's proofs, a message to watch, an
+//! election to answer) is a *job* ([`TaskContext::spawn_job`]): it ends with the run, and a
+//! panic in it is logged with the task's name and the job's, counted and kept as the task's
+//! last error, and told to the task through the job's handle, so nothing ends silently.
 //!
 //! For tests, `DAMOCLES_MANAGER_INJECT_PANIC=<task>@<n>` makes the named task panic at its
 //! n-th progress report (once).
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,6 +147,76 @@ impl TaskContext {
                 panic!("injected panic ({INJECT_PANIC_ENV}) in task {name}");
             }
         }
+    }
+}
+
+/// How a job ended, as its [`JobHandle`] tells.
+const JOB_RUNNING: u8 = 0;
+const JOB_ENDED: u8 = 1;
+const JOB_PANICKED: u8 = 2;
+
+/// A job started with [`TaskContext::spawn_job`].
+#[derive(Debug, Clone, Default)]
+pub struct JobHandle {
+    outcome: Arc<AtomicU8>,
+}
+
+impl JobHandle {
+    /// The job has not ended yet.
+    pub fn is_running(&self) -> bool {
+        self.outcome.load(Ordering::SeqCst) == JOB_RUNNING
+    }
+
+    /// The job ended with a panic.
+    pub fn panicked(&self) -> bool {
+        self.outcome.load(Ordering::SeqCst) == JOB_PANICKED
+    }
+}
+
+impl TaskContext {
+    /// Runs `job` beside this run of the task; it is dropped when the run's stop token is
+    /// cancelled. A panic ends only the job: it is logged with the task's name and `label`,
+    /// counted in `damocles_manager_task_job_panics_total` and kept as the task's last error,
+    /// and the handle says so, for the task to start the work again when it must.
+    pub fn spawn_job(
+        &self,
+        label: impl Into<String>,
+        job: impl Future<Output = ()> + Send + 'static,
+    ) -> JobHandle {
+        let label = label.into();
+        let handle = JobHandle::default();
+        let outcome = handle.outcome.clone();
+        let stop = self.stop.clone();
+        let status = self.status.clone();
+        let inner = tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = job => {}
+            }
+        });
+        tokio::spawn(async move {
+            let ended = match inner.await {
+                Err(join) if join.is_panic() => {
+                    let message = format!(
+                        "job {label} panicked: {}",
+                        vc_processors::protocol::panic_message(&*join.into_panic())
+                    );
+                    let name = {
+                        let mut s = lock(&status);
+                        s.last_error = Some(message.clone());
+                        s.last_error_at = Some(unix_now());
+                        s.name.clone()
+                    };
+                    metrics::counter!("damocles_manager_task_job_panics_total", "task" => name.clone())
+                        .increment(1);
+                    tracing::error!(task = %name, job = %label, error = %message, "a job of a background task panicked");
+                    JOB_PANICKED
+                }
+                _ => JOB_ENDED,
+            };
+            outcome.store(ended, Ordering::SeqCst);
+        });
+        handle
     }
 }
 
@@ -410,6 +484,51 @@ mod tests {
             .into_iter()
             .find(|s| s.name == name)
             .expect("task listed")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_told_to_its_task_which_keeps_running() {
+        let stop = CancellationToken::new();
+        let sup = Supervisor::with_first_backoff(stop.clone(), Duration::from_millis(10));
+        let handles: Arc<Mutex<Vec<JobHandle>>> = Arc::default();
+        let h = handles.clone();
+        sup.spawn("poster", true, move |ctx| {
+            let h = h.clone();
+            async move {
+                let failing = ctx.spawn_job("deadline 3", async { panic!("prover bug") });
+                let fine = ctx.spawn_job("watch", async {});
+                let endless = ctx.spawn_job("endless", std::future::pending());
+                lock(&h).extend([failing, fine, endless]);
+                ctx.stop().cancelled().await;
+                Ok(())
+            }
+        });
+        wait_until("the jobs to end", || {
+            let h = lock(&handles);
+            h.len() == 3 && !h[0].is_running() && !h[1].is_running()
+        })
+        .await;
+        let (failing, fine, endless) = {
+            let h = lock(&handles);
+            (h[0].clone(), h[1].clone(), h[2].clone())
+        };
+        assert!(failing.panicked());
+        assert!(!fine.panicked());
+        assert!(endless.is_running());
+        let st = status(&sup, "poster");
+        assert_eq!(st.state, TaskState::Running);
+        assert_eq!(st.restarts, 0);
+        let error = st
+            .last_error
+            .expect("the job's panic is the task's last error");
+        assert!(
+            error.contains("job deadline 3 panicked: prover bug"),
+            "{error}"
+        );
+        // The run's end ends its jobs.
+        stop.cancel();
+        wait_until("the endless job to end", || !endless.is_running()).await;
+        assert!(!endless.panicked());
     }
 
     #[tokio::test]

@@ -3,7 +3,11 @@
 //! the panic as its last error) and started again after a backoff (1 s doubling to 60 s; back
 //! to 1 s after a run of a minute), until the daemon stops. A sealing thread resumes its
 //! sector from the record in its sealing store.
+//!
+//! The daemon's async loops (the WorkerPing loop) are kept running the same way by
+//! [`spawn_restarting`], counted in `damocles_worker_task_restarts_total`.
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -66,6 +70,52 @@ pub fn run_restarting<T>(
     }
 }
 
+/// Aborts the task it holds when dropped, so aborting the loop's task aborts its current run.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Spawns the loop `make` builds on `rt`, and builds and spawns it again after it panics
+/// (logged with `task`, counted, after the threads' backoff). It ends when a run returns;
+/// aborting the returned handle aborts the loop and its current run.
+pub fn spawn_restarting<F, Fut>(
+    rt: &tokio::runtime::Handle,
+    task: &'static str,
+    make: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    rt.spawn(async move {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let started = Instant::now();
+            let mut run = AbortOnDrop(tokio::spawn(make()));
+            let outcome = (&mut run.0).await;
+            match outcome {
+                Ok(()) => return,
+                Err(e) if e.is_panic() => {
+                    let message = vc_processors::protocol::panic_message(&*e.into_panic());
+                    if started.elapsed() >= STABLE_RUN {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    tracing::error!(task, panic = %message, retry_in = ?backoff, "background loop panicked; restarting it");
+                    metrics::counter!("damocles_worker_task_restarts_total", "task" => task)
+                        .increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(_) => return,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +147,35 @@ mod tests {
         assert_eq!(info.restarts, 1);
         let error = info.last_error.expect("last error");
         assert!(error.contains("panic: planner bug"), "{error}");
+    }
+
+    #[test]
+    fn a_panicking_loop_is_spawned_again_and_an_abort_ends_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let runs = std::sync::Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let handle = spawn_restarting(rt.handle(), "ping", move || {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("ping bug");
+                }
+                std::future::pending::<()>().await;
+            }
+        });
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while runs.load(Ordering::SeqCst) < 2 {
+                assert!(Instant::now() < deadline, "the loop was not spawned again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            handle.abort();
+            assert!(handle.await.expect_err("aborted").is_cancelled());
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
     #[test]

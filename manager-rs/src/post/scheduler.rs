@@ -39,7 +39,7 @@ use crate::chain::{
 };
 use crate::config::PoStConfig;
 use crate::proofs::seal_proof;
-use crate::supervisor::TaskContext;
+use crate::supervisor::{JobHandle, TaskContext};
 
 /// Pause between two attempts of a batch (at most; one epoch when epochs are shorter, so a
 /// failed attempt does not cost a short deadline).
@@ -189,6 +189,8 @@ enum Fetched {
 struct Runner {
     dl: DeadlineInfo,
     started: bool,
+    /// The job proving the deadline, once started.
+    job: Option<JobHandle>,
     cancel: CancellationToken,
     ready: Arc<Mutex<Vec<ReadyProof>>>,
     /// Batches being proven (not yet ready nor given up).
@@ -256,7 +258,7 @@ impl Poster {
         let mut runners: BTreeMap<(ActorId, ChainEpoch), Runner> = BTreeMap::new();
         loop {
             let epoch = heads.borrow_and_update().epoch;
-            match self.on_head(epoch, &mut runners, &stop).await {
+            match self.on_head(epoch, &mut runners, &ctx).await {
                 Ok(()) => ctx.progress(),
                 Err(e) => {
                     tracing::warn!(epoch, error = %format!("{e:#}"), "WindowPoSt scheduling failed at this head")
@@ -277,8 +279,9 @@ impl Poster {
         self: &Arc<Self>,
         h: ChainEpoch,
         runners: &mut BTreeMap<(ActorId, ChainEpoch), Runner>,
-        stop: &CancellationToken,
+        ctx: &TaskContext,
     ) -> Result<()> {
+        let stop = ctx.stop();
         let params = self.chain.network_params().await?;
         for miner in &self.miners {
             let conf = Confidences::new(&miner.cfg, &params);
@@ -299,6 +302,7 @@ impl Poster {
                                 .or_insert_with(|| Runner {
                                     dl,
                                     started: false,
+                                    job: None,
                                     cancel: stop.child_token(),
                                     ready: Arc::default(),
                                     proving: Arc::default(),
@@ -350,6 +354,15 @@ impl Poster {
                     }
                     Action::Wait => {}
                     Action::Start | Action::Submit => {
+                        if r.job.as_ref().is_some_and(JobHandle::panicked) {
+                            // Proofs already made are kept; the runner proves the rest.
+                            tracing::warn!(
+                                miner = miner.actor,
+                                deadline = r.dl.index,
+                                "the deadline's runner panicked; starting it again"
+                            );
+                            r.started = false;
+                        }
                         if !r.started {
                             r.started = true;
                             let this = self.clone();
@@ -360,12 +373,13 @@ impl Poster {
                                 r.ready.clone(),
                                 r.proving.clone(),
                             );
-                            tokio::spawn(async move {
+                            let label = format!("deadline {} of miner {}", dl.index, m.actor);
+                            r.job = Some(ctx.spawn_job(label, async move {
                                 this.start(m, dl, cancel, ready, proving).await;
-                            });
+                            }));
                         }
                         if action(&r.dl, h, conf) == Action::Submit {
-                            self.submit(miner, &r.dl, &r.ready).await;
+                            self.submit(miner, &r.dl, &r.ready, ctx).await;
                         }
                     }
                 }
@@ -999,7 +1013,13 @@ impl Poster {
     }
 
     /// Sends every ready proof of `dl` not sent yet.
-    async fn submit(&self, miner: &PoStMiner, dl: &DeadlineInfo, ready: &Mutex<Vec<ReadyProof>>) {
+    async fn submit(
+        &self,
+        miner: &PoStMiner,
+        dl: &DeadlineInfo,
+        ready: &Mutex<Vec<ReadyProof>>,
+        ctx: &TaskContext,
+    ) {
         let todo: Vec<(usize, ReadyProof)> = lock(ready)
             .iter()
             .enumerate()
@@ -1035,9 +1055,10 @@ impl Poster {
                     let chain = self.chain.clone();
                     let actor = miner.actor;
                     let deadline = dl.index;
-                    tokio::spawn(async move {
-                        watch_result(chain, actor, deadline, id).await;
-                    });
+                    ctx.spawn_job(
+                        format!("result of WindowPoSt {id}"),
+                        watch_result(chain, actor, deadline, id),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "recording the WindowPoSt failed; retrying at the next head");

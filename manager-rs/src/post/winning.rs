@@ -114,7 +114,8 @@ impl WinningPoster {
                         .insert((miner, election.epoch));
                     if fresh {
                         let this = self.clone();
-                        tokio::spawn(async move { this.answer(miner, election).await });
+                        let label = format!("election {} of miner {miner}", election.epoch);
+                        ctx.spawn_job(label, async move { this.answer(miner, election).await });
                     }
                 }
             }
