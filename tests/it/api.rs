@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use damocles_manager::rpc::arity::METHOD_ARITY;
+use damocles_manager::rpc::arity::{METHOD_ARITY, WDPOST_METHOD_ARITY};
 use damocles_manager_api::rpc::SealerApiClient;
 use damocles_manager_api::types::AllocateSectorSpec;
 use serde_json::{json, Value};
@@ -28,8 +28,9 @@ fn sid(n: u64) -> Value {
 #[test]
 fn every_method_is_served_and_refuses_bad_params_with_32602() {
     let mut m = TestManager::new();
+    m.run_args = vec!["--worker-prover".into()];
     m.start();
-    for (method, arity) in METHOD_ARITY {
+    for (method, arity) in METHOD_ARITY.iter().chain(WDPOST_METHOD_ARITY) {
         // One param too many.
         let too_many: Vec<Value> = (0..=*arity).map(|_| Value::Null).collect();
         let resp = m.raw(method, Value::Array(too_many));
@@ -58,6 +59,14 @@ fn every_method_is_served_and_refuses_bad_params_with_32602() {
     }
     let resp = m.raw("Venus.NoSuchMethod", json!([]));
     assert_eq!(code(&resp), Some(-32601), "{resp}");
+    // Without --worker-prover the WdPoSt methods are not served: a right count of params gets
+    // "method not found", a wrong one still -32602.
+    let mut plain = TestManager::new();
+    plain.start();
+    let resp = plain.raw("Venus.WdPoStAllJobs", json!([]));
+    assert_eq!(code(&resp), Some(-32601), "{resp}");
+    let resp = plain.raw("Venus.WdPoStResetJob", json!([]));
+    assert_eq!(code(&resp), Some(-32602), "{resp}");
     let resp = m.raw("Venus.Version", json!([]));
     assert!(
         result(&resp).as_str().unwrap_or_default().starts_with('v'),

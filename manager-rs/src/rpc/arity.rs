@@ -9,7 +9,7 @@ use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceT};
 use jsonrpsee::server::MethodResponse;
 use jsonrpsee::types::{ErrorObject, Request};
 
-/// Every served method with its number of params.
+/// Every method served by every manager, with its number of params.
 pub const METHOD_ARITY: &[(&str, usize)] = &[
     ("Venus.AllocateSector", 1),
     ("Venus.AcquireDeals", 2),
@@ -64,6 +64,18 @@ pub const METHOD_ARITY: &[(&str, usize)] = &[
     ("Damocles.Tasks", 0),
 ];
 
+/// The methods of the worker-prover (served with `--worker-prover` only), with their number of
+/// params. A call with the right count reaches the server, which answers "method not found"
+/// when they are not served.
+pub const WDPOST_METHOD_ARITY: &[(&str, usize)] = &[
+    ("Venus.WdPoStAllocateJobs", 3),
+    ("Venus.WdPoStHeartbeatJobs", 2),
+    ("Venus.WdPoStFinishJob", 3),
+    ("Venus.WdPoStResetJob", 1),
+    ("Venus.WdPoStRemoveJob", 1),
+    ("Venus.WdPoStAllJobs", 0),
+];
+
 /// The middleware.
 #[derive(Clone, Debug)]
 pub struct Arity<S> {
@@ -76,7 +88,13 @@ impl<S> Arity<S> {
     pub fn new(inner: S) -> Self {
         Arity {
             inner,
-            counts: Arc::new(METHOD_ARITY.iter().copied().collect()),
+            counts: Arc::new(
+                METHOD_ARITY
+                    .iter()
+                    .chain(WDPOST_METHOD_ARITY)
+                    .copied()
+                    .collect(),
+            ),
         }
     }
 }
