@@ -661,8 +661,8 @@ fn deal_ids(st: &SectorState) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::devnet::Devnet;
-    use crate::config::{DevnetConfig, DevnetMinerConfig, MinerConfig, SectorSize};
+    use crate::chain::devnet::testing::{open_devnet, pre_commit_message};
+    use crate::config::MinerConfig;
     use crate::kv::{cf, Kv, Op};
     use damocles_manager_api::json::{data_commitment_cid, replica_commitment_cid, Bytes};
     use damocles_manager_api::types::{SealProofType, Ticket};
@@ -673,17 +673,7 @@ mod tests {
     fn a_sector_that_cannot_go_is_taken_out_and_the_rest_of_the_batch_lands() {
         let dir = tempfile::tempdir().expect("tempdir");
         let kv = Kv::open(dir.path()).expect("kv");
-        let devnet = Devnet::open(
-            kv.clone(),
-            &DevnetConfig {
-                miners: vec![DevnetMinerConfig {
-                    actor: 1000,
-                    sector_size: SectorSize(2048),
-                }],
-                ..DevnetConfig::default()
-            },
-        )
-        .expect("devnet");
+        let devnet = open_devnet(kv.clone(), |_| {});
         for _ in 0..3 {
             devnet.produce_block().expect("block");
         }
@@ -725,22 +715,7 @@ mod tests {
         states.init(&all).expect("init");
 
         // Sector 1's number is taken on chain by another message meanwhile.
-        let taken = Message {
-            from: "t01000".into(),
-            to: 1000,
-            value: 0,
-            call: MethodCall::PreCommitSectorBatch2 {
-                sectors: vec![PreCommitParams {
-                    seal_proof: SealProofType(5),
-                    sector_number: 1,
-                    sealed_cid: replica_commitment_cid(&[9; 32]),
-                    seal_rand_epoch: 1,
-                    deal_ids: vec![],
-                    expiration: 10_000_000,
-                    unsealed_cid: None,
-                }],
-            },
-        };
+        let taken = pre_commit_message(1, [9; 32], 1);
         let taken_id = crate::chain::new_message_id(&taken).expect("id");
         run(devnet.push_message(&taken_id, taken)).expect("push");
         devnet.produce_block().expect("block");

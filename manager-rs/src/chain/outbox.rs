@@ -202,24 +202,14 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::devnet::testing::open_devnet;
     use crate::chain::devnet::Devnet;
     use crate::chain::MethodCall;
-    use crate::config::{DevnetConfig, DevnetMinerConfig, SectorSize};
 
     use crate::util::block_on as run;
 
     fn devnet(kv: &Kv) -> Arc<Devnet> {
-        let devnet = Devnet::open(
-            kv.clone(),
-            &DevnetConfig {
-                miners: vec![DevnetMinerConfig {
-                    actor: 1000,
-                    sector_size: SectorSize(2048),
-                }],
-                ..DevnetConfig::default()
-            },
-        )
-        .expect("devnet");
+        let devnet = open_devnet(kv.clone(), |_| {});
         devnet.produce_block().expect("block");
         devnet
     }

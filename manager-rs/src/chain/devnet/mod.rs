@@ -291,4 +291,6 @@ fn no_miner(miner: ActorId) -> ChainError {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

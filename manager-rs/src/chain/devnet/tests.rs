@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use damocles_manager_api::json::{replica_commitment_cid, Bytes, Cid};
-use damocles_manager_api::types::{ActorId, ChainEpoch, SealProofType, SectorNumber};
+use damocles_manager_api::types::{ActorId, ChainEpoch, SectorNumber};
 use vc_processors::builtin::proofs::{self as vp, api};
 
 use super::miner::assign_deadline;
+use super::testing::{open_devnet, pre_commit_message};
 use super::{Devnet, EXIT_ILLEGAL_ARGUMENT};
 use crate::chain::{
     miner_entropy, new_message_id, BlockOutcome, Chain, DeadlineInfo, DomainSeparationTag,
-    Election, Message, MessageStatus, MethodCall, PoStPartition, PreCommitParams,
-    RecoveryDeclaration, SectorActivation, SectorOnChainInfo,
+    Election, Message, MessageStatus, MethodCall, PoStPartition, RecoveryDeclaration,
+    SectorActivation, SectorOnChainInfo,
 };
-use crate::config::{DevnetConfig, DevnetMinerConfig, SectorSize};
 use crate::kv::Kv;
 use crate::util::block_on as run;
 
@@ -57,33 +57,11 @@ impl Devnet {
 }
 
 fn devnet(dir: &std::path::Path) -> Arc<Devnet> {
-    let cfg = DevnetConfig {
-        miners: vec![DevnetMinerConfig {
-            actor: 1000,
-            sector_size: SectorSize(2048),
-        }],
-        ..DevnetConfig::default()
-    };
-    Devnet::open(Kv::open(dir).expect("kv"), &cfg).expect("devnet")
+    open_devnet(Kv::open(dir).expect("kv"), |_| {})
 }
 
 fn pre_commit(n: u64) -> Message {
-    Message {
-        from: "t01000".into(),
-        to: 1000,
-        value: 0,
-        call: MethodCall::PreCommitSectorBatch2 {
-            sectors: vec![PreCommitParams {
-                seal_proof: SealProofType(5),
-                sector_number: n,
-                sealed_cid: replica_commitment_cid(&[3u8; 32]),
-                seal_rand_epoch: 0,
-                deal_ids: vec![],
-                expiration: 10_000_000,
-                unsealed_cid: None,
-            }],
-        },
-    }
+    pre_commit_message(n, [3u8; 32], 0)
 }
 
 fn status(d: &Devnet, id: &Cid) -> MessageStatus {
@@ -254,16 +232,10 @@ fn an_elected_miner_wins_with_a_verified_winning_post_and_loses_without() {
     .expect("params");
     let dir = tempfile::tempdir().expect("tempdir");
     let (comm_r, cache, sealed) = seal_cc(&dir.path().join("sector"), 1);
-    let cfg = DevnetConfig {
-        winning_post_probability: 1.0,
-        winning_post_budget_secs: 60,
-        miners: vec![DevnetMinerConfig {
-            actor: 1000,
-            sector_size: SectorSize(2048),
-        }],
-        ..DevnetConfig::default()
-    };
-    let d = Devnet::open(Kv::open(&dir.path().join("kv")).expect("kv"), &cfg).expect("devnet");
+    let d = open_devnet(Kv::open(&dir.path().join("kv")).expect("kv"), |cfg| {
+        cfg.winning_post_probability = 1.0;
+        cfg.winning_post_budget_secs = 60;
+    });
     d.produce_block().expect("block");
     assert!(
         run(d.pending_elections(1000))
@@ -316,11 +288,10 @@ fn an_elected_miner_wins_with_a_verified_winning_post_and_loses_without() {
     assert_eq!((summary["blocks_won"], summary["blocks_rejected"]), (1, 1));
     // Survives a restart; with a budget of one second, unanswered elections are missed.
     drop(d);
-    let cfg = DevnetConfig {
-        winning_post_budget_secs: 1,
-        ..cfg
-    };
-    let d = Devnet::open(Kv::open(&dir.path().join("kv")).expect("kv"), &cfg).expect("devnet");
+    let d = open_devnet(Kv::open(&dir.path().join("kv")).expect("kv"), |cfg| {
+        cfg.winning_post_probability = 1.0;
+        cfg.winning_post_budget_secs = 1;
+    });
     assert_eq!(run(d.summary()).expect("summary")["blocks_won"], 1);
     d.produce_block().expect("block");
     std::thread::sleep(Duration::from_millis(2100));
@@ -360,17 +331,11 @@ fn exit_code(s: &MessageStatus) -> (i64, String) {
 fn window_post_is_verified_a_missed_deadline_faults_and_a_recovery_heals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (comm_r, cache, sealed) = seal_cc(&dir.path().join("sector"), 1);
-    let cfg = DevnetConfig {
-        wpost_challenge_window: 4,
-        wpost_challenge_lookback: 2,
-        fault_declaration_cutoff: 3,
-        miners: vec![DevnetMinerConfig {
-            actor: 1000,
-            sector_size: SectorSize(2048),
-        }],
-        ..DevnetConfig::default()
-    };
-    let d = Devnet::open(Kv::open(&dir.path().join("kv")).expect("kv"), &cfg).expect("devnet");
+    let d = open_devnet(Kv::open(&dir.path().join("kv")).expect("kv"), |cfg| {
+        cfg.wpost_challenge_window = 4;
+        cfg.wpost_challenge_lookback = 2;
+        cfg.fault_declaration_cutoff = 3;
+    });
     d.produce_block().expect("block");
     let (deadline, partition) = d.activate_for_test(1000, 1, replica_commitment_cid(&comm_r));
     let activation = run(d.head()).expect("head").epoch;
