@@ -126,7 +126,8 @@ pub struct PieceStoreConfig {
     pub plugin_name: Option<String>,
 }
 
-/// `[[Common.PersistStores]]` (and `sectorstore.json`).
+/// `[[Common.PersistStores]]`; a directory found by `ScanPersistStores` gets one from its
+/// `sectorstore.json` ([`vc_processors::layout::SectorStoreJson`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PersistStoreConfig {

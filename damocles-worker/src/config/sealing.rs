@@ -34,8 +34,8 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// The config and wire spelling.
-    pub fn as_str(self) -> &'static str {
+    /// The config and wire spelling (also the `plan` of a sector record).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Plan::Sealer => "sealer",
             Plan::Snapup => "snapup",

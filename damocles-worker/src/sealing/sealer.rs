@@ -18,9 +18,10 @@ use vc_processors::builtin::tasks::{
 use vc_processors::layout;
 use vc_processors::ProducerError;
 
+use crate::config::Plan;
 use crate::sealing::engine::{poll_interval, Ctx, Planner};
 use crate::sealing::failure::{required, Failure, Level, StepResult, WithLevel};
-use crate::sealing::state::{plan, Event, State};
+use crate::sealing::state::{Event, State};
 
 /// The level of a processor's failure: a child that died, is restarting or did not answer in
 /// time may well succeed on a retry (Temporary); a task the processor itself failed needs an
@@ -62,7 +63,7 @@ pub struct SealerPlanner;
 
 impl Planner for SealerPlanner {
     fn name(&self) -> &'static str {
-        plan::SEALER
+        Plan::Sealer.as_str()
     }
 
     fn plan(&self, event: &Event, state: State) -> Option<State> {

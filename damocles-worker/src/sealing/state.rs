@@ -18,6 +18,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::config::Plan;
 use damocles_manager_api::json::{Cid, Commitment};
 use damocles_manager_api::types::{
     AllocatedSector, AllocatedSnapUpSector, LegacyDealInfo, SectorId, SectorPieceV2,
@@ -32,22 +33,6 @@ use vc_processors::builtin::proofs::api::seal::{
 use vc_processors::builtin::tasks::{
     PieceInfo, ProverId, SectorId as ProofSectorId, SnapEncodeOutput, SnapProveOutput,
 };
-
-/// Planner names, as the config and the sector record spell them (worker-spec §1.3).
-pub mod plan {
-    /// Regular PoRep sealing (the default).
-    pub const SEALER: &str = "sealer";
-    /// SnapDeal upgrade of a CC sector.
-    pub const SNAPUP: &str = "snapup";
-    /// Re-creation of lost sealed, cache or update files.
-    pub const REBUILD: &str = "rebuild";
-    /// Recovery of a piece from a sealed sector.
-    pub const UNSEAL: &str = "unseal";
-    /// WindowPoSt jobs.
-    pub const WDPOST: &str = "wdpost";
-    /// Non-interactive PoRep (disabled in damocles).
-    pub const NIPOREP: &str = "niporep";
-}
 
 /// Where a sector is (worker-spec §2.0.1). The discriminant is damocles' persisted index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -552,7 +537,7 @@ impl Sector {
 
     /// The owning planner (`sealer` when unset).
     pub fn plan(&self) -> &str {
-        self.plan.as_deref().unwrap_or(plan::SEALER)
+        self.plan.as_deref().unwrap_or(Plan::Sealer.as_str())
     }
 
     /// The sector id, once allocated.
@@ -663,12 +648,12 @@ impl Sector {
 /// The label `worker list` shows for a sector in `state` owned by planner `plan`
 /// (worker-spec §2.0.2): the step that runs next.
 pub fn display_stage(state: State, plan: &str) -> &'static str {
-    let snapup = plan == plan::SNAPUP;
-    let rebuild = plan == plan::REBUILD;
+    let snapup = plan == Plan::Snapup.as_str();
+    let rebuild = plan == Plan::Rebuild.as_str();
     match state {
         State::Empty | State::Finished | State::Aborted => "-",
         State::Allocated if snapup || rebuild => "AddPieces",
-        State::Allocated if plan == plan::UNSEAL => "Unseal",
+        State::Allocated if plan == Plan::Unseal.as_str() => "Unseal",
         State::Allocated => "AcquireDeals",
         State::DealsAcquired => "AddPieces",
         State::PieceAdded | State::SnapPieceAdded => "TreeD",
@@ -975,7 +960,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_record_with_legacy_integer_states_loads() {
-        let mut v = json(&Sector::new(plan::SEALER));
+        let mut v = json(&Sector::new(Plan::Sealer.as_str()));
         v["state"] = json!(6);
         v["prev_state"] = json!(5);
         let s: Sector = serde_json::from_value(v).expect("legacy record");
@@ -989,7 +974,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_full_record_round_trips_through_json() {
-        let mut s = Sector::new(plan::SNAPUP);
+        let mut s = Sector::new(Plan::Snapup.as_str());
         s.apply(
             Event::AllocatedSnapUpSector(snapup_info()),
             State::Allocated,
@@ -1038,7 +1023,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_new_record_defaults() {
-        let s = Sector::new(plan::REBUILD);
+        let s = Sector::new(Plan::Rebuild.as_str());
         assert_eq!((s.version, s.state, s.prev_state), (1, State::Empty, None));
         assert_eq!(s.plan(), "rebuild");
         assert_eq!(s.sector_id(), None);
@@ -1065,7 +1050,7 @@ pub(crate) mod tests {
 
     #[test]
     fn apply_merges_every_payload() {
-        let mut s = Sector::new(plan::SEALER);
+        let mut s = Sector::new(Plan::Sealer.as_str());
         s.apply(Event::Allocate(allocated(5)), State::Allocated)
             .expect("allocate");
         let base = s.base.clone().expect("base");
@@ -1191,7 +1176,7 @@ pub(crate) mod tests {
 
     #[test]
     fn apply_allocations_of_existing_sectors() {
-        let mut s = Sector::new(plan::SNAPUP);
+        let mut s = Sector::new(Plan::Snapup.as_str());
         s.apply(
             Event::AllocatedSnapUpSector(snapup_info()),
             State::Allocated,
@@ -1208,7 +1193,7 @@ pub(crate) mod tests {
         );
 
         // Rebuild: v1 pieces win over v2; the ticket is stored; no UpgradePublic, no finalized.
-        let mut s = Sector::new(plan::REBUILD);
+        let mut s = Sector::new(Plan::Rebuild.as_str());
         let info = rebuild_info(Some(legacy_deals()), Some(pieces_v2()), false);
         s.apply(Event::AllocatedRebuildSector(info), State::Allocated)
             .expect("rebuild");
@@ -1219,7 +1204,7 @@ pub(crate) mod tests {
         assert_eq!(s.finalized, None);
 
         // Rebuild of an upgraded sector: v2 pieces, finalized with the old CommR.
-        let mut s = Sector::new(plan::REBUILD);
+        let mut s = Sector::new(Plan::Rebuild.as_str());
         let info = rebuild_info(None, Some(pieces_v2()), true);
         s.apply(Event::AllocatedRebuildSector(info), State::Allocated)
             .expect("rebuild snap");
@@ -1233,7 +1218,7 @@ pub(crate) mod tests {
             })
         );
 
-        let mut s = Sector::new(plan::UNSEAL);
+        let mut s = Sector::new(Plan::Unseal.as_str());
         s.apply(
             Event::AllocatedUnsealSector(unseal_info()),
             State::Allocated,
@@ -1261,7 +1246,7 @@ pub(crate) mod tests {
 
     #[test]
     fn apply_refuses_an_unchanged_state_and_changes_nothing() {
-        let mut s = Sector::new(plan::SEALER);
+        let mut s = Sector::new(Plan::Sealer.as_str());
         let before = json(&s);
         let err = s
             .apply(Event::Allocate(allocated(5)), State::Empty)
@@ -1331,27 +1316,39 @@ pub(crate) mod tests {
     #[test]
     fn display_stages() {
         let cases = [
-            (State::Empty, plan::SEALER, "-"),
-            (State::Allocated, plan::SEALER, "AcquireDeals"),
-            (State::Allocated, plan::SNAPUP, "AddPieces"),
-            (State::Allocated, plan::REBUILD, "AddPieces"),
-            (State::Allocated, plan::UNSEAL, "Unseal"),
-            (State::TreeDBuilt, plan::SEALER, "AssignTicket"),
-            (State::TreeDBuilt, plan::SNAPUP, "SnapEncode"),
-            (State::TreeDBuilt, plan::REBUILD, "PC1"),
-            (State::PC2Done, plan::SEALER, "SubmitPreCommit"),
-            (State::PC2Done, plan::REBUILD, "C1"),
-            (State::PC2Done, plan::NIPOREP, "SubmitPreCommit"),
-            (State::Persisted, plan::SNAPUP, "SubmitSnapupProof"),
-            (State::Persisted, plan::REBUILD, "SubmitPersisted"),
-            (State::SnapProved, plan::SNAPUP, "PersistFiles"),
-            (State::SealedChecked, plan::REBUILD, "PrepareForSnapup"),
-            (State::SealedChecked, plan::SEALER, "-"),
-            (State::PersistanceSubmitted, plan::SEALER, "WaitSeed"),
-            (State::ProofSubmitted, plan::SEALER, "WaitProofLanded"),
-            (State::Unsealed, plan::UNSEAL, "UploadPiece"),
-            (State::Finished, plan::SEALER, "-"),
-            (State::Aborted, plan::UNSEAL, "-"),
+            (State::Empty, Plan::Sealer.as_str(), "-"),
+            (State::Allocated, Plan::Sealer.as_str(), "AcquireDeals"),
+            (State::Allocated, Plan::Snapup.as_str(), "AddPieces"),
+            (State::Allocated, Plan::Rebuild.as_str(), "AddPieces"),
+            (State::Allocated, Plan::Unseal.as_str(), "Unseal"),
+            (State::TreeDBuilt, Plan::Sealer.as_str(), "AssignTicket"),
+            (State::TreeDBuilt, Plan::Snapup.as_str(), "SnapEncode"),
+            (State::TreeDBuilt, Plan::Rebuild.as_str(), "PC1"),
+            (State::PC2Done, Plan::Sealer.as_str(), "SubmitPreCommit"),
+            (State::PC2Done, Plan::Rebuild.as_str(), "C1"),
+            (State::PC2Done, "niporep", "SubmitPreCommit"),
+            (State::Persisted, Plan::Snapup.as_str(), "SubmitSnapupProof"),
+            (State::Persisted, Plan::Rebuild.as_str(), "SubmitPersisted"),
+            (State::SnapProved, Plan::Snapup.as_str(), "PersistFiles"),
+            (
+                State::SealedChecked,
+                Plan::Rebuild.as_str(),
+                "PrepareForSnapup",
+            ),
+            (State::SealedChecked, Plan::Sealer.as_str(), "-"),
+            (
+                State::PersistanceSubmitted,
+                Plan::Sealer.as_str(),
+                "WaitSeed",
+            ),
+            (
+                State::ProofSubmitted,
+                Plan::Sealer.as_str(),
+                "WaitProofLanded",
+            ),
+            (State::Unsealed, Plan::Unseal.as_str(), "UploadPiece"),
+            (State::Finished, Plan::Sealer.as_str(), "-"),
+            (State::Aborted, Plan::Unseal.as_str(), "-"),
         ];
         for (state, plan, want) in cases {
             assert_eq!(display_stage(state, plan), want, "{state} in {plan}");

@@ -353,7 +353,8 @@ mod tests {
     use damocles_manager_api::types::{AllocatedSector, SealProofType};
     use vc_processors::builtin::tasks::{PieceInfo, UnpaddedBytesAmount};
 
-    use super::super::state::{plan, Event, State};
+    use super::super::state::{Event, State};
+    use crate::config::Plan;
 
     fn sid() -> SectorId {
         SectorId {
@@ -363,7 +364,7 @@ mod tests {
     }
 
     fn sector() -> Sector {
-        let mut s = Sector::new(plan::SEALER);
+        let mut s = Sector::new(Plan::Sealer.as_str());
         s.apply(
             Event::Allocate(AllocatedSector {
                 id: sid(),
