@@ -10,10 +10,11 @@
 //!
 //! A run gets its own cancellation token, a child of the daemon's: it is cancelled when the
 //! run ends, so whatever the run spawned with a child of it ends too before the next run.
-//! Short-lived work a task starts beside its run (a deadline's proofs, a message to watch, an
-//! election to answer) is a *job* ([`TaskContext::spawn_job`]): it ends with the run, and a
-//! panic in it is logged with the task's name and the job's, counted and kept as the task's
-//! last error, and told to the task through the job's handle, so nothing ends silently.
+//! Short-lived work a task starts beside its run is a *job*: a deadline's proofs end with the
+//! run ([`TaskContext::spawn_job`]); a message to watch or an election to answer outlives it
+//! and ends with the daemon ([`TaskContext::spawn_lasting_job`]). A panic in a job is logged
+//! with the task's name and the job's, counted and kept as the task's last error, and told to
+//! the task through the job's handle, so nothing ends silently.
 //!
 //! For tests, `DAMOCLES_MANAGER_INJECT_PANIC=<task>@<n>` makes the named task panic at its
 //! n-th progress report (once).
@@ -116,6 +117,7 @@ impl InjectedPanic {
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     stop: CancellationToken,
+    daemon_stop: CancellationToken,
     status: Arc<Mutex<TaskStatus>>,
     progress: Arc<AtomicU64>,
     inject: Option<Arc<InjectedPanic>>,
@@ -183,10 +185,28 @@ impl TaskContext {
         label: impl Into<String>,
         job: impl Future<Output = ()> + Send + 'static,
     ) -> JobHandle {
-        let label = label.into();
+        self.spawn_job_until(label.into(), self.stop.clone(), job)
+    }
+
+    /// The same as [`TaskContext::spawn_job`] for work whose end is wanted even when the task
+    /// restarts meanwhile (an election being answered, a sent message being watched): it is
+    /// dropped only when the daemon stops.
+    pub fn spawn_lasting_job(
+        &self,
+        label: impl Into<String>,
+        job: impl Future<Output = ()> + Send + 'static,
+    ) -> JobHandle {
+        self.spawn_job_until(label.into(), self.daemon_stop.clone(), job)
+    }
+
+    fn spawn_job_until(
+        &self,
+        label: String,
+        stop: CancellationToken,
+        job: impl Future<Output = ()> + Send + 'static,
+    ) -> JobHandle {
         let handle = JobHandle::default();
         let outcome = handle.outcome.clone();
-        let stop = self.stop.clone();
         let status = self.status.clone();
         let inner = tokio::spawn(async move {
             tokio::select! {
@@ -363,6 +383,7 @@ impl Supervisor {
             let run_stop = self.stop.child_token();
             let ctx = TaskContext {
                 stop: run_stop.clone(),
+                daemon_stop: self.stop.clone(),
                 status: status.clone(),
                 progress: Arc::default(),
                 inject: self.inject.clone(),
@@ -529,6 +550,38 @@ mod tests {
         stop.cancel();
         wait_until("the endless job to end", || !endless.is_running()).await;
         assert!(!endless.panicked());
+    }
+
+    #[tokio::test]
+    async fn a_run_job_ends_with_its_run_and_a_lasting_job_with_the_daemon() {
+        let stop = CancellationToken::new();
+        let sup = Supervisor::with_first_backoff(stop.clone(), Duration::from_millis(10));
+        let handles: Arc<Mutex<Vec<JobHandle>>> = Arc::default();
+        let runs = Arc::new(AtomicU32::new(0));
+        let (h, r) = (handles.clone(), runs.clone());
+        sup.spawn("miner", false, move |ctx| {
+            let (h, r) = (h.clone(), r.clone());
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let run_job = ctx.spawn_job("proof", std::future::pending());
+                    let lasting = ctx.spawn_lasting_job("answer", std::future::pending());
+                    lock(&h).extend([run_job, lasting]);
+                    anyhow::bail!("the first run fails");
+                }
+                ctx.stop().cancelled().await;
+                Ok(())
+            }
+        });
+        wait_until("the restart", || runs.load(Ordering::SeqCst) >= 2).await;
+        let (run_job, lasting) = {
+            let h = lock(&handles);
+            (h[0].clone(), h[1].clone())
+        };
+        wait_until("the run's job to end", || !run_job.is_running()).await;
+        assert!(!run_job.panicked());
+        assert!(lasting.is_running(), "a lasting job outlives the run");
+        stop.cancel();
+        wait_until("the lasting job to end", || !lasting.is_running()).await;
     }
 
     #[tokio::test]

@@ -25,12 +25,10 @@ fn sid(n: u64) -> Value {
     json!({"Miner": MINER, "Number": n})
 }
 
-#[test]
-fn every_method_is_served_and_refuses_bad_params_with_32602() {
-    let mut m = TestManager::new();
-    m.run_args = vec!["--worker-prover".into()];
-    m.start();
-    for (method, arity) in METHOD_ARITY.iter().chain(WDPOST_METHOD_ARITY) {
+/// Every method of `methods` is served by `m` and refuses a wrong count or wrong types of
+/// params with -32602, naming the method.
+fn assert_served_with_param_checks(m: &TestManager, methods: &[(&str, usize)]) {
+    for (method, arity) in methods {
         // One param too many.
         let too_many: Vec<Value> = (0..=*arity).map(|_| Value::Null).collect();
         let resp = m.raw(method, Value::Array(too_many));
@@ -57,21 +55,34 @@ fn every_method_is_served_and_refuses_bad_params_with_32602() {
             );
         }
     }
+}
+
+#[test]
+fn every_method_is_served_and_refuses_bad_params_with_32602() {
+    let mut m = TestManager::new();
+    m.start();
+    assert_served_with_param_checks(&m, METHOD_ARITY);
     let resp = m.raw("Venus.NoSuchMethod", json!([]));
     assert_eq!(code(&resp), Some(-32601), "{resp}");
-    // Without --worker-prover the WdPoSt methods are not served: a right count of params gets
-    // "method not found", a wrong one still -32602.
-    let mut plain = TestManager::new();
-    plain.start();
-    let resp = plain.raw("Venus.WdPoStAllJobs", json!([]));
-    assert_eq!(code(&resp), Some(-32601), "{resp}");
-    let resp = plain.raw("Venus.WdPoStResetJob", json!([]));
-    assert_eq!(code(&resp), Some(-32602), "{resp}");
     let resp = m.raw("Venus.Version", json!([]));
     assert!(
         result(&resp).as_str().unwrap_or_default().starts_with('v'),
         "{resp}"
     );
+    // Without --worker-prover the WdPoSt methods are not served, whatever the params.
+    for (method, arity) in WDPOST_METHOD_ARITY {
+        for count in [*arity, arity + 1] {
+            let params: Vec<Value> = (0..count).map(|_| Value::Null).collect();
+            let resp = m.raw(method, Value::Array(params));
+            assert_eq!(code(&resp), Some(-32601), "{method} with {count}: {resp}");
+        }
+    }
+    // With it, they are, with the same checks; the rest stays served.
+    let mut prover = TestManager::new();
+    prover.run_args = vec!["--worker-prover".into()];
+    prover.start();
+    assert_served_with_param_checks(&prover, WDPOST_METHOD_ARITY);
+    assert_served_with_param_checks(&prover, METHOD_ARITY);
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //! match the sources. In the test profile that build is the one of `scripts/build.sh` (tests
 //! included), so cargo's feature resolution is the same and nothing is built twice; when
 //! everything is fresh it costs about a second. A bench builds the daemons in its own profile.
+//! That build knows nothing of the outer command's `--features`, `--target` or `--config`: a run
+//! with any of them builds the daemons itself, the same way, and sets `DAMOCLES_TESTS_PREBUILT`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

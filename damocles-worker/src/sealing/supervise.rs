@@ -155,14 +155,23 @@ mod tests {
             .enable_time()
             .build()
             .expect("runtime");
+        /// Set when the run holding it is dropped.
+        struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for DropFlag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
         let runs = std::sync::Arc::new(AtomicU32::new(0));
-        let r = runs.clone();
+        let second_run_dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, dropped) = (runs.clone(), second_run_dropped.clone());
         let handle = spawn_restarting(rt.handle(), "ping", move || {
-            let r = r.clone();
+            let (r, dropped) = (r.clone(), dropped.clone());
             async move {
                 if r.fetch_add(1, Ordering::SeqCst) == 0 {
                     panic!("ping bug");
                 }
+                let _flag = DropFlag(dropped);
                 std::future::pending::<()>().await;
             }
         });
@@ -172,8 +181,18 @@ mod tests {
                 assert!(Instant::now() < deadline, "the loop was not spawned again");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            assert!(!second_run_dropped.load(Ordering::SeqCst));
             handle.abort();
             assert!(handle.await.expect_err("aborted").is_cancelled());
+            // The abort reaches the run the loop spawned.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !second_run_dropped.load(Ordering::SeqCst) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the current run outlived the abort"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         });
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }

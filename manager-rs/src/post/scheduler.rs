@@ -44,6 +44,8 @@ use crate::supervisor::{JobHandle, TaskContext};
 /// Pause between two attempts of a batch (at most; one epoch when epochs are shorter, so a
 /// failed attempt does not cost a short deadline).
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How many times the runner of one deadline is started again after a panic.
+const MAX_RUNNER_RESTARTS: u32 = 3;
 
 /// A miner the scheduler proves for.
 #[derive(Debug, Clone)]
@@ -191,6 +193,8 @@ struct Runner {
     started: bool,
     /// The job proving the deadline, once started.
     job: Option<JobHandle>,
+    /// Starts after a panic of the job.
+    restarts: u32,
     cancel: CancellationToken,
     ready: Arc<Mutex<Vec<ReadyProof>>>,
     /// Batches being proven (not yet ready nor given up).
@@ -303,6 +307,7 @@ impl Poster {
                                     dl,
                                     started: false,
                                     job: None,
+                                    restarts: 0,
                                     cancel: stop.child_token(),
                                     ready: Arc::default(),
                                     proving: Arc::default(),
@@ -355,13 +360,24 @@ impl Poster {
                     Action::Wait => {}
                     Action::Start | Action::Submit => {
                         if r.job.as_ref().is_some_and(JobHandle::panicked) {
-                            // Proofs already made are kept; the runner proves the rest.
-                            tracing::warn!(
-                                miner = miner.actor,
-                                deadline = r.dl.index,
-                                "the deadline's runner panicked; starting it again"
-                            );
-                            r.started = false;
+                            r.job = None;
+                            if r.restarts < MAX_RUNNER_RESTARTS {
+                                // Batches with a proof ready are not proven again.
+                                r.restarts += 1;
+                                r.started = false;
+                                tracing::warn!(
+                                    miner = miner.actor,
+                                    deadline = r.dl.index,
+                                    restart = r.restarts,
+                                    "the deadline's runner panicked; starting it again"
+                                );
+                            } else {
+                                tracing::error!(
+                                    miner = miner.actor,
+                                    deadline = r.dl.index,
+                                    "the deadline's runner panicked {MAX_RUNNER_RESTARTS} times after its first start; no more attempts at this deadline"
+                                );
+                            }
                         }
                         if !r.started {
                             r.started = true;
@@ -374,8 +390,10 @@ impl Poster {
                                 r.proving.clone(),
                             );
                             let label = format!("deadline {} of miner {}", dl.index, m.actor);
+                            // Recoveries are declared by the first start only.
+                            let declare = r.restarts == 0;
                             r.job = Some(ctx.spawn_job(label, async move {
-                                this.start(m, dl, cancel, ready, proving).await;
+                                this.start(m, dl, cancel, ready, proving, declare).await;
                             }));
                         }
                         if action(&r.dl, h, conf) == Action::Submit {
@@ -388,7 +406,8 @@ impl Poster {
         Ok(())
     }
 
-    /// Recoveries for the deadline after next, and the proofs of `dl`, concurrently.
+    /// Recoveries for the deadline after next (when `declare`), and the proofs of `dl`,
+    /// concurrently.
     async fn start(
         self: Arc<Self>,
         miner: PoStMiner,
@@ -396,6 +415,7 @@ impl Poster {
         cancel: CancellationToken,
         ready: Arc<Mutex<Vec<ReadyProof>>>,
         proving: Arc<std::sync::atomic::AtomicUsize>,
+        declare: bool,
     ) {
         tracing::info!(
             miner = miner.actor,
@@ -404,6 +424,9 @@ impl Poster {
             "WindowPoSt runner started"
         );
         let recover = async {
+            if !declare {
+                return;
+            }
             if let Err(e) = self.declare_recoveries(&miner, &dl).await {
                 tracing::warn!(miner = miner.actor, deadline = dl.index, error = %format!("{e:#}"), "declaring recoveries failed");
             }
@@ -587,21 +610,22 @@ impl Poster {
             .enumerate()
             .map(|(i, p)| (i as u64, p))
             .collect();
-        let batches = indexed.chunks(per_batch.max(1));
+        // A runner started again after a panic does not prove again what it has ready.
+        let batches = batches_to_prove(&indexed, per_batch, &lock(ready));
         // Counted until each batch is proven or given up, so a deadline that closes while
-        // they are still being proven is reported as missed.
-        proving.fetch_add(batches.len(), std::sync::atomic::Ordering::SeqCst);
+        // they are still being proven is reported as missed; a panic gives the rest back.
+        let pending = PendingBatches::new(proving, batches.len());
         if miner.cfg.parallel {
             // `[Miners.PoSt] Parallel`: every batch of the deadline at once.
-            futures::future::join_all(batches.map(|batch| async {
+            futures::future::join_all(batches.into_iter().map(|batch| async {
                 self.prove_until_done(miner, dl, batch, cancel, ready).await;
-                proving.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                pending.finish_one();
             }))
             .await;
         } else {
             for batch in batches {
                 self.prove_until_done(miner, dl, batch, cancel, ready).await;
-                proving.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                pending.finish_one();
             }
         }
     }
@@ -1055,7 +1079,7 @@ impl Poster {
                     let chain = self.chain.clone();
                     let actor = miner.actor;
                     let deadline = dl.index;
-                    ctx.spawn_job(
+                    ctx.spawn_lasting_job(
                         format!("result of WindowPoSt {id}"),
                         watch_result(chain, actor, deadline, id),
                     );
@@ -1098,6 +1122,65 @@ impl Poster {
 
 /// The sectors of `batch` to prove: neither faulty (unless recovering) nor already proven in
 /// this deadline.
+/// The batches of `per_batch` partitions of a deadline that have no proof in `ready` yet.
+fn batches_to_prove<'a>(
+    indexed: &'a [(u64, crate::chain::Partition)],
+    per_batch: usize,
+    ready: &[ReadyProof],
+) -> Vec<&'a [(u64, crate::chain::Partition)]> {
+    indexed
+        .chunks(per_batch.max(1))
+        .filter(|batch| {
+            !ready.iter().any(|p| {
+                p.partitions
+                    .iter()
+                    .any(|pp| batch.iter().any(|(i, _)| *i == pp.index))
+            })
+        })
+        .collect()
+}
+
+/// Batches of a runner counted in its `proving` count until each is proven or given up; what
+/// is left is taken back when the runner ends, a panic included.
+struct PendingBatches<'a> {
+    proving: &'a std::sync::atomic::AtomicUsize,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> PendingBatches<'a> {
+    fn new(proving: &'a std::sync::atomic::AtomicUsize, count: usize) -> Self {
+        proving.fetch_add(count, std::sync::atomic::Ordering::SeqCst);
+        PendingBatches {
+            proving,
+            left: std::sync::atomic::AtomicUsize::new(count),
+        }
+    }
+
+    /// One batch is proven or given up.
+    fn finish_one(&self) {
+        let taken = self
+            .left
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if taken {
+            self.proving
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for PendingBatches<'_> {
+    fn drop(&mut self) {
+        let left = self.left.swap(0, std::sync::atomic::Ordering::SeqCst);
+        self.proving
+            .fetch_sub(left, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn sectors_to_prove(batch: &[(u64, crate::chain::Partition)]) -> Vec<SectorNumber> {
     let mut to_prove = Vec::new();
     for (_, p) in batch {
@@ -1302,6 +1385,66 @@ mod tests {
         assert_eq!((next.challenge, next.close), (127, 140));
         let n1 = next_deadline(&dl(0, 100), &p);
         assert_eq!((n1.index, n1.open, n1.period_start), (1, 108, 100));
+    }
+
+    #[test]
+    fn a_restarted_runner_proves_only_the_batches_without_a_ready_proof() {
+        let indexed: Vec<(u64, crate::chain::Partition)> = (0..5)
+            .map(|i| {
+                let p = crate::chain::Partition {
+                    all_sectors: vec![i],
+                    faulty_sectors: vec![],
+                    recovering_sectors: vec![],
+                    proven_sectors: vec![],
+                };
+                (i, p)
+            })
+            .collect();
+        let index = |b: &[(u64, crate::chain::Partition)]| -> Vec<u64> {
+            b.iter().map(|(i, _)| *i).collect()
+        };
+        let all = batches_to_prove(&indexed, 2, &[]);
+        let all: Vec<Vec<u64>> = all.into_iter().map(index).collect();
+        assert_eq!(all, vec![vec![0, 1], vec![2, 3], vec![4]]);
+        // The proof of the second batch skipped partition 2 but covers the batch.
+        let ready = [ReadyProof {
+            partitions: vec![PoStPartition {
+                index: 3,
+                skipped: vec![],
+            }],
+            proof: vec![1],
+            submitted: false,
+            proved_in: Duration::ZERO,
+        }];
+        let left: Vec<Vec<u64>> = batches_to_prove(&indexed, 2, &ready)
+            .into_iter()
+            .map(index)
+            .collect();
+        assert_eq!(left, vec![vec![0, 1], vec![4]]);
+    }
+
+    #[test]
+    fn pending_batches_are_given_back_when_a_runner_ends_early() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let proving = AtomicUsize::new(1);
+        {
+            let pending = PendingBatches::new(&proving, 3);
+            assert_eq!(proving.load(Ordering::SeqCst), 4);
+            pending.finish_one();
+            assert_eq!(proving.load(Ordering::SeqCst), 3);
+            // Dropped with two batches left, as by a panic.
+        }
+        assert_eq!(proving.load(Ordering::SeqCst), 1);
+        {
+            let pending = PendingBatches::new(&proving, 1);
+            pending.finish_one();
+            pending.finish_one();
+        }
+        assert_eq!(
+            proving.load(Ordering::SeqCst),
+            1,
+            "never below what others count"
+        );
     }
 
     #[test]

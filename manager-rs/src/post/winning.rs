@@ -115,7 +115,12 @@ impl WinningPoster {
                     if fresh {
                         let this = self.clone();
                         let label = format!("election {} of miner {miner}", election.epoch);
-                        ctx.spawn_job(label, async move { this.answer(miner, election).await });
+                        // Answered even when the task restarts meanwhile: the election is
+                        // already marked seen.
+                        ctx.spawn_lasting_job(
+                            label,
+                            async move { this.answer(miner, election).await },
+                        );
                     }
                 }
             }

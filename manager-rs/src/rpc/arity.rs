@@ -65,8 +65,8 @@ pub const METHOD_ARITY: &[(&str, usize)] = &[
 ];
 
 /// The methods of the worker-prover (served with `--worker-prover` only), with their number of
-/// params. A call with the right count reaches the server, which answers "method not found"
-/// when they are not served.
+/// params. Counts are checked only for the methods a server serves, so a manager without them
+/// answers "method not found" whatever the params.
 pub const WDPOST_METHOD_ARITY: &[(&str, usize)] = &[
     ("Venus.WdPoStAllocateJobs", 3),
     ("Venus.WdPoStHeartbeatJobs", 2),
@@ -83,19 +83,25 @@ pub struct Arity<S> {
     counts: Arc<HashMap<&'static str, usize>>,
 }
 
+/// The param counts of the `served` methods.
+pub fn counts_of<'a>(
+    served: impl IntoIterator<Item = &'a str>,
+) -> Arc<HashMap<&'static str, usize>> {
+    let served: std::collections::HashSet<&str> = served.into_iter().collect();
+    Arc::new(
+        METHOD_ARITY
+            .iter()
+            .chain(WDPOST_METHOD_ARITY)
+            .filter(|(name, _)| served.contains(name))
+            .copied()
+            .collect(),
+    )
+}
+
 impl<S> Arity<S> {
-    /// Wraps the RPC service.
-    pub fn new(inner: S) -> Self {
-        Arity {
-            inner,
-            counts: Arc::new(
-                METHOD_ARITY
-                    .iter()
-                    .chain(WDPOST_METHOD_ARITY)
-                    .copied()
-                    .collect(),
-            ),
-        }
+    /// Wraps the RPC service, checking the methods of `counts` ([`counts_of`]).
+    pub fn new(inner: S, counts: Arc<HashMap<&'static str, usize>>) -> Self {
+        Arity { inner, counts }
     }
 }
 
@@ -149,5 +155,21 @@ where
         n: Notification<'a>,
     ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
         self.inner.notification(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_served_methods_are_counted() {
+        let counts = counts_of(["Venus.Version", "Venus.WdPoStResetJob", "Venus.Other"]);
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts.get("Venus.Version"), Some(&0));
+        assert_eq!(counts.get("Venus.WdPoStResetJob"), Some(&1));
+        assert!(counts_of(METHOD_ARITY.iter().map(|(m, _)| *m))
+            .keys()
+            .all(|m| !m.starts_with("Venus.WdPoSt")));
     }
 }

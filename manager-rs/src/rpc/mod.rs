@@ -450,11 +450,19 @@ impl SealerCliApiServer for RpcImpl {
         epoch: ChainEpoch,
         miner: ActorId,
     ) -> RpcResult<Ticket> {
-        self.services.chain.ticket(miner, epoch).await.map_err(err)
+        self.services
+            .chain
+            .ticket(miner, epoch)
+            .await
+            .map_err(internal)
     }
 
     async fn get_seed(&self, _tsk: Vec<Cid>, epoch: ChainEpoch, miner: ActorId) -> RpcResult<Seed> {
-        self.services.chain.seed(miner, epoch).await.map_err(err)
+        self.services
+            .chain
+            .seed(miner, epoch)
+            .await
+            .map_err(internal)
     }
 
     async fn get_window_post_challenge_rand(
@@ -467,7 +475,7 @@ impl SealerCliApiServer for RpcImpl {
             .chain
             .window_post_challenge(miner, epoch)
             .await
-            .map_err(err)
+            .map_err(internal)
     }
 
     async fn get_window_post_commit_rand(
@@ -479,7 +487,7 @@ impl SealerCliApiServer for RpcImpl {
             .chain
             .window_post_commit(epoch)
             .await
-            .map_err(err)
+            .map_err(internal)
     }
 
     async fn get_info(&self, miner: ActorId) -> RpcResult<MinerInfo> {
@@ -499,19 +507,19 @@ impl SealerCliApiServer for RpcImpl {
 #[async_trait]
 impl DamoclesApiServer for RpcImpl {
     async fn chain_head(&self) -> RpcResult<ChainHeadView> {
-        self.services.chain.head().await.map_err(err)
+        self.services.chain.head().await.map_err(internal)
     }
 
     async fn chain_miner(&self, miner: ActorId) -> RpcResult<ChainMinerView> {
-        self.services.chain.miner(miner).await.map_err(err)
+        self.services.chain.miner(miner).await.map_err(internal)
     }
 
     async fn chain_sectors(&self, miner: ActorId) -> RpcResult<ChainSectorView> {
-        self.services.chain.sectors(miner).await.map_err(err)
+        self.services.chain.sectors(miner).await.map_err(internal)
     }
 
     async fn chain_deadlines(&self, miner: ActorId) -> RpcResult<Vec<Vec<Partition>>> {
-        self.services.chain.deadlines(miner).await.map_err(err)
+        self.services.chain.deadlines(miner).await.map_err(internal)
     }
 
     async fn deals_import(
@@ -547,7 +555,9 @@ impl DamoclesApiServer for RpcImpl {
                 crate::attach::attach(std::path::Path::new(&path), &opts, &index)
             })
             .await
-            .map_err(|e| internal(anyhow::anyhow!("attach task failed: {e}")))?
+            .unwrap_or_else(|e| Err(ApiError::Internal(anyhow::anyhow!(
+                "attach task failed: {e}"
+            ))))
             .map_err(err)
         )
     }
@@ -659,6 +669,7 @@ pub async fn serve(
     module: RpcModule<()>,
     routes: http::Routes,
 ) -> Result<(ServerHandle, SocketAddr)> {
+    let counts = arity::counts_of(module.method_names());
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(64 << 20)
         .max_response_body_size(256 << 20)
@@ -669,7 +680,7 @@ pub async fn serve(
         .set_http_middleware(tower::ServiceBuilder::new().layer(routes))
         .set_rpc_middleware(
             jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
-                .layer_fn(arity::Arity::new),
+                .layer_fn(move |inner| arity::Arity::new(inner, counts.clone())),
         )
         .build(listen)
         .await
