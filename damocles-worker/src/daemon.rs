@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use damocles_manager_api::types::{WorkerInfo, WorkerInfoSummary};
-use vc_processors::layout::SectorStoreJson;
+use vc_processors::layout::PersistStore;
 
 use crate::client::ManagerClient;
 use crate::config::{
@@ -67,7 +67,7 @@ pub fn attached_stores(cfg: &WorkerConfig) -> Result<Vec<AttachedStore>> {
             .with_context(|| format!("worker.scan_persist_stores: bad pattern {pattern:?}"))?;
         for entry in paths {
             let dir = entry.with_context(|| format!("worker.scan_persist_stores: {pattern:?}"))?;
-            let Some(j) = SectorStoreJson::read_in(&dir)? else {
+            let Some(j) = PersistStore::read_in(&dir)? else {
                 continue;
             };
             let location = dir

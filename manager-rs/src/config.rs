@@ -126,61 +126,8 @@ pub struct PieceStoreConfig {
     pub plugin_name: Option<String>,
 }
 
-/// `[[Common.PersistStores]]`; a directory found by `ScanPersistStores` gets one from its
-/// `sectorstore.json` ([`vc_processors::layout::SectorStoreJson`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct PersistStoreConfig {
-    /// Instance name: the contract with the workers' `[[attached]]` names (default: the path).
-    pub name: String,
-    /// Location.
-    pub path: String,
-    /// Backend settings.
-    pub meta: BTreeMap<String, String>,
-    /// Only regular files are objects.
-    pub strict: bool,
-    /// Never chosen, refuses writes.
-    pub read_only: bool,
-    /// Choice weight (0 counts as 1).
-    pub weight: u64,
-    /// Miners allowed (empty: all).
-    pub allow_miners: Vec<u64>,
-    /// Miners refused (wins over `AllowMiners`).
-    pub deny_miners: Vec<u64>,
-    /// Deprecated spelling of `PluginName`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugin: Option<String>,
-    /// objstore plugin (default: the file-system backend).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugin_name: Option<String>,
-}
-
-impl Default for PersistStoreConfig {
-    fn default() -> Self {
-        PersistStoreConfig {
-            name: String::new(),
-            path: String::new(),
-            meta: BTreeMap::new(),
-            strict: false,
-            read_only: false,
-            weight: 1,
-            allow_miners: Vec::new(),
-            deny_miners: Vec::new(),
-            plugin: None,
-            plugin_name: None,
-        }
-    }
-}
-
-impl PersistStoreConfig {
-    /// The plugin, under either spelling.
-    pub fn plugin_name(&self) -> Option<&str> {
-        self.plugin_name
-            .as_deref()
-            .or(self.plugin.as_deref())
-            .filter(|s| !s.is_empty())
-    }
-}
+/// `[[Common.PersistStores]]`: the same settings as a `sectorstore.json`.
+pub use vc_processors::layout::PersistStore as PersistStoreConfig;
 
 /// `[Common.DB]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

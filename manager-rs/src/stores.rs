@@ -190,23 +190,12 @@ pub fn scan_persist_stores(patterns: &[String]) -> Result<Vec<PersistStoreConfig
             if !dir.is_dir() {
                 continue;
             }
-            let Some(j) = layout::SectorStoreJson::read_in(&dir)? else {
+            let Some(mut store) = layout::PersistStore::read_in(&dir)? else {
                 continue;
             };
-            let path = dir.display().to_string();
-            let name = j.name_or(path.clone());
-            out.push(PersistStoreConfig {
-                name,
-                path,
-                meta: j.meta,
-                strict: j.strict,
-                read_only: j.read_only,
-                weight: j.weight,
-                allow_miners: j.allow_miners,
-                deny_miners: j.deny_miners,
-                plugin: j.plugin,
-                plugin_name: j.plugin_name,
-            });
+            store.path = dir.display().to_string();
+            store.name = store.name_or(store.path.clone());
+            out.push(store);
         }
     }
     Ok(out)
@@ -236,9 +225,10 @@ impl StoreManager {
         let mut stores = BTreeMap::new();
         for mut c in configs {
             if c.name.is_empty() {
-                c.name = std::path::absolute(&c.path)
+                let path = std::path::absolute(&c.path)
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| c.path.clone());
+                c.name = c.name_or(path);
             }
             if stores.contains_key(&c.name) {
                 bail!(

@@ -210,40 +210,63 @@ pub fn is_sdr_layer(file_name: &str) -> bool {
 /// The file that makes a scanned directory a persist store.
 pub const SECTOR_STORE_JSON: &str = "sectorstore.json";
 
-/// `sectorstore.json`: a persist store found by `ScanPersistStores` (manager) or
-/// `scan_persist_stores` (worker). Its path is always the directory itself.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A persist store's settings: a `[[Common.PersistStores]]` block of the manager's config, or
+/// the `sectorstore.json` of a directory found by `ScanPersistStores` (manager) or
+/// `scan_persist_stores` (worker), whose path is always the directory itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct SectorStoreJson {
+pub struct PersistStore {
     /// Lotus-compatible alias of `Name`.
     #[serde(rename = "ID", skip_serializing_if = "String::is_empty")]
     pub id: String,
-    /// Instance name.
+    /// Instance name: the contract with the workers' `[[attached]]` names (default: `ID`, else
+    /// the path).
     pub name: String,
+    /// Location (a `sectorstore.json` leaves it out: it is the directory).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Backend settings.
+    pub meta: BTreeMap<String, String>,
     /// Only regular files are objects.
     pub strict: bool,
     /// Never chosen, refuses writes.
     pub read_only: bool,
-    /// Choice weight.
+    /// Choice weight (0 counts as 1).
     pub weight: u64,
-    /// Miners allowed.
+    /// Miners allowed (empty: all).
     pub allow_miners: Vec<u64>,
-    /// Miners refused.
+    /// Miners refused (wins over `AllowMiners`).
     pub deny_miners: Vec<u64>,
-    /// objstore plugin.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugin_name: Option<String>,
     /// Deprecated spelling of `PluginName`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin: Option<String>,
-    /// Backend settings.
-    pub meta: BTreeMap<String, String>,
+    /// objstore plugin (default: the file-system backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_name: Option<String>,
 }
 
-impl SectorStoreJson {
+impl Default for PersistStore {
+    fn default() -> Self {
+        PersistStore {
+            id: String::new(),
+            name: String::new(),
+            path: String::new(),
+            meta: BTreeMap::new(),
+            strict: false,
+            read_only: false,
+            weight: 1,
+            allow_miners: Vec::new(),
+            deny_miners: Vec::new(),
+            plugin: None,
+            plugin_name: None,
+        }
+    }
+}
+
+impl PersistStore {
     /// The `sectorstore.json` of `dir`; `None` when `dir` has no such regular file. A file that
     /// cannot be read or decoded is an error naming it.
-    pub fn read_in(dir: &Path) -> Result<Option<SectorStoreJson>> {
+    pub fn read_in(dir: &Path) -> Result<Option<PersistStore>> {
         let file = dir.join(SECTOR_STORE_JSON);
         if !file.is_file() {
             return Ok(None);
@@ -262,6 +285,14 @@ impl SectorStoreJson {
             .find(|s| !s.is_empty())
             .cloned()
             .unwrap_or(fallback)
+    }
+
+    /// The plugin, under either spelling.
+    pub fn plugin_name(&self) -> Option<&str> {
+        self.plugin_name
+            .as_deref()
+            .or(self.plugin.as_deref())
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -373,14 +404,14 @@ mod tests {
     #[test]
     fn sectorstore_json_reads_the_go_keys_and_names_a_bad_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(SectorStoreJson::read_in(dir.path()).expect("absent"), None);
+        assert_eq!(PersistStore::read_in(dir.path()).expect("absent"), None);
         let file = dir.path().join(SECTOR_STORE_JSON);
         std::fs::write(
             &file,
             r#"{"ID":"lotus-id","ReadOnly":true,"Weight":3,"PluginName":"s3","Meta":{"bucket":"b"}}"#,
         )
         .expect("write");
-        let json = SectorStoreJson::read_in(dir.path())
+        let json = PersistStore::read_in(dir.path())
             .expect("read")
             .expect("present");
         assert!(json.read_only);
@@ -388,9 +419,11 @@ mod tests {
         assert_eq!(json.plugin_name.as_deref(), Some("s3"));
         assert_eq!(json.meta["bucket"], "b");
         assert_eq!(json.name_or("/path".into()), "lotus-id");
-        assert_eq!(SectorStoreJson::default().name_or("/path".into()), "/path");
+        assert_eq!(PersistStore::default().name_or("/path".into()), "/path");
+        assert_eq!(PersistStore::default().weight, 1, "an unweighted store counts once");
+        assert_eq!(json.plugin_name(), Some("s3"));
         std::fs::write(&file, r#"{"Weight":"heavy"}"#).expect("write");
-        let err = SectorStoreJson::read_in(dir.path()).expect_err("bad weight");
+        let err = PersistStore::read_in(dir.path()).expect_err("bad weight");
         assert!(
             format!("{err:#}").contains("sectorstore.json: invalid sectorstore.json"),
             "{err:#}"

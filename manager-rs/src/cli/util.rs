@@ -12,7 +12,7 @@ use damocles_manager_api::types::{
 };
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use vc_processors::builtin::params::{self, ParamKind};
-use vc_processors::layout::{self, SectorStoreJson, SECTOR_STORE_JSON};
+use vc_processors::layout::{self, PersistStore, SECTOR_STORE_JSON};
 
 use super::parse_sector_size;
 use crate::config::{GoDuration, SectorSize};
@@ -474,8 +474,7 @@ impl GenSectorStoreJsonArgs {
         if file.exists() {
             bail!("{} exists", file.display());
         }
-        let j = SectorStoreJson {
-            id: String::new(),
+        let j = PersistStore {
             name: self.name.unwrap_or_default(),
             strict: self.strict,
             read_only: self.readonly,
@@ -483,8 +482,7 @@ impl GenSectorStoreJsonArgs {
             allow_miners: self.allow_miners,
             deny_miners: self.deny_miners,
             plugin_name: self.plugin_name,
-            plugin: None,
-            meta: Default::default(),
+            ..PersistStore::default()
         };
         std::fs::write(&file, serde_json::to_string_pretty(&j)? + "\n")
             .with_context(|| format!("writing {}", file.display()))?;
