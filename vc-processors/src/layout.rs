@@ -420,7 +420,11 @@ mod tests {
         assert_eq!(json.meta["bucket"], "b");
         assert_eq!(json.name_or("/path".into()), "lotus-id");
         assert_eq!(PersistStore::default().name_or("/path".into()), "/path");
-        assert_eq!(PersistStore::default().weight, 1, "an unweighted store counts once");
+        assert_eq!(
+            PersistStore::default().weight,
+            1,
+            "an unweighted store counts once"
+        );
         assert_eq!(json.plugin_name(), Some("s3"));
         std::fs::write(&file, r#"{"Weight":"heavy"}"#).expect("write");
         let err = PersistStore::read_in(dir.path()).expect_err("bad weight");
