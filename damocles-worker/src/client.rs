@@ -77,6 +77,80 @@ impl ManagerClient {
         })
     }
 
+    /// Checks with `Damocles.AuthVerify` that the manager takes this worker's token and that
+    /// it grants `write`; a manager without the method (damocles) is taken as it is, and one
+    /// that cannot be reached is left to the calls that follow to report.
+    pub fn check_token(&self, config: &std::path::Path) -> Result<()> {
+        use jsonrpsee::core::client::ClientT;
+        let fix = format!(
+            "make one with `damocles-manager util auth api-info --perm write` on the manager's \
+             machine and set sector_manager.rpc_client.token in {} (or export \
+             DAMOCLES_MANAGER_API_INFO)",
+            config.display()
+        );
+        let answer = self.rt.block_on(
+            self.http
+                .request::<serde_json::Value, _>("Damocles.AuthVerify", jsonrpsee::rpc_params![]),
+        );
+        match answer {
+            Ok(info) => {
+                let allow: Vec<&str> = info
+                    .get("Allow")
+                    .and_then(|a| a.as_array())
+                    .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+                    .unwrap_or_default();
+                if !allow.contains(&"write") {
+                    anyhow::bail!(
+                        "the manager at {} takes this worker's token, but it grants only {allow:?} \
+                         and a worker needs 'write': {fix}",
+                        self.endpoint
+                    );
+                }
+                Ok(())
+            }
+            Err(ClientError::Call(obj)) if obj.code() == -32601 => {
+                tracing::warn!(
+                    endpoint = %self.endpoint,
+                    "the manager cannot check tokens (no Damocles.AuthVerify); going on"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let status = match &e {
+                    ClientError::Transport(t) => t
+                        .downcast_ref::<jsonrpsee::http_client::transport::Error>()
+                        .and_then(|t| match t {
+                            jsonrpsee::http_client::transport::Error::Rejected { status_code } => {
+                                Some(*status_code)
+                            }
+                            _ => None,
+                        }),
+                    _ => None,
+                };
+                match status {
+                    Some(401) => anyhow::bail!(
+                        "the manager at {} refused this worker's token (HTTP 401: missing or \
+                         invalid): {fix}",
+                        self.endpoint
+                    ),
+                    Some(403) => anyhow::bail!(
+                        "the manager at {} refused this worker's token (HTTP 403): {fix}",
+                        self.endpoint
+                    ),
+                    // Unreachable, or another failure: the calls that follow report it.
+                    _ => {
+                        tracing::warn!(
+                            endpoint = %self.endpoint,
+                            error = %e,
+                            "could not check the token with the manager"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
     /// The endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

@@ -236,9 +236,10 @@ pub fn run(path: &Path) -> Result<()> {
         .context("starting the async runtime")?;
     let manager = cfg.manager()?;
     let endpoint = manager.rpc_client.endpoint()?;
+    let api_info = std::env::var(crate::config::MANAGER_API_INFO_ENV).ok();
     let client = ManagerClient::new(
         &endpoint,
-        &manager.rpc_client.headers,
+        &manager.rpc_client.request_headers(api_info.as_deref()),
         manager
             .rpc_client
             .timeout
@@ -247,6 +248,7 @@ pub fn run(path: &Path) -> Result<()> {
     )?;
 
     let attached = attached_stores(&cfg)?;
+    client.check_token(path)?;
     let mut object_stores = BTreeMap::new();
     for s in &attached {
         let info = client.store_basic_info(s.name.clone())?;

@@ -25,9 +25,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-async fn run(url: &str, method: &'static str, clients: usize, secs: u64) -> (f64, Vec<Duration>) {
+/// A client sending a `write` token, as a worker does (each call's token is checked).
+fn client(url: &str, token: &str) -> HttpClient {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    HttpClientBuilder::default()
+        .set_headers(headers)
+        .build(url)
+        .expect("client")
+}
+
+async fn run(
+    url: &str,
+    token: &str,
+    method: &'static str,
+    clients: usize,
+    secs: u64,
+) -> (f64, Vec<Duration>) {
     // Sectors to report on.
-    let setup: HttpClient = HttpClientBuilder::default().build(url).expect("client");
+    let setup = client(url, token);
     let mut sectors = Vec::new();
     if method == "ReportState" {
         for _ in 0..clients {
@@ -42,7 +61,7 @@ async fn run(url: &str, method: &'static str, clients: usize, secs: u64) -> (f64
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let c: HttpClient = HttpClientBuilder::default().build(url).expect("client");
+        let c = client(url, token);
         let sid = sectors.get(i).copied();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -107,6 +126,9 @@ fn main() {
         cfg.to_toml().expect("toml"),
     )
     .expect("cfg");
+    let keys = damocles_auth::open_home(&home).expect("API secret");
+    let token = damocles_auth::create_token(&keys.secret, damocles_auth::Perm::Write, None, None)
+        .expect("token");
     let mut child = Command::new(MANAGER)
         .arg("--home")
         .arg(&home)
@@ -134,7 +156,7 @@ fn main() {
     );
     for method in ["AllocateSector", "ReportState"] {
         for clients in [1usize, 64] {
-            let (rate, lat) = rt.block_on(run(&url, method, clients, secs));
+            let (rate, lat) = rt.block_on(run(&url, &token, method, clients, secs));
             println!(
                 "{:<16} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2}",
                 method,

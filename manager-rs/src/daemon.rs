@@ -32,6 +32,8 @@ use crate::workers::WorkerRegistry;
 pub struct DaemonOptions {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// The home, holding the API secret and the local admin token ([`damocles_auth::open_home`]).
+    pub home: PathBuf,
     /// A store name that is not configured is a file store at that path (mock mode).
     pub auto_fs_stores: bool,
     /// Run the WindowPoSt scheduler (`--poster`) for the miners with `PoSt.Enabled`.
@@ -84,6 +86,32 @@ pub fn client_addr(s: &str) -> Result<SocketAddr> {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     Ok(addr)
+}
+
+/// The API's credentials: the secret of `home` (made with the local admin token on the first
+/// start, with a message saying how to give workers theirs) and the deprecated static token.
+fn api_authenticator(home: &Path, legacy_token: &str) -> Result<rpc::http::Authenticator> {
+    let keys = damocles_auth::open_home(home).context("opening the API secret")?;
+    if keys.created {
+        tracing::warn!(
+            secret = %keys.secret_path.display(),
+            admin_token = %keys.token_path.display(),
+            "API authentication is on: every call needs a token. The local `util` commands use \
+             the admin token; give each worker a `write` token (`damocles-manager util auth \
+             api-info --perm write`, in its sector_manager.rpc_client.token, or \
+             DAMOCLES_MANAGER_API_INFO)"
+        );
+    }
+    if !legacy_token.is_empty() {
+        tracing::warn!(
+            "[Common.Auth] Token is deprecated: it grants `write` only; give each client a token \
+             of `damocles-manager util auth create-token --perm <read|write|admin>`"
+        );
+    }
+    Ok(rpc::http::Authenticator::new(
+        keys.secret,
+        Some(legacy_token.to_string()),
+    ))
 }
 
 fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
@@ -246,11 +274,11 @@ impl Daemon {
                 async { anyhow::Ok(()) }
             });
         }
-        let routes =
-            rpc::http::Routes::new(Some(cfg.common.auth.token.clone()), metrics, Some(pieces));
+        let auth = api_authenticator(&opts.home, &cfg.common.auth.token)?;
+        let routes = rpc::http::Routes::new(auth, metrics, Some(pieces));
         let (handle, addr) = rpc::serve(opts.listen, module, routes).await?;
         metrics::gauge!("damocles_manager_info").set(1.0);
-        tracing::info!(%addr, auth = !cfg.common.auth.token.is_empty(), "serving the API at /rpc/v0");
+        tracing::info!(%addr, "serving the API at /rpc/v0 (every call needs a token)");
         Ok(Daemon {
             services,
             addr,

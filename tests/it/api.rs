@@ -2,12 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use damocles_manager::rpc::arity::{METHOD_ARITY, WDPOST_METHOD_ARITY};
-use damocles_manager_api::rpc::SealerApiClient;
+use damocles_manager::rpc::DAMOCLES_METHODS;
+use damocles_manager_api::rpc::{
+    Method, SealerApiClient, CLI_METHODS, SEALER_METHODS, WDPOST_METHODS,
+};
 use damocles_manager_api::types::AllocateSectorSpec;
 use serde_json::{json, Value};
 
-use crate::common::{ok_text, raw_call, TestManager, MINER};
+use crate::common::{ok_text, TestManager, MINER};
 
 fn code(resp: &Value) -> Option<i64> {
     resp.get("error")
@@ -27,8 +29,13 @@ fn sid(n: u64) -> Value {
 
 /// Every method of `methods` is served by `m` and refuses a wrong count or wrong types of
 /// params with -32602, naming the method.
-fn assert_served_with_param_checks(m: &TestManager, methods: &[(&str, usize)]) {
-    for (method, arity) in methods {
+fn assert_served_with_param_checks(m: &TestManager, methods: &[Method]) {
+    for Method {
+        name: method,
+        params: arity,
+        ..
+    } in methods
+    {
         // One param too many.
         let too_many: Vec<Value> = (0..=*arity).map(|_| Value::Null).collect();
         let resp = m.raw(method, Value::Array(too_many));
@@ -61,7 +68,8 @@ fn assert_served_with_param_checks(m: &TestManager, methods: &[(&str, usize)]) {
 fn every_method_is_served_and_refuses_bad_params_with_32602() {
     let mut m = TestManager::new();
     m.start();
-    assert_served_with_param_checks(&m, METHOD_ARITY);
+    let always = [SEALER_METHODS, CLI_METHODS, DAMOCLES_METHODS].concat();
+    assert_served_with_param_checks(&m, &always);
     let resp = m.raw("Venus.NoSuchMethod", json!([]));
     assert_eq!(code(&resp), Some(-32601), "{resp}");
     let resp = m.raw("Venus.Version", json!([]));
@@ -70,7 +78,12 @@ fn every_method_is_served_and_refuses_bad_params_with_32602() {
         "{resp}"
     );
     // Without --worker-prover the WdPoSt methods are not served, whatever the params.
-    for (method, arity) in WDPOST_METHOD_ARITY {
+    for Method {
+        name: method,
+        params: arity,
+        ..
+    } in WDPOST_METHODS
+    {
         for count in [*arity, arity + 1] {
             let params: Vec<Value> = (0..count).map(|_| Value::Null).collect();
             let resp = m.raw(method, Value::Array(params));
@@ -81,8 +94,8 @@ fn every_method_is_served_and_refuses_bad_params_with_32602() {
     let mut prover = TestManager::new();
     prover.run_args = vec!["--worker-prover".into()];
     prover.start();
-    assert_served_with_param_checks(&prover, WDPOST_METHOD_ARITY);
-    assert_served_with_param_checks(&prover, METHOD_ARITY);
+    assert_served_with_param_checks(&prover, WDPOST_METHODS);
+    assert_served_with_param_checks(&prover, &always);
 }
 
 #[test]
@@ -455,37 +468,17 @@ fn thirty_two_concurrent_clients_never_get_the_same_number() {
 }
 
 #[test]
-fn a_configured_token_is_required() {
-    let mut m = TestManager::with_config(|c| c.common.auth.token = "s3cret".into());
-    m.start();
-    let (status, body) = raw_call(&m.url(), None, "Venus.Version", json!([]));
-    assert_eq!(status, 401);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Authorization: Bearer"),
-        "{body}"
-    );
-    let (status, body) = raw_call(&m.url(), Some("wrong"), "Venus.Version", json!([]));
-    assert_eq!(status, 401, "{body}");
-    let (status, body) = raw_call(&m.url(), Some("s3cret"), "Venus.Version", json!([]));
-    assert_eq!(status, 200);
-    assert!(body["result"].is_string(), "{body}");
-    let out = m.util(&["chain", "head"]);
-    assert!(
-        !out.status.success(),
-        "the CLI without the token is refused"
-    );
-    let out = m.util(&["--token", "s3cret", "chain", "head"]);
-    ok_text(&out);
-}
-
-#[test]
 fn healthcheck_metrics_and_unknown_routes() {
     let mut m = TestManager::new();
     let addr = m.start();
-    let get = |path: &str| reqwest::blocking::get(format!("http://{addr}{path}")).expect("GET");
+    let token = m.token(damocles_auth::Perm::Write);
+    let get = |path: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .expect("GET")
+    };
     let r = get("/healthcheck");
     assert_eq!(r.status().as_u16(), 200);
     m.raw(
@@ -643,7 +636,13 @@ fn the_api_is_also_served_over_websocket() {
     let addr = m.start();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {}", m.admin_token())).expect("header"),
+        );
         let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+            .set_headers(headers)
             .build(format!("ws://{addr}/rpc/v0"))
             .await
             .expect("websocket connection");

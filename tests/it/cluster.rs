@@ -282,9 +282,11 @@ fn worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(
         m.home.join("persist").display()
     );
     let root = m.dir.path().to_path_buf();
+    let worker_token = m.token(damocles_auth::Perm::Write);
     let wdpost_worker = |name: &str, extra: &str| {
         let w = TestWorker::with_attached(
             manager,
+            &worker_token,
             &root.join(name),
             0,
             &attached,
@@ -828,8 +830,10 @@ fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
     for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c2", "transfer"] {
         extra.push_str(&format!("\n[[processors.{stage}]]\nconcurrent = 1\n"));
     }
+    let worker_token = m.token(damocles_auth::Perm::Write);
     let mut w = TestWorker::with_attached(
         m.addr.expect("manager"),
+        &worker_token,
         &m.dir.path().join("worker"),
         1,
         &s3_attached("s3"),
@@ -927,8 +931,10 @@ fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
     m.stop();
     m.run_args = vec!["--poster".into(), "--worker-prover".into()];
     m.start();
+    let worker_token = m.token(damocles_auth::Perm::Write);
     let mut prover = TestWorker::with_attached(
         manager,
+        &worker_token,
         &m.dir.path().join("wdpost-worker"),
         0,
         &s3_attached("s3"),

@@ -155,6 +155,8 @@ impl TestManager {
             cfg.to_toml().expect("toml"),
         )
         .expect("write cfg");
+        // The API secret and the local admin token, as `daemon init` makes them.
+        damocles_auth::open_home(&home).expect("API secret");
         TestManager {
             dir,
             home,
@@ -247,17 +249,42 @@ impl TestManager {
         format!("http://{}/rpc/v0", self.addr.expect("started"))
     }
 
-    /// A typed client.
+    /// A new token of the daemon's secret granting `perm`.
+    pub fn token(&self, perm: damocles_auth::Perm) -> String {
+        let secret = damocles_auth::Secret::load(&self.home.join(damocles_auth::SECRET_FILE))
+            .expect("API secret");
+        damocles_auth::create_token(&secret, perm, Some("test"), None).expect("token")
+    }
+
+    /// The local admin token of the home.
+    pub fn admin_token(&self) -> String {
+        damocles_auth::read_local_token(&self.home).expect("admin token")
+    }
+
+    /// A typed client with the admin token.
     pub fn client(&self) -> HttpClient {
+        self.client_with(Some(&self.admin_token()))
+    }
+
+    /// A typed client sending `token`.
+    pub fn client_with(&self, token: Option<&str>) -> HttpClient {
+        let mut headers = http::HeaderMap::new();
+        if let Some(t) = token {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(&format!("Bearer {t}")).expect("header"),
+            );
+        }
         HttpClientBuilder::default()
+            .set_headers(headers)
             .request_timeout(Duration::from_secs(120))
             .build(self.url())
             .expect("client")
     }
 
-    /// A raw JSON-RPC call: the whole response object.
+    /// A raw JSON-RPC call with the admin token: the whole response object.
     pub fn raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        raw_call(&self.url(), None, method, params).1
+        raw_call(&self.url(), Some(&self.admin_token()), method, params).1
     }
 
     /// Runs `damocles-manager util …` against the daemon.
@@ -268,6 +295,8 @@ impl TestManager {
             .args(["util", "--listen", &self.addr.expect("started").to_string()])
             .args(args)
             .env("RUST_LOG", "warn")
+            .env_remove("DAMOCLES_API_TOKEN")
+            .env_remove("DAMOCLES_MANAGER_API_INFO")
             .output()
             .expect("run util")
     }

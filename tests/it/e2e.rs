@@ -53,7 +53,10 @@ fn report(c: &HttpClient, sid: SectorId, next: &str) -> SectorStateResp {
 /// Allocation through PC2 and the PreCommit submission.
 fn seal_and_pre_commit(m: &TestManager, root: &Path, want_deals: bool) -> Sealed {
     let c = m.client();
-    let p = BuiltinProcessor::default();
+    let p = BuiltinProcessor {
+        piece_token: Some(m.token(damocles_auth::Perm::Write)),
+        ..BuiltinProcessor::default()
+    };
     let sector = block_on(SealerApiClient::allocate_sector(
         &c,
         AllocateSectorSpec::default(),
@@ -330,7 +333,10 @@ fn a_cc_and_a_deal_sector_are_sealed_to_the_end_on_the_devnet() {
             deals[0].deal.proposal.piece_cid
         )
     };
-    let served = reqwest::blocking::get(&piece_url)
+    let served = reqwest::blocking::Client::new()
+        .get(&piece_url)
+        .bearer_auth(m.token(damocles_auth::Perm::Write))
+        .send()
         .expect("piece")
         .bytes()
         .expect("body");

@@ -146,8 +146,10 @@ fn a_worker_persists_a_sector_into_s3_through_the_python_processor() {
         "\n[[processors.transfer]]\nbin = \"python3\"\nargs = [\"{}\"]\n",
         script().display()
     );
+    let worker_token = m.token(damocles_auth::Perm::Write);
     let mut w = TestWorker::with_attached(
         m.addr.expect("manager"),
+        &worker_token,
         &m.dir.path().join("worker"),
         1,
         &s3_attached("s3"),

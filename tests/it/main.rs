@@ -1,6 +1,7 @@
 //! Process-level tests: the real damocles-manager and damocles-worker binaries, on the devnet.
 
 mod api;
+mod auth;
 mod cluster;
 mod common;
 mod e2e;

@@ -17,7 +17,7 @@ struct Acked {
     sectors: Vec<(u64, Option<String>, bool)>,
 }
 
-fn drive(url: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>) {
+fn drive(url: String, token: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>) {
     let mut step = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let call = |method: &str, params: Value| -> Option<Value> {
@@ -25,6 +25,7 @@ fn drive(url: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>) {
             let resp = reqwest::blocking::Client::new()
                 .post(&url)
                 .timeout(Duration::from_secs(5))
+                .bearer_auth(&token)
                 .json(&body)
                 .send()
                 .ok()?;
@@ -73,7 +74,8 @@ fn sigkill_at_random_moments_loses_no_number_state_or_reservation() {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (url, stop, acked) = (m.url(), stop.clone(), acked.clone());
-                std::thread::spawn(move || drive(url, stop, acked))
+                let token = m.token(damocles_auth::Perm::Write);
+                std::thread::spawn(move || drive(url, token, stop, acked))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..1500)));
@@ -145,6 +147,6 @@ fn sigkill_at_random_moments_loses_no_number_state_or_reservation() {
             "round {round}: {next} after {max}: numbers go on after a restart"
         );
         drop(acked);
-        let _ = raw_call(&m.url(), None, "Venus.Version", json!([]));
+        let _ = raw_call(&m.url(), Some(&m.admin_token()), "Venus.Version", json!([]));
     }
 }

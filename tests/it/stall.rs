@@ -62,6 +62,7 @@ fn serve(
             return;
         }
         let mut len = 0usize;
+        let mut authorization = None;
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -74,6 +75,9 @@ fn serve(
             if let Some((k, v)) = h.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
+                }
+                if k.eq_ignore_ascii_case("authorization") {
+                    authorization = Some(v.trim().to_string());
                 }
             }
         }
@@ -120,12 +124,13 @@ fn serve(
             }
         }
         let base = upstream.trim_end_matches("/rpc/v0");
-        let resp = match client
+        let mut req = client
             .post(format!("{base}{path}"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-        {
+            .header("content-type", "application/json");
+        if let Some(a) = &authorization {
+            req = req.header("authorization", a);
+        }
+        let resp = match req.body(body).send() {
             Ok(r) => r,
             Err(_) => return,
         };

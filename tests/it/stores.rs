@@ -266,8 +266,10 @@ fn a_worker_refuses_to_start_with_an_s3_store_it_cannot_open() {
         "{}meta = {{ PartSize = \"1024\" }}\n",
         crate::common::s3_attached("s3")
     );
+    let worker_token = m.token(damocles_auth::Perm::Write);
     let w = crate::worker::TestWorker::with_attached(
         m.addr.expect("manager"),
+        &worker_token,
         &m.dir.path().join("worker"),
         1,
         &attached,

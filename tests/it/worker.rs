@@ -44,12 +44,21 @@ impl TestWorker {
             "[[attached]]\nname = \"persist\"\nlocation = \"{}\"\n",
             m.home.join("persist").display()
         );
-        Self::with_attached(manager, dir, threads, &attached, extra)
+        Self::with_attached(
+            manager,
+            &m.token(damocles_auth::Perm::Write),
+            dir,
+            threads,
+            &attached,
+            extra,
+        )
     }
 
-    /// A worker of the manager at `manager` whose persist stores are the `attached` TOML.
+    /// A worker of the manager at `manager` whose persist stores are the `attached` TOML; it
+    /// calls with `token` ([`TestManager::token`]), given in its config.
     pub fn with_attached(
         manager: SocketAddr,
+        token: &str,
         dir: &Path,
         threads: usize,
         attached: &str,
@@ -65,6 +74,8 @@ rpc_server.port = 0
 
 [sector_manager]
 rpc_client.addr = "http://{manager}"
+rpc_client.token = "{token}"
+piece_token = "{token}"
 
 [sealing]
 allowed_miners = [{miner}]

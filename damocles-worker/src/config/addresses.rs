@@ -123,6 +123,11 @@ pub struct RpcClientConfig {
     /// `[Common.Auth]` is on. damocles parses them but never sends them (P-20).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The worker's API token (a `write` token of `damocles-manager util auth api-info --perm
+    /// write`), sent as `Authorization: Bearer <token>` (our addition). The token of
+    /// `DAMOCLES_MANAGER_API_INFO` wins over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// Longest wait for one answer of the manager (our addition; damocles waits forever, so a
     /// hung manager blocks the thread). Unset: [`DEFAULT_RPC_TIMEOUT`].
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,12 +147,40 @@ impl fmt::Debug for RpcClientConfig {
         f.debug_struct("RpcClientConfig")
             .field("addr", &self.addr)
             .field("headers", &headers)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
+/// The variable giving the worker its token for the manager (`<token>:<multiaddr>`, as
+/// `damocles-manager util auth api-info` prints it).
+pub const MANAGER_API_INFO_ENV: &str = "DAMOCLES_MANAGER_API_INFO";
+
 impl RpcClientConfig {
+    /// The headers sent with each request: `headers`, with `Authorization: Bearer <token>`
+    /// when a token is given, by `api_info` (the value of [`MANAGER_API_INFO_ENV`]) first, else
+    /// by `token`.
+    pub fn request_headers(&self, api_info: Option<&str>) -> BTreeMap<String, String> {
+        let mut headers = self.headers.clone();
+        let token = api_info
+            .map(|v| damocles_auth::ApiInfo::parse(v).token)
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.token.clone().filter(|t| !t.is_empty()));
+        if let Some(token) = token {
+            headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+            headers.insert("Authorization".into(), format!("Bearer {token}"));
+        }
+        headers
+    }
+
+    /// Whether requests carry a credential.
+    pub fn sends_token(&self, api_info: Option<&str>) -> bool {
+        self.request_headers(api_info)
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("authorization"))
+    }
+
     /// The JSON-RPC endpoint (§4.1): `<scheme>://<host>:<port>/rpc/v0`. A URL's path is dropped;
     /// an IPv6 multiaddr host is bracketed (damocles forgets to); `ws`/`wss` become
     /// `http`/`https`, since the client speaks HTTP.
@@ -228,6 +261,44 @@ fn url_origin(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_of_the_api_info_wins_over_the_configured_one_and_the_header() {
+        let mut cfg = RpcClientConfig {
+            addr: "/ip4/127.0.0.1/tcp/1789".into(),
+            ..RpcClientConfig::default()
+        };
+        assert!(!cfg.sends_token(None));
+        cfg.headers
+            .insert("authorization".into(), "Bearer from-header".into());
+        cfg.headers.insert("X-Trace".into(), "1".into());
+        assert_eq!(
+            cfg.request_headers(None)
+                .get("authorization")
+                .map(String::as_str),
+            Some("Bearer from-header")
+        );
+        cfg.token = Some("from-config".into());
+        let h = cfg.request_headers(None);
+        assert_eq!(
+            h.get("Authorization").map(String::as_str),
+            Some("Bearer from-config")
+        );
+        assert!(!h.contains_key("authorization"), "{h:?}");
+        assert_eq!(h.get("X-Trace").map(String::as_str), Some("1"));
+        let h = cfg.request_headers(Some("from-env:/ip4/10.0.0.1/tcp/1789/http"));
+        assert_eq!(
+            h.get("Authorization").map(String::as_str),
+            Some("Bearer from-env")
+        );
+        // An API info without a token leaves the configured one.
+        let h = cfg.request_headers(Some("/ip4/10.0.0.1/tcp/1789/http"));
+        assert_eq!(
+            h.get("Authorization").map(String::as_str),
+            Some("Bearer from-config")
+        );
+        assert!(!format!("{cfg:?}").contains("from-config"), "{cfg:?}");
+    }
 
     #[test]
     fn manager_endpoints() {

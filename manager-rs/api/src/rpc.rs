@@ -5,7 +5,11 @@
 //! With the feature `server` jsonrpsee generates `SealerApiServer` (and
 //! `WorkerWdPoStApiServer`), which the manager implements; with `client` it generates
 //! `SealerApiClient`, which the worker and the CLI call.
+//!
+//! Under each trait a table ([`SEALER_METHODS`], [`WDPOST_METHODS`], [`CLI_METHODS`]) gives every
+//! method its number of params and the permission a caller's token must hold to call it.
 
+pub use damocles_auth::Perm;
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 
@@ -144,6 +148,33 @@ pub trait SealerApi {
     async fn acquire_unseal_dest(&self, sid: SectorId, piece: Cid) -> RpcResult<Vec<String>>;
 }
 
+/// The `SealerApi` methods: worker-facing sealing calls, all `write` (the credentials in a
+/// store's `Meta` go out only through `Venus.StoreBasicInfo`).
+pub const SEALER_METHODS: &[Method] = &[
+    Method::new("Venus.AllocateSector", 1, Perm::Write),
+    Method::new("Venus.AcquireDeals", 2, Perm::Write),
+    Method::new("Venus.AssignTicket", 1, Perm::Write),
+    Method::new("Venus.SubmitPreCommit", 3, Perm::Write),
+    Method::new("Venus.PollPreCommitState", 1, Perm::Write),
+    Method::new("Venus.SubmitPersisted", 2, Perm::Write),
+    Method::new("Venus.SubmitPersistedEx", 3, Perm::Write),
+    Method::new("Venus.WaitSeed", 2, Perm::Write),
+    Method::new("Venus.SubmitProof", 3, Perm::Write),
+    Method::new("Venus.PollProofState", 1, Perm::Write),
+    Method::new("Venus.ReportState", 2, Perm::Write),
+    Method::new("Venus.ReportFinalized", 1, Perm::Write),
+    Method::new("Venus.ReportAborted", 2, Perm::Write),
+    Method::new("Venus.AllocateSanpUpSector", 1, Perm::Write),
+    Method::new("Venus.SubmitSnapUpProof", 2, Perm::Write),
+    Method::new("Venus.AllocateRebuildSector", 1, Perm::Write),
+    Method::new("Venus.WorkerPing", 1, Perm::Write),
+    Method::new("Venus.StoreReserveSpace", 3, Perm::Write),
+    Method::new("Venus.StoreBasicInfo", 1, Perm::Write),
+    Method::new("Venus.AllocateUnsealSector", 1, Perm::Write),
+    Method::new("Venus.AchieveUnsealSector", 3, Perm::Write),
+    Method::new("Venus.AcquireUnsealDest", 2, Perm::Write),
+];
+
 /// The methods wdpost threads call (served when worker-provers are enabled).
 #[cfg_attr(all(feature = "server", feature = "client"), rpc(server, client))]
 #[cfg_attr(all(feature = "server", not(feature = "client")), rpc(server))]
@@ -187,6 +218,17 @@ pub trait WorkerWdPoStApi {
     #[method(name = "Venus.WdPoStAllJobs")]
     async fn wdpost_all_jobs(&self) -> RpcResult<WdPoStJobList>;
 }
+
+/// The `WorkerWdPoStApi` methods: a wdpost thread's calls need `write`, the CLI's reset and
+/// removal `admin`.
+pub const WDPOST_METHODS: &[Method] = &[
+    Method::new("Venus.WdPoStAllocateJobs", 3, Perm::Write),
+    Method::new("Venus.WdPoStHeartbeatJobs", 2, Perm::Write),
+    Method::new("Venus.WdPoStFinishJob", 3, Perm::Write),
+    Method::new("Venus.WdPoStResetJob", 1, Perm::Admin),
+    Method::new("Venus.WdPoStRemoveJob", 1, Perm::Admin),
+    Method::new("Venus.WdPoStAllJobs", 0, Perm::Read),
+];
 
 /// The administration methods the manager's CLI calls (manager-spec §2.5, the subset served).
 #[cfg_attr(all(feature = "server", feature = "client"), rpc(server, client))]
@@ -311,4 +353,49 @@ pub trait SealerCliApi {
     /// A miner's `[[Miners]]` section as JSON.
     #[method(name = "Venus.GetMinerConfig")]
     async fn get_miner_config(&self, miner: ActorId) -> RpcResult<serde_json::Value>;
+}
+
+/// The `SealerCliApi` methods: views need `read`; state surgery (import, restore, finalize,
+/// releasing a reservation, forgetting a worker) needs `admin`.
+pub const CLI_METHODS: &[Method] = &[
+    Method::new("Venus.ListSectors", 2, Perm::Read),
+    Method::new("Venus.FindSector", 2, Perm::Read),
+    Method::new("Venus.FindSectorInAllStates", 1, Perm::Read),
+    Method::new("Venus.FindSectorsWithDeal", 2, Perm::Read),
+    Method::new("Venus.FindSectorWithPiece", 2, Perm::Read),
+    Method::new("Venus.ImportSector", 3, Perm::Admin),
+    Method::new("Venus.RestoreSector", 2, Perm::Admin),
+    Method::new("Venus.FinalizeSector", 1, Perm::Admin),
+    Method::new("Venus.WorkerGetPingInfo", 1, Perm::Read),
+    Method::new("Venus.WorkerPingInfoList", 0, Perm::Read),
+    Method::new("Venus.WorkerPingInfoRemove", 1, Perm::Admin),
+    Method::new("Venus.SectorIndexerFind", 2, Perm::Read),
+    Method::new("Venus.StoreReleaseReserved", 1, Perm::Admin),
+    Method::new("Venus.StoreList", 0, Perm::Read),
+    Method::new("Venus.Version", 0, Perm::Read),
+    Method::new("Venus.GetTicket", 3, Perm::Read),
+    Method::new("Venus.GetSeed", 3, Perm::Read),
+    Method::new("Venus.GetWindowPoStChanlleengeRand", 3, Perm::Read),
+    Method::new("Venus.GetWindowPoStCommitRand", 2, Perm::Read),
+    Method::new("Venus.GetInfo", 1, Perm::Read),
+    Method::new("Venus.GetMinerConfig", 1, Perm::Read),
+];
+
+/// One method of a table: its wire name, how many positional params it takes, and the least
+/// permission that may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Method {
+    /// Wire name, e.g. `Venus.AllocateSector`.
+    pub name: &'static str,
+    /// Number of positional params (a call with another number is refused with -32602).
+    pub params: usize,
+    /// Least permission of a caller.
+    pub perm: Perm,
+}
+
+impl Method {
+    /// A table row.
+    pub const fn new(name: &'static str, params: usize, perm: Perm) -> Method {
+        Method { name, params, perm }
+    }
 }

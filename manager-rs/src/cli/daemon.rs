@@ -156,6 +156,12 @@ fn init(home: &std::path::Path, args: InitArgs) -> Result<()> {
             .with_context(|| format!("writing {}", ext.display()))?;
     }
     println!("wrote {}", cfg_path.display());
+    let keys = damocles_auth::open_home(home).context("making the API secret")?;
+    println!(
+        "API secret: {} (local admin token: {}); give workers `damocles-manager util auth api-info --perm write`",
+        keys.secret_path.display(),
+        keys.token_path.display()
+    );
     Ok(())
 }
 
@@ -198,6 +204,7 @@ fn run(home: PathBuf, args: RunArgs) -> Result<()> {
             &db,
             DaemonOptions {
                 listen,
+                home: dirs.home.clone(),
                 auto_fs_stores: false,
                 poster: args.poster,
                 ext_prover,
@@ -239,6 +246,7 @@ impl MockArgs {
                 &dir.join("rocksdb"),
                 DaemonOptions {
                     listen,
+                    home: dir.clone(),
                     auto_fs_stores: true,
                     poster: false,
                     ext_prover: None,
@@ -248,6 +256,21 @@ impl MockArgs {
             )
             .await?;
             println!("damocles-manager listening on {}", daemon.addr);
+            let keys = damocles_auth::open_home(&dir)?;
+            let info = damocles_auth::ApiInfo {
+                token: damocles_auth::create_token(
+                    &keys.secret,
+                    damocles_auth::Perm::Write,
+                    Some("mock-worker"),
+                    None,
+                )?,
+                addr: format!("/ip4/127.0.0.1/tcp/{}/http", daemon.addr.port()),
+            };
+            println!(
+                "workers: {}={info}; util: --token $(cat {})",
+                super::util::API_INFO_ENV,
+                keys.token_path.display()
+            );
             daemon.run_until_signalled().await
         })
     }

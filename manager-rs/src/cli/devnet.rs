@@ -19,7 +19,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use damocles_manager_api::rpc::SealerCliApiClient;
 use damocles_manager_api::types::{SectorId, SectorJob, SectorState, SectorWorkerState};
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::http_client::HttpClient;
 
 use crate::config::{ManagerConfig, CONFIG_FILE};
 use crate::rpc::DamoclesApiClient;
@@ -112,7 +112,13 @@ fn spawn(name: &'static str, mut cmd: Command, log: &Path, prefix: &str) -> Resu
     Ok(proc)
 }
 
-fn worker_config(manager: SocketAddr, persist: &Path, worker_dir: &Path, threads: usize) -> String {
+fn worker_config(
+    manager: SocketAddr,
+    token: &str,
+    persist: &Path,
+    worker_dir: &Path,
+    threads: usize,
+) -> String {
     let mut cfg = format!(
         r#"# damocles-worker config written by `damocles-manager devnet`.
 [worker]
@@ -122,6 +128,9 @@ rpc_server.port = 17890
 
 [sector_manager]
 rpc_client.addr = "http://{manager}"
+# A `write` token of the manager (`damocles-manager util auth api-info --perm write`).
+rpc_client.token = "{token}"
+piece_token = "{token}"
 
 [sealing]
 allowed_miners = [{MINER}]
@@ -209,6 +218,14 @@ impl DevnetArgs {
             );
         }
 
+        // The manager would make them at its first start; the worker's token needs them first.
+        let keys = damocles_auth::open_home(&home).context("the manager's API secret")?;
+        let worker_token = damocles_auth::create_token(
+            &keys.secret,
+            damocles_auth::Perm::Write,
+            Some("devnet-worker"),
+            None,
+        )?;
         let mut manager_cmd = Command::new(&self_exe);
         manager_cmd.arg("--home").arg(&home).args([
             "daemon",
@@ -237,6 +254,7 @@ impl DevnetArgs {
             &worker_cfg,
             worker_config(
                 self.listen,
+                &worker_token,
                 &home.join("persist"),
                 &worker_dir,
                 self.threads,
@@ -257,9 +275,11 @@ impl DevnetArgs {
         );
 
         let rt = super::runtime()?;
-        let client = HttpClientBuilder::default()
-            .build(format!("http://{}/rpc/v0", self.listen))
-            .context("the manager client")?;
+        let client = super::util::client(
+            &self.listen.to_string(),
+            damocles_auth::read_local_token(&home).as_deref(),
+        )
+        .context("the manager client")?;
         let monitor = Monitor {
             rt: &rt,
             client: &client,

@@ -24,7 +24,8 @@ pub struct UtilArgs {
     /// The daemon's RPC address.
     #[arg(long, default_value = ":1789", global = true)]
     pub listen: String,
-    /// Bearer token, when the daemon requires one ([Common.Auth] Token).
+    /// API token (default: the token of `DAMOCLES_MANAGER_API_INFO`, else the home's local
+    /// admin token `<home>/token`).
     #[arg(
         long,
         env = "DAMOCLES_API_TOKEN",
@@ -63,16 +64,106 @@ pub enum UtilCommand {
     Chain(ChainCommand),
     /// The daemon's background tasks: state, restarts, last error, last progress.
     Tasks(TasksArgs),
+    /// API tokens, made from the home's secret (no daemon needed).
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
+
+/// `util auth …`.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Prints a new token.
+    CreateToken(TokenArgs),
+    /// Prints `DAMOCLES_MANAGER_API_INFO=<token>:<multiaddr>` for a client of the daemon at
+    /// `--listen` (a worker: `--perm write`).
+    ApiInfo(TokenArgs),
+}
+
+/// What a new token grants.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Permission: `read` (views), `write` (a worker's calls), `sign` or `admin`; each
+    /// includes the ones before it.
+    #[arg(long)]
+    pub perm: damocles_auth::Perm,
+    /// A name for the holder, shown in the daemon's logs of what it did.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Valid for this long (`720h`, `30m`); never expires when not given.
+    #[arg(long)]
+    pub expire: Option<GoDuration>,
+}
+
+impl TokenArgs {
+    fn token(&self, home: &std::path::Path) -> Result<String> {
+        let keys = damocles_auth::open_home(home).context("opening the API secret")?;
+        let exp = match &self.expire {
+            None => None,
+            Some(d) => Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("the clock is before 1970")?
+                    .saturating_add(d.0)
+                    .as_secs(),
+            ),
+        };
+        Ok(damocles_auth::create_token(
+            &keys.secret,
+            self.perm,
+            self.name.as_deref(),
+            exp,
+        )?)
+    }
+}
+
+impl AuthCommand {
+    fn run(self, home: &std::path::Path, listen: &str) -> Result<()> {
+        match self {
+            AuthCommand::CreateToken(args) => println!("{}", args.token(home)?),
+            AuthCommand::ApiInfo(args) => {
+                let addr = crate::daemon::client_addr(listen)?;
+                let ip = match addr.ip() {
+                    std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
+                    std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+                };
+                let info = damocles_auth::ApiInfo {
+                    token: args.token(home)?,
+                    addr: format!("{ip}/tcp/{}/http", addr.port()),
+                };
+                println!("DAMOCLES_MANAGER_API_INFO={info}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The token `util` sends: `--token` (or `DAMOCLES_API_TOKEN`), else the one of
+/// `DAMOCLES_MANAGER_API_INFO`, else the home's local admin token.
+fn client_token(given: Option<String>, home: &std::path::Path) -> Option<String> {
+    given
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            std::env::var(API_INFO_ENV)
+                .ok()
+                .map(|v| damocles_auth::ApiInfo::parse(&v).token)
+                .filter(|t| !t.is_empty())
+        })
+        .or_else(|| damocles_auth::read_local_token(home))
+}
+
+/// The variable giving a client of the manager its token and address.
+pub const API_INFO_ENV: &str = "DAMOCLES_MANAGER_API_INFO";
 
 impl UtilArgs {
     /// Runs the command.
-    pub fn run(self, _home: PathBuf) -> Result<()> {
+    pub fn run(self, home: PathBuf) -> Result<()> {
         match self.command {
             UtilCommand::Params(cmd) => cmd.run(),
             UtilCommand::Storage(StorageCommand::GenSectorstoreJson(args)) => args.run(),
+            UtilCommand::Auth(cmd) => cmd.run(&home, &self.listen),
             cmd => {
-                let client = client(&self.listen, self.token.as_deref())?;
+                let token = client_token(self.token, &home);
+                let client = client(&self.listen, token.as_deref())?;
                 let rt = super::runtime()?;
                 rt.block_on(async move {
                     match cmd {
@@ -82,7 +173,7 @@ impl UtilArgs {
                         UtilCommand::Deals(c) => c.run(&client).await,
                         UtilCommand::Chain(c) => c.run(&client).await,
                         UtilCommand::Tasks(c) => c.run(&client).await,
-                        UtilCommand::Params(_) => Ok(()),
+                        UtilCommand::Params(_) | UtilCommand::Auth(_) => Ok(()),
                     }
                 })
             }
@@ -107,7 +198,35 @@ pub fn client(listen: &str, token: Option<&str>) -> Result<HttpClient> {
 }
 
 fn rpc_err(e: jsonrpsee::core::ClientError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    anyhow::anyhow!("{}", client_error_text(&e))
+}
+
+/// A client error as an operator reads it: a refusal for a permission says what to do (the
+/// HTTP client keeps only the status of a refused call, not the server's message).
+pub fn client_error_text(e: &jsonrpsee::core::ClientError) -> String {
+    use jsonrpsee::core::client::Error as E;
+    let status = match e {
+        E::Transport(t) => t
+            .downcast_ref::<jsonrpsee::http_client::transport::Error>()
+            .and_then(|t| match t {
+                jsonrpsee::http_client::transport::Error::Rejected { status_code } => {
+                    Some(*status_code)
+                }
+                _ => None,
+            }),
+        _ => None,
+    };
+    match status {
+        Some(401) => "the manager refused the call (HTTP 401): no valid token was sent; pass \
+                      --token, set DAMOCLES_MANAGER_API_INFO, or run on the manager's machine \
+                      with its home (the local admin token is <home>/token)"
+            .into(),
+        Some(403) => "the manager refused the call (HTTP 403): the token's permission is too \
+                      low for it; make one with `damocles-manager util auth create-token --perm \
+                      admin`"
+            .into(),
+        _ => e.to_string(),
+    }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {

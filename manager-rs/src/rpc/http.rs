@@ -1,5 +1,7 @@
-//! The HTTP layer around the JSON-RPC service: `/rpc/v0` (with optional bearer-token
-//! authentication), `/healthcheck`, `/metrics` and `GET /piecestore/<cid>`.
+//! The HTTP layer around the JSON-RPC service: `/healthcheck` (open to all), `/metrics` (a
+//! `read` token), `GET /piecestore/<cid>` (a `write` token) and `/rpc/v0`, where the caller of
+//! the request's token goes into the request for the [`super::guard`] to check each call, and
+//! a call it refused is answered with HTTP 401 or 403.
 
 use std::future::Future;
 use std::io::Read;
@@ -17,12 +19,69 @@ use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::{Layer, Service};
 
+use damocles_auth::{Caller, Perm, Secret};
+
+use super::guard::{Refused, CODE_UNAUTHENTICATED};
 use crate::stores::PieceStores;
+
+/// Who a request's credential names.
+pub struct Authenticator {
+    secret: Secret,
+    legacy_token: Option<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("legacy_token", &self.legacy_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name a caller of the static `[Common.Auth] Token` carries.
+pub const LEGACY_TOKEN_NAME: &str = "legacy [Common.Auth] Token";
+
+impl Authenticator {
+    /// Tokens signed by `secret`, and the static `legacy_token` (granting `write`) when set.
+    pub fn new(secret: Secret, legacy_token: Option<String>) -> Self {
+        Authenticator {
+            secret,
+            legacy_token: legacy_token.filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// The caller of `headers`' `Authorization: Bearer <token>`: none without the header, an
+    /// error for a header that is not a valid token of this daemon.
+    pub fn caller(&self, headers: &http::HeaderMap) -> Result<Option<Caller>, String> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or("the Authorization header is not `Bearer <token>`")?;
+        if let Some(legacy) = &self.legacy_token {
+            if damocles_auth::legacy_token_eq(token, legacy) {
+                return Ok(Some(Caller {
+                    level: Perm::Write,
+                    name: Some(LEGACY_TOKEN_NAME.into()),
+                }));
+            }
+        }
+        damocles_auth::verify(&self.secret, token)
+            .map(Some)
+            .map_err(|e| {
+                format!("{e}; make a new one with `damocles-manager util auth create-token`")
+            })
+    }
+}
 
 /// What the layer needs.
 #[derive(Clone)]
 pub struct Routes {
-    token: Option<Arc<str>>,
+    auth: Arc<Authenticator>,
     metrics: Option<PrometheusHandle>,
     pieces: Option<Arc<PieceStores>>,
 }
@@ -30,20 +89,21 @@ pub struct Routes {
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
-            .field("auth", &self.token.is_some())
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
 
 impl Routes {
-    /// Routes with an optional bearer token, metrics handle and piece stores.
+    /// Routes checking credentials with `auth`, with an optional metrics handle and piece
+    /// stores.
     pub fn new(
-        token: Option<String>,
+        auth: Authenticator,
         metrics: Option<PrometheusHandle>,
         pieces: Option<Arc<PieceStores>>,
     ) -> Self {
         Routes {
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            auth: Arc::new(auth),
             metrics,
             pieces,
         }
@@ -107,19 +167,37 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: HttpRequest<B>) -> Self::Future {
+    fn call(&mut self, mut req: HttpRequest<B>) -> Self::Future {
         let path = req.uri().path().to_string();
         let ready = |r: HttpResponse| -> BoxFut { Box::pin(async move { Ok(r) }) };
         if path == "/healthcheck" {
             return ready(text(StatusCode::OK, "ok\n"));
         }
+        let is_rpc = path == RPC_PATH || path == format!("{RPC_PATH}/");
+        let caller = match self.routes.auth.caller(req.headers()) {
+            Ok(c) => c,
+            Err(why) if is_rpc => {
+                return ready(rpc_error(
+                    StatusCode::UNAUTHORIZED,
+                    CODE_UNAUTHENTICATED,
+                    &why,
+                ))
+            }
+            Err(why) => return ready(text(StatusCode::UNAUTHORIZED, format!("{why}\n"))),
+        };
         if path == "/metrics" {
+            if let Some(r) = refused(caller.as_ref(), Perm::Read, "/metrics") {
+                return ready(r);
+            }
             return ready(match &self.routes.metrics {
                 Some(h) => text(StatusCode::OK, h.render()),
                 None => text(StatusCode::NOT_FOUND, "metrics are off\n"),
             });
         }
         if let Some(cid) = path.strip_prefix("/piecestore/") {
+            if let Some(r) = refused(caller.as_ref(), Perm::Write, "/piecestore") {
+                return ready(r);
+            }
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return ready(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n"));
             }
@@ -130,34 +208,53 @@ where
             let head_only = req.method() == Method::HEAD;
             return Box::pin(async move { Ok(serve_piece(pieces, cid, head_only).await) });
         }
-        if path != RPC_PATH && path != format!("{RPC_PATH}/") {
+        if !is_rpc {
             return ready(text(
                 StatusCode::NOT_FOUND,
                 format!("no route {path}; the JSON-RPC API is at {RPC_PATH}\n"),
             ));
         }
-        if let Some(token) = &self.routes.token {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match given {
-                None => {
-                    return ready(rpc_error(
-                        StatusCode::UNAUTHORIZED,
-                        -32001,
-                        "authentication required: send the header `Authorization: Bearer <token>` ([Common.Auth] Token)",
-                    ))
-                }
-                Some(t) if t.as_bytes() != token.as_bytes() => {
-                    return ready(rpc_error(StatusCode::UNAUTHORIZED, -32001, "invalid bearer token"))
-                }
-                Some(_) => {}
+        match caller {
+            Some(c) => {
+                req.extensions_mut().insert(c);
             }
+            // Each call over a websocket is checked, but one that could make none is not opened.
+            None if req.headers().contains_key(header::UPGRADE) => {
+                return ready(rpc_error(
+                    StatusCode::UNAUTHORIZED,
+                    CODE_UNAUTHENTICATED,
+                    "a websocket needs a token: send `Authorization: Bearer <token>`",
+                ))
+            }
+            // Calls without a token are refused one by one, naming what each needs.
+            None => {}
         }
         let fut = self.inner.call(req);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+        Box::pin(async move {
+            let mut resp = fut.await.map_err(Into::into)?;
+            if let Some(Refused(status)) = resp.extensions().get::<Refused>().copied() {
+                *resp.status_mut() = status;
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// `None` when `caller` may use `route`, which needs `need`; else the refusal.
+fn refused(caller: Option<&Caller>, need: Perm, route: &str) -> Option<HttpResponse> {
+    match caller {
+        Some(c) if c.level >= need => None,
+        Some(c) => Some(text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{route} needs a '{need}' token; this one grants '{}'\n",
+                c.level
+            ),
+        )),
+        None => Some(text(
+            StatusCode::UNAUTHORIZED,
+            format!("{route} needs a '{need}' token: send `Authorization: Bearer <token>`\n"),
+        )),
     }
 }
 

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use damocles_auth::{Caller, Perm};
 use damocles_manager_api::json::Cid;
-use damocles_manager_api::rpc::{SealerApiServer, SealerCliApiServer, WorkerWdPoStApiServer};
+use damocles_manager_api::rpc::{
+    Method, SealerApiServer, SealerCliApiServer, WorkerWdPoStApiServer,
+};
 use damocles_manager_api::types::*;
 use jsonrpsee::core::{async_trait, RpcResult};
 use jsonrpsee::proc_macros::rpc;
@@ -23,7 +26,7 @@ use crate::services::Services;
 use crate::supervisor::TaskStatus;
 use crate::VERSION;
 
-pub mod arity;
+pub mod guard;
 pub mod http;
 
 /// Our additions to the API (namespace `Damocles`), for the manager's own CLI.
@@ -66,6 +69,35 @@ pub trait DamoclesApi {
     /// The daemon's supervised background tasks with their status.
     #[method(name = "Damocles.Tasks")]
     async fn tasks(&self) -> RpcResult<Vec<TaskStatus>>;
+
+    /// What the caller's token grants (a worker checks its token with it at start-up).
+    #[method(name = "Damocles.AuthVerify", with_extensions)]
+    async fn auth_verify(&self) -> RpcResult<AuthInfo>;
+}
+
+/// The `DamoclesApi` methods: the chain views, the deal list and the task list need `read`;
+/// importing a file of the manager's machine as a deal and attaching a directory need `admin`.
+pub const DAMOCLES_METHODS: &[Method] = &[
+    Method::new("Damocles.ChainHead", 0, Perm::Read),
+    Method::new("Damocles.ChainMiner", 1, Perm::Read),
+    Method::new("Damocles.ChainSectors", 1, Perm::Read),
+    Method::new("Damocles.ChainDeadlines", 1, Perm::Read),
+    Method::new("Damocles.DealsImport", 3, Perm::Admin),
+    Method::new("Damocles.DealsList", 0, Perm::Read),
+    Method::new("Damocles.StorageAttach", 2, Perm::Admin),
+    Method::new("Damocles.Tasks", 0, Perm::Read),
+    Method::new("Damocles.AuthVerify", 0, Perm::Read),
+];
+
+/// What `Damocles.AuthVerify` answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuthInfo {
+    /// Every permission the token grants, Lotus' `Allow` list.
+    pub allow: Vec<Perm>,
+    /// The name the token carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The handlers.
@@ -565,6 +597,20 @@ impl DamoclesApiServer for RpcImpl {
     async fn tasks(&self) -> RpcResult<Vec<TaskStatus>> {
         Ok(self.services.supervisor.statuses())
     }
+
+    async fn auth_verify(&self, ext: &jsonrpsee::Extensions) -> RpcResult<AuthInfo> {
+        // The guard let the call in, so a caller is there; answer nothing granted otherwise.
+        Ok(match ext.get::<Caller>() {
+            Some(c) => AuthInfo {
+                allow: c.level.allow_list(),
+                name: c.name.clone(),
+            },
+            None => AuthInfo {
+                allow: Vec::new(),
+                name: None,
+            },
+        })
+    }
 }
 
 /// The worker-prover's methods (served with `--worker-prover` only, so that a wdpost thread
@@ -669,7 +715,10 @@ pub async fn serve(
     module: RpcModule<()>,
     routes: http::Routes,
 ) -> Result<(ServerHandle, SocketAddr)> {
-    let counts = arity::counts_of(module.method_names());
+    let table = Arc::new(guard::MethodTable::for_served(
+        module.method_names(),
+        &[DAMOCLES_METHODS],
+    )?);
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(64 << 20)
         .max_response_body_size(256 << 20)
@@ -680,7 +729,7 @@ pub async fn serve(
         .set_http_middleware(tower::ServiceBuilder::new().layer(routes))
         .set_rpc_middleware(
             jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
-                .layer_fn(move |inner| arity::Arity::new(inner, counts.clone())),
+                .layer_fn(move |inner| guard::Guard::new(inner, table.clone())),
         )
         .build(listen)
         .await

@@ -1,7 +1,10 @@
 //! The server registers exactly the wire names of manager-spec §2.3 and §2.6.
 
 use damocles_manager_api::json::Cid;
-use damocles_manager_api::rpc::{SealerApiServer, WorkerWdPoStApiServer};
+use damocles_manager_api::rpc::{
+    Method, Perm, SealerApiServer, WorkerWdPoStApiServer, CLI_METHODS, SEALER_METHODS,
+    WDPOST_METHODS,
+};
 use damocles_manager_api::types::*;
 use jsonrpsee::core::{async_trait, RpcResult};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -199,4 +202,61 @@ fn the_registered_method_names_are_the_spec_names() {
             "Venus.WdPoStResetJob"
         ]
     );
+}
+
+fn table_names(table: &[Method]) -> Vec<&'static str> {
+    let mut names: Vec<&str> = table.iter().map(|m| m.name).collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn every_registered_method_has_one_row_in_its_table() {
+    let mut sealer: Vec<&str> = SealerApiServer::into_rpc(NamesOnly)
+        .method_names()
+        .collect();
+    sealer.sort_unstable();
+    assert_eq!(sealer, table_names(SEALER_METHODS));
+    let mut wdpost: Vec<&str> = WorkerWdPoStApiServer::into_rpc(NamesOnly)
+        .method_names()
+        .collect();
+    wdpost.sort_unstable();
+    assert_eq!(wdpost, table_names(WDPOST_METHODS));
+    // No name twice across the tables (the manager serves them in one module).
+    let mut all: Vec<&str> = [SEALER_METHODS, WDPOST_METHODS, CLI_METHODS]
+        .concat()
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a method is listed twice");
+}
+
+#[test]
+fn worker_calls_need_write_and_state_surgery_needs_admin() {
+    assert!(SEALER_METHODS.iter().all(|m| m.perm == Perm::Write));
+    let perm = |name: &str| {
+        [SEALER_METHODS, WDPOST_METHODS, CLI_METHODS]
+            .concat()
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.perm)
+    };
+    for admin in [
+        "Venus.ImportSector",
+        "Venus.RestoreSector",
+        "Venus.FinalizeSector",
+        "Venus.WorkerPingInfoRemove",
+        "Venus.StoreReleaseReserved",
+        "Venus.WdPoStResetJob",
+        "Venus.WdPoStRemoveJob",
+    ] {
+        assert_eq!(perm(admin), Some(Perm::Admin), "{admin}");
+    }
+    for read in ["Venus.StoreList", "Venus.Version", "Venus.WdPoStAllJobs"] {
+        assert_eq!(perm(read), Some(Perm::Read), "{read}");
+    }
+    assert_eq!(perm("Venus.WdPoStFinishJob"), Some(Perm::Write));
 }
