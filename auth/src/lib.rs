@@ -9,16 +9,22 @@
 //!   (`perm` instead of `Allow`) verify too.
 //! - [`ApiInfo`]: the `<token>:<multiaddr>` form of `*_API_INFO` variables.
 //! - [`open_home`]: a daemon's secret and local admin token in its home, Lotus' layout.
+//! - [`Method`]: a method's row in a server's table (name, params, permission); with the
+//!   feature `rpc`, [`rpc`] enforces the tables on a jsonrpsee server.
 //! - [`legacy_token_eq`]: the constant-time check of a static token.
 
 mod api_info;
 mod home;
+mod method;
 mod perm;
+#[cfg(feature = "rpc")]
+pub mod rpc;
 mod secret;
 mod token;
 
 pub use api_info::ApiInfo;
 pub use home::{open_home, read_local_token, HomeKeys, LOCAL_ADMIN_NAME, SECRET_FILE, TOKEN_FILE};
+pub use method::Method;
 pub use perm::{Perm, UnknownPerm};
 pub use secret::{Secret, SecretError, SECRET_FILE_MODE};
 pub use token::{create_token, legacy_token_eq, verify, Caller, Claims, TokenError};

@@ -427,7 +427,23 @@ pub fn run(path: &Path) -> Result<()> {
         order.iter().filter_map(|&k| slots[k].take()).collect();
     let controls: Vec<ThreadControl> = order.iter().map(|&k| controls[k].clone()).collect();
 
-    let (server, bound) = rt.block_on(crate::server::serve(listen, controls.clone()))?;
+    let home = cfg.worker.rpc_server.home_dir()?;
+    let keys = damocles_auth::open_home(&home)
+        .with_context(|| format!("the control server's API secret in {}", home.display()))?;
+    if keys.created {
+        tracing::warn!(
+            secret = %keys.secret_path.display(),
+            admin_token = %keys.token_path.display(),
+            "the control server needs a token for every call; `damocles-worker worker …` on this \
+             machine uses the admin token, others get one from `damocles-worker auth api-info`"
+        );
+    }
+    let auth = damocles_auth::rpc::Authenticator::new(
+        keys.secret,
+        None,
+        crate::server::CREATE_TOKEN_COMMAND,
+    );
+    let (server, bound) = rt.block_on(crate::server::serve(listen, controls.clone(), auth))?;
     let dest = format!("{local_ip}:{}", bound.port());
     tracing::info!(%bound, instance = %instance, dest = %dest, "worker control server listening");
     println!("damocles-worker listening on {bound}");

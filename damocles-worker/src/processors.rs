@@ -668,6 +668,9 @@ impl StartCtx<'_> {
         });
         pc.ready_timeout = ext.stable_wait.get();
         pc.auto_restart = ext.auto_restart;
+        if let Some(max) = ext.max_line {
+            pc.max_line = usize::try_from(max.0).unwrap_or(usize::MAX);
+        }
         pc.stderr = StderrMode::Log;
         let bin = pc.bin.clone();
         let producer = Producer::<T>::start(pc)

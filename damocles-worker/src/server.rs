@@ -1,6 +1,7 @@
 //! The worker's control server (worker-spec §5.1): `VenusWorker.*` over JSON-RPC 2.0 on HTTP,
-//! positional params, no authentication. The manager's `util worker info/pause/resume` and this
-//! crate's `damocles-worker worker …` commands call it through [`WorkerControlApiClient`].
+//! positional params. This crate's `damocles-worker worker …` commands call it through
+//! [`WorkerControlApiClient`]. Every call needs a token of the worker's secret with the
+//! permission [`CONTROL_METHODS`] gives the method (damocles has no authentication).
 //!
 //! Any request path is served (jsonrpsee's HTTP transport does not look at the path; the
 //! manager posts to `http://<dest>/`). Content-Type must be `application/json`.
@@ -9,12 +10,16 @@
 //! - pause and resume find a thread by the `index` that `WorkerList` shows (the config
 //!   position), not by its position among the created threads (quirk P-23);
 //! - `WorkerResume` refuses an unknown state name with InvalidParams instead of letting the
-//!   thread log and ignore it.
+//!   thread log and ignore it, and resuming in a state of the caller's choosing needs `admin`;
+//! - `WorkerSetEnv` / `WorkerRemoveEnv` change the daemon's own variables
+//!   ([`vc_processors::daemon_env`]), never the process environment, and need `admin`.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
+use damocles_auth::rpc::{Authenticator, Guard, MethodTable, RpcAuthLayer};
+use damocles_auth::{Caller, Method, Perm};
 use jsonrpsee::core::{async_trait, RpcResult};
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::server::{Server, ServerHandle};
@@ -37,16 +42,17 @@ pub trait WorkerControlApi {
     #[method(name = "VenusWorker.WorkerPause")]
     async fn worker_pause(&self, index: usize) -> RpcResult<bool>;
 
-    /// Resumes thread `index`, optionally in `state` (an exact [`State`] name): `true` only if
-    /// the thread was waiting for a resume.
-    #[method(name = "VenusWorker.WorkerResume")]
+    /// Resumes thread `index`, optionally in `state` (an exact [`State`] name, which needs
+    /// `admin`): `true` only if the thread was waiting for a resume.
+    #[method(name = "VenusWorker.WorkerResume", with_extensions)]
     async fn worker_resume(&self, index: usize, state: Option<String>) -> RpcResult<bool>;
 
-    /// Sets an environment variable of the daemon (used for `DUMP_ERR_RESP_<pid>`).
+    /// Sets a variable of the daemon, seen by its own reads (`DUMP_ERR_RESP_<pid>`) and by the
+    /// processor children it starts afterwards.
     #[method(name = "VenusWorker.WorkerSetEnv")]
     async fn worker_set_env(&self, name: String, value: String) -> RpcResult<()>;
 
-    /// Removes an environment variable of the daemon.
+    /// Removes a variable of the daemon, for its own reads and its next children.
     #[method(name = "VenusWorker.WorkerRemoveEnv")]
     async fn worker_remove_env(&self, name: String) -> RpcResult<()>;
 
@@ -54,6 +60,21 @@ pub trait WorkerControlApi {
     #[method(name = "VenusWorker.WorkerVersion")]
     async fn worker_version(&self) -> RpcResult<String>;
 }
+
+/// The `VenusWorker` methods: views need `read`, pausing and resuming a thread `write`
+/// (resuming it in a given state `admin`, checked by the handler), the daemon's variables
+/// `admin`.
+pub const CONTROL_METHODS: &[Method] = &[
+    Method::new("VenusWorker.WorkerList", 0, Perm::Read),
+    Method::new("VenusWorker.WorkerPause", 1, Perm::Write),
+    Method::new("VenusWorker.WorkerResume", 2, Perm::Write),
+    Method::new("VenusWorker.WorkerSetEnv", 2, Perm::Admin),
+    Method::new("VenusWorker.WorkerRemoveEnv", 1, Perm::Admin),
+    Method::new("VenusWorker.WorkerVersion", 0, Perm::Read),
+];
+
+/// The command that makes a token of the worker, named in refusals.
+pub const CREATE_TOKEN_COMMAND: &str = "damocles-worker auth create-token";
 
 /// `v<crate version>-<GIT_COMMIT at build time, or "unknown">`.
 pub fn version() -> String {
@@ -148,7 +169,22 @@ impl WorkerControlApiServer for WorkerControl {
         Ok(queued)
     }
 
-    async fn worker_resume(&self, index: usize, state: Option<String>) -> RpcResult<bool> {
+    async fn worker_resume(
+        &self,
+        ext: &http::Extensions,
+        index: usize,
+        state: Option<String>,
+    ) -> RpcResult<bool> {
+        let caller = ext.get::<Caller>();
+        if state.is_some() && caller.is_none_or(|c| c.level < Perm::Admin) {
+            return Err(ErrorObjectOwned::owned(
+                damocles_auth::rpc::CODE_FORBIDDEN,
+                "missing permission to invoke 'VenusWorker.WorkerResume' with a state (need \
+                 'admin'): it skips the planner's checks",
+                None::<()>,
+            ));
+        }
+        let who = damocles_auth::rpc::who(caller);
         let thread = self.thread(index)?;
         // damocles passes any string on and the thread ignores an unknown one; we refuse it.
         let state = state
@@ -156,7 +192,7 @@ impl WorkerControlApiServer for WorkerControl {
             .transpose()
             .map_err(ControlError::from)?;
         let resumed = thread.request_resume(state.clone());
-        info!(index, state = ?state, resumed, "resume requested");
+        info!(index, state = ?state, resumed, %who, "resume requested");
         Ok(resumed)
     }
 
@@ -165,17 +201,16 @@ impl WorkerControlApiServer for WorkerControl {
         if value.contains('\0') {
             return Err(ControlError::EnvValue { name }.into());
         }
-        // As damocles: the daemon's environment is process-wide; processors started later
-        // inherit it.
-        std::env::set_var(&name, &value);
-        info!(name, value, "environment variable set");
+        // Not `set_var`: other threads read the environment all the time.
+        vc_processors::daemon_env::set(&name, &value);
+        info!(name, value_len = value.len(), "daemon variable set");
         Ok(())
     }
 
     async fn worker_remove_env(&self, name: String) -> RpcResult<()> {
         check_env_name(&name)?;
-        std::env::remove_var(&name);
-        info!(name, "environment variable removed");
+        vc_processors::daemon_env::remove(&name);
+        info!(name, "daemon variable removed");
         Ok(())
     }
 
@@ -184,19 +219,35 @@ impl WorkerControlApiServer for WorkerControl {
     }
 }
 
-/// Starts the control server on `listen` over `threads`; returns its handle and bound address.
+/// Starts the control server on `listen` over `threads`, checking tokens with `auth`; returns
+/// its handle and bound address.
 pub async fn serve(
     listen: SocketAddr,
     threads: Vec<ThreadControl>,
+    auth: Authenticator,
 ) -> Result<(ServerHandle, SocketAddr)> {
+    let module = WorkerControl::new(threads).into_rpc();
+    let table = std::sync::Arc::new(
+        MethodTable::for_served(
+            &[CONTROL_METHODS],
+            module.method_names(),
+            CREATE_TOKEN_COMMAND,
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     let server = Server::builder()
+        .set_http_middleware(tower::ServiceBuilder::new().layer(RpcAuthLayer::new(auth)))
+        .set_rpc_middleware(
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+                .layer_fn(move |inner| Guard::new(inner, table.clone())),
+        )
         .build(listen)
         .await
         .with_context(|| format!("worker rpc server: listening on {listen}"))?;
     let addr = server
         .local_addr()
         .context("worker rpc server: reading the bound address")?;
-    let handle = server.start(WorkerControl::new(threads).into_rpc());
+    let handle = server.start(module);
     Ok((handle, addr))
 }
 
@@ -210,10 +261,32 @@ mod tests {
     use super::*;
     use crate::sealing::control::ThreadStateView;
 
-    fn client(addr: SocketAddr, path: &str) -> HttpClient {
+    /// The secret the test servers sign with.
+    fn secret() -> damocles_auth::Secret {
+        damocles_auth::Secret::from_bytes(vec![7; 32])
+    }
+
+    fn token(perm: Perm) -> String {
+        damocles_auth::create_token(&secret(), perm, Some("test"), None).expect("token")
+    }
+
+    fn client_with(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpClient {
+        let mut headers = http::HeaderMap::new();
+        if let Some(t) = token {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(&format!("Bearer {t}")).expect("header"),
+            );
+        }
         HttpClientBuilder::default()
+            .set_headers(headers)
             .build(format!("http://{addr}{path}"))
             .expect("client")
+    }
+
+    /// A client with an admin token.
+    fn client(addr: SocketAddr, path: &str) -> HttpClient {
+        client_with(addr, path, Some(&token(Perm::Admin)))
     }
 
     /// Two threads whose indexes are 0 and 2 (config position 1 was a skipped duplicate).
@@ -222,10 +295,98 @@ mod tests {
             ThreadControl::new(0, Some("/stores/a".into()), "sealer"),
             ThreadControl::new(2, None, "wdpost"),
         ];
-        let (handle, addr) = serve("127.0.0.1:0".parse().expect("addr"), threads.clone())
+        let auth = Authenticator::new(secret(), None, CREATE_TOKEN_COMMAND);
+        let (handle, addr) = serve("127.0.0.1:0".parse().expect("addr"), threads.clone(), auth)
             .await
             .expect("serve");
         (handle, addr, threads)
+    }
+
+    fn refusal(e: ClientError) -> String {
+        e.to_string()
+    }
+
+    #[tokio::test]
+    async fn every_call_needs_a_token_with_the_permission_of_its_row() {
+        let (handle, addr, threads) = start().await;
+        let status = |e: ClientError| match e {
+            ClientError::Transport(t) => t
+                .downcast_ref::<jsonrpsee::http_client::transport::Error>()
+                .and_then(|t| match t {
+                    jsonrpsee::http_client::transport::Error::Rejected { status_code } => {
+                        Some(*status_code)
+                    }
+                    _ => None,
+                }),
+            _ => None,
+        };
+        let none = client_with(addr, "/", None);
+        let read = client_with(addr, "/", Some(&token(Perm::Read)));
+        let write = client_with(addr, "/", Some(&token(Perm::Write)));
+        let forged = client_with(
+            addr,
+            "/",
+            Some(
+                &damocles_auth::create_token(
+                    &damocles_auth::Secret::generate(),
+                    Perm::Admin,
+                    None,
+                    None,
+                )
+                .expect("token"),
+            ),
+        );
+        // Without a (valid) token: nothing.
+        assert_eq!(
+            status(none.worker_list().await.expect_err("none")),
+            Some(401)
+        );
+        assert_eq!(
+            status(forged.worker_list().await.expect_err("forged")),
+            Some(401)
+        );
+        assert_eq!(
+            status(
+                none.worker_set_env("LD_PRELOAD".into(), "/tmp/x.so".into())
+                    .await
+                    .expect_err("none")
+            ),
+            Some(401)
+        );
+        // read: views only.
+        read.worker_list().await.expect("read lists");
+        assert_eq!(
+            status(read.worker_pause(0).await.expect_err("read")),
+            Some(403)
+        );
+        // write: pause and a plain resume, not a resume in a chosen state nor the variables.
+        assert!(write.worker_pause(0).await.expect("write pauses"));
+        assert_eq!(
+            threads[0].check_interrupt(),
+            Err(crate::sealing::control::Interrupted::Pause)
+        );
+        write.worker_resume(0, None).await.expect("write resumes");
+        let msg = refusal(
+            write
+                .worker_resume(0, Some("Finished".into()))
+                .await
+                .expect_err("a state needs admin"),
+        );
+        assert!(msg.contains("need 'admin'"), "{msg}");
+        for e in [
+            write
+                .worker_set_env("LD_PRELOAD".into(), "/tmp/x.so".into())
+                .await
+                .expect_err("set env"),
+            write
+                .worker_remove_env("PATH".into())
+                .await
+                .expect_err("remove env"),
+        ] {
+            assert_eq!(status(e), Some(403));
+        }
+        assert_eq!(vc_processors::daemon_env::var_os("LD_PRELOAD"), None);
+        handle.stop().expect("stop");
     }
 
     fn invalid_params(e: ClientError) -> String {
@@ -329,9 +490,16 @@ mod tests {
         c.worker_set_env(name.clone(), "/tmp/dumps".into())
             .await
             .expect("set");
-        assert_eq!(std::env::var(&name).as_deref(), Ok("/tmp/dumps"));
+        assert_eq!(
+            vc_processors::daemon_env::var_os(&name),
+            Some("/tmp/dumps".into())
+        );
+        assert!(
+            std::env::var_os(&name).is_none(),
+            "the process environment is never changed"
+        );
         c.worker_remove_env(name.clone()).await.expect("remove");
-        assert!(std::env::var(&name).is_err());
+        assert_eq!(vc_processors::daemon_env::var_os(&name), None);
 
         for (bad, why) in [("", "empty"), ("A=B", "'='"), ("A\0B", "NUL")] {
             let msg = invalid_params(
@@ -349,7 +517,7 @@ mod tests {
                 .expect_err("bad value"),
         );
         assert!(msg.contains(&name) && msg.contains("NUL"), "{msg}");
-        assert!(std::env::var(&name).is_err());
+        assert_eq!(vc_processors::daemon_env::var_os(&name), None);
 
         handle.stop().expect("stop");
     }

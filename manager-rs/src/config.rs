@@ -216,12 +216,29 @@ impl Default for WorkerProverConfig {
     }
 }
 
-/// `[Common.Auth]` (our addition): bearer-token authentication of the RPC server.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[Common.Auth]` (our addition). Every call needs a token signed by the home's secret
+/// (`docs/security.md`); this section only keeps the deprecated static token. `Debug` hides it.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct AuthConfig {
-    /// When not empty, every RPC request must carry `Authorization: Bearer <Token>`.
+    /// Deprecated: when not empty, `Authorization: Bearer <Token>` is also accepted, granting
+    /// `write` only.
     pub token: String,
+    /// Networks (`10.0.0.0/8`, or single addresses) whose callers without a token get `write`:
+    /// for unmodified damocles workers, which send none. Empty (the default): none.
+    pub unauthenticated_write_from: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("token", &(!self.token.is_empty()).then_some("<redacted>"))
+            .field(
+                "unauthenticated_write_from",
+                &self.unauthenticated_write_from,
+            )
+            .finish()
+    }
 }
 
 /// `[[Miners]]`.
@@ -613,6 +630,9 @@ pub struct DevnetConfig {
     /// Seconds an elected miner has to submit its WinningPoSt before the block is missed.
     #[serde(rename = "WinningPoStBudgetSecs")]
     pub winning_post_budget_secs: u64,
+    /// Directories whose files `util deals import` (`Damocles.DealsImport`) may read; a path
+    /// elsewhere, or leading out through `..` or a symlink, is refused. Empty: no import.
+    pub deal_import_dirs: Vec<String>,
     /// Miner actors created at genesis.
     pub miners: Vec<DevnetMinerConfig>,
 }
@@ -630,6 +650,7 @@ impl Default for DevnetConfig {
             max_prove_commit_duration: 30 * 2880,
             winning_post_probability: 0.1,
             winning_post_budget_secs: 25,
+            deal_import_dirs: Vec::new(),
             miners: Vec::new(),
         }
     }
@@ -802,6 +823,7 @@ impl ManagerConfig {
                 actor: miner,
                 sector_size: SectorSize(sector_size),
             }],
+            deal_import_dirs: vec![home.join("import").display().to_string()],
             ..DevnetConfig::default()
         });
         cfg

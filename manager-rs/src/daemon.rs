@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use damocles_auth::rpc::Authenticator;
 use jsonrpsee::server::ServerHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -89,8 +90,23 @@ pub fn client_addr(s: &str) -> Result<SocketAddr> {
 }
 
 /// The API's credentials: the secret of `home` (made with the local admin token on the first
-/// start, with a message saying how to give workers theirs) and the deprecated static token.
-fn api_authenticator(home: &Path, legacy_token: &str) -> Result<rpc::http::Authenticator> {
+/// start, with a message saying how to give workers theirs), the deprecated static token and
+/// the networks whose callers need no token for `write`.
+fn api_authenticator(home: &Path, auth: &crate::config::AuthConfig) -> Result<Authenticator> {
+    let legacy_token = auth.token.as_str();
+    let open = damocles_auth::rpc::parse_networks(
+        "[Common.Auth] UnauthenticatedWriteFrom",
+        &auth.unauthenticated_write_from,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if !open.is_empty() {
+        let listed: Vec<String> = open.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            networks = %listed.join(", "),
+            "callers without a token from these networks may make every `write` call \
+             ([Common.Auth] UnauthenticatedWriteFrom); `admin` still needs a token"
+        );
+    }
     let keys = damocles_auth::open_home(home).context("opening the API secret")?;
     if keys.created {
         tracing::warn!(
@@ -108,10 +124,12 @@ fn api_authenticator(home: &Path, legacy_token: &str) -> Result<rpc::http::Authe
              of `damocles-manager util auth create-token --perm <read|write|admin>`"
         );
     }
-    Ok(rpc::http::Authenticator::new(
+    Ok(Authenticator::new(
         keys.secret,
         Some(legacy_token.to_string()),
-    ))
+        rpc::CREATE_TOKEN_COMMAND,
+    )
+    .with_open_networks(open))
 }
 
 fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
@@ -186,7 +204,17 @@ impl Daemon {
             supervisor.clone(),
         );
         let index = SectorIndex::new(kv.clone());
-        let deals = Arc::new(DealManager::new(kv.clone(), chain.clone(), pieces.clone()));
+        let import_dirs = devnet_cfg
+            .deal_import_dirs
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let deals = Arc::new(DealManager::new(
+            kv.clone(),
+            chain.clone(),
+            pieces.clone(),
+            import_dirs,
+        ));
         let lifecycle = Arc::new(SectorLifecycle::new(LifecycleParts {
             cfg: cfg.clone(),
             chain: chain.clone(),
@@ -274,7 +302,7 @@ impl Daemon {
                 async { anyhow::Ok(()) }
             });
         }
-        let auth = api_authenticator(&opts.home, &cfg.common.auth.token)?;
+        let auth = api_authenticator(&opts.home, &cfg.common.auth)?;
         let routes = rpc::http::Routes::new(auth, metrics, Some(pieces));
         let (handle, addr) = rpc::serve(opts.listen, module, routes).await?;
         metrics::gauge!("damocles_manager_info").set(1.0);

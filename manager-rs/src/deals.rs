@@ -2,7 +2,7 @@
 //! and laid out into sectors by `AcquireDeals` (our stand-in for a market node).
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -73,7 +73,34 @@ pub struct DealManager {
     kv: Kv,
     chain: Arc<dyn Chain>,
     pieces: Arc<PieceStores>,
+    import_dirs: Vec<PathBuf>,
     lock: Mutex<()>,
+}
+
+/// The file `path` names, resolved (no `..`, no symlink), when it is a regular file inside one
+/// of `dirs`.
+fn confined(path: &Path, dirs: &[PathBuf]) -> Result<PathBuf> {
+    ensure!(
+        !dirs.is_empty(),
+        "no deal import directory: files are imported only from the directories of [Devnet] \
+         DealImportDirs"
+    );
+    let real =
+        std::fs::canonicalize(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(real.is_file(), "{} is not a regular file", path.display());
+    for dir in dirs {
+        if let Ok(dir) = std::fs::canonicalize(dir) {
+            if real.starts_with(&dir) {
+                return Ok(real);
+            }
+        }
+    }
+    let listed: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    anyhow::bail!(
+        "{} is outside the deal import directories ([Devnet] DealImportDirs: {})",
+        path.display(),
+        listed.join(", ")
+    )
 }
 
 impl std::fmt::Debug for DealManager {
@@ -129,11 +156,19 @@ fn fillers(from: u64, to: u64, out: &mut Vec<SectorPieceV2>) -> Result<()> {
 
 impl DealManager {
     /// Over the state database, the chain and the piece stores.
-    pub fn new(kv: Kv, chain: Arc<dyn Chain>, pieces: Arc<PieceStores>) -> Self {
+    /// Deals kept in `kv`, checked against `chain`, pieces kept in `pieces`, files imported only
+    /// from `import_dirs`.
+    pub fn new(
+        kv: Kv,
+        chain: Arc<dyn Chain>,
+        pieces: Arc<PieceStores>,
+        import_dirs: Vec<PathBuf>,
+    ) -> Self {
         DealManager {
             kv,
             chain,
             pieces,
+            import_dirs,
             lock: Mutex::new(()),
         }
     }
@@ -146,6 +181,7 @@ impl DealManager {
     /// Imports a file as a deal for `miner`: computes its piece commitment, keeps the piece in
     /// the first writable piece store, publishes the deal and queues it.
     pub async fn import(&self, miner: u64, file: &Path, opts: ImportOptions) -> Result<DealRecord> {
+        let file = &confined(file, &self.import_dirs)?;
         let info = self
             .chain
             .miner_info(miner)

@@ -558,6 +558,20 @@ impl SectorLifecycle {
 
     /// `ReportState`.
     pub fn report_state(&self, sid: SectorId, req: ReportStateReq) -> ApiResult<SectorStateResp> {
+        let mut fields = vec![
+            ("Worker.Instance", req.worker.instance.as_str()),
+            ("Worker.Location", req.worker.location.as_str()),
+            ("StateChange.Prev", req.state_change.prev.as_str()),
+            ("StateChange.Next", req.state_change.next.as_str()),
+            ("StateChange.Event", req.state_change.event.as_str()),
+        ];
+        if let Some(f) = &req.failure {
+            fields.push(("Failure.Level", f.level.as_str()));
+            fields.push(("Failure.Desc", f.desc.as_str()));
+        }
+        for (name, value) in fields {
+            check_len("ReportState", name, value)?;
+        }
         let updated = self
             .states
             .update(sid, SectorWorkerState::Online, move |st| {
@@ -607,6 +621,7 @@ impl SectorLifecycle {
 
     /// `ReportAborted`.
     pub fn report_aborted(&self, sid: SectorId, reason: &str) -> ApiResult<()> {
+        check_len("ReportAborted", "reason", reason)?;
         let mut pieces = Vec::new();
         let moved = self.states.finalize(sid, |st| {
             pieces = st.pieces.clone().unwrap_or_default();
@@ -805,4 +820,18 @@ impl SectorLifecycle {
             seal_proof_type: proof,
         })
     }
+}
+
+/// Longest string a worker may have stored in a sector record or the worker registry.
+pub const MAX_STORED_STRING: usize = 4096;
+
+/// Refuses a `field` of `method` longer than [`MAX_STORED_STRING`], naming both.
+pub(crate) fn check_len(method: &str, field: &str, value: &str) -> ApiResult<()> {
+    if value.len() > MAX_STORED_STRING {
+        return Err(ApiError::bad(format!(
+            "{method}: {field} is {} bytes, more than the {MAX_STORED_STRING} kept",
+            value.len()
+        )));
+    }
+    Ok(())
 }

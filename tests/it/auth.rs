@@ -153,6 +153,47 @@ fn every_method_route_and_client_needs_a_token_with_the_permission_it_declares()
         assert_eq!(status, 401, "{method} without a token: {body}");
     }
 
+    // Even an admin imports deals only from the configured directories (the test's root): no
+    // other path, no `..` out of it, no symlink out of it.
+    let root = m.dir.path();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("passwd-link")).expect("symlink");
+    for path in [
+        "/etc/passwd".to_string(),
+        format!("{}/../../../etc/passwd", root.display()),
+        root.join("passwd-link").display().to_string(),
+    ] {
+        let (status, body) = raw_call(
+            &url,
+            Some(&admin),
+            "Damocles.DealsImport",
+            json!([crate::common::MINER, path, null]),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            message(&body).contains("outside the deal import directories"),
+            "{path}: {body}"
+        );
+    }
+
+    // What a worker stores is bounded: long strings are refused with the field named.
+    let (_, body) = raw_call(
+        &url,
+        Some(&write),
+        "Venus.ReportAborted",
+        json!([{"Miner": crate::common::MINER, "Number": 1}, "x".repeat(5000)]),
+    );
+    assert!(
+        message(&body).contains("ReportAborted: reason is 5000 bytes"),
+        "{body}"
+    );
+    let (_, body) = raw_call(
+        &url,
+        Some(&write),
+        "Venus.WorkerPing",
+        json!([{"Name": "w".repeat(300), "Dest": "127.0.0.1:1", "Version": "v", "Summary": {"Threads": 0, "Empty": 0, "Paused": 0, "Running": 0, "Waiting": 0, "Errors": 0}}]),
+    );
+    assert!(message(&body).contains("Name is 300 bytes"), "{body}");
+
     // 2. Tokens that are not this daemon's are refused before any method is looked at.
     let other =
         damocles_auth::create_token(&damocles_auth::Secret::generate(), Perm::Admin, None, None)
@@ -240,6 +281,27 @@ fn every_method_route_and_client_needs_a_token_with_the_permission_it_declares()
     // A notification without a token is dropped, not run: no worker is registered by it.
     let (status, _) = raw_post_notification(&url, "Venus.WorkerPing");
     assert!(status < 300, "a notification is acknowledged: {status}");
+
+    // Bounds: a batch over the limit and a body over the limit are refused whole.
+    let big_batch: Vec<Value> = (0..=damocles_manager::rpc::MAX_BATCH)
+        .map(|i| json!({"jsonrpc": "2.0", "method": "Venus.Version", "params": [], "id": i}))
+        .collect();
+    let (status, body) = post(&url, Some(&read), &Value::Array(big_batch));
+    assert_eq!(body["error"]["code"], json!(-32010), "{status}: {body}");
+    {
+        // Announced over the limit: refused before a byte of it is read.
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        write!(
+            s,
+            "POST /rpc/v0 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            damocles_manager::rpc::MAX_REQUEST_BODY as usize + 1
+        )
+        .expect("request");
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).expect("status line");
+        assert_eq!(&head, b"HTTP/1.1 413", "a body over the limit");
+    }
 
     // 5. Websockets: none is opened without a token; one with a read token is checked per call.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -430,5 +492,41 @@ fn the_api_secret_is_private_and_a_readable_one_stops_the_start() {
     assert_eq!(
         raw_call(&m.url(), Some(&m.admin_token()), "Venus.Version", json!([])).0,
         200
+    );
+}
+
+#[test]
+fn callers_without_a_token_from_listed_networks_may_write_but_not_administer() {
+    let mut m = TestManager::with_config(|c| {
+        c.common.auth.unauthenticated_write_from = vec!["127.0.0.0/8".into()];
+    });
+    m.start();
+    let url = m.url();
+    let (status, body) = raw_call(
+        &url,
+        None,
+        "Venus.AllocateSector",
+        json!([{"AllowedMiners": null, "AllowedProofTypes": null}]),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"]["ID"]["Number"].is_u64(), "{body}");
+    let (status, body) = raw_call(&url, None, "Damocles.AuthVerify", json!([]));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["Name"],
+        json!("unauthenticated 127.0.0.1"),
+        "{body}"
+    );
+    let (status, body) = raw_call(&url, None, "Damocles.StorageAttach", json!(["/", {}]));
+    assert_eq!(status, 403, "admin still needs a token: {body}");
+    let (status, _) = raw_call(&url, Some("forged"), "Venus.Version", json!([]));
+    assert_eq!(
+        status, 401,
+        "a bad token is refused even from a listed network"
+    );
+    let logs = m.logs();
+    assert!(
+        logs.contains("127.0.0.0/8") && logs.contains("UnauthenticatedWriteFrom"),
+        "the start-up log names the networks: {logs}"
     );
 }

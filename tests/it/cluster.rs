@@ -147,7 +147,25 @@ fn a_worker_with_two_threads_seals_two_cc_sectors_and_a_deal_sector() {
         .expect("head")
         .params
         .wpost_proving_period();
+    // ... while 300 clients ask for the deal's piece and never read the answer.
+    let deals = block_on(DamoclesApiClient::deals_list(&c)).expect("deals");
+    let piece = deals[0].deal.proposal.piece_cid.to_string();
+    let slow_readers = slow_piece_readers(&m, &piece, 300);
     proven_for_two_periods(&m, "builtin prover", &String::new, &mut |_| {});
+    drop(slow_readers);
+    let served = reqwest::blocking::Client::new()
+        .get(format!(
+            "http://{}/piecestore/{piece}",
+            m.addr.expect("addr")
+        ))
+        .bearer_auth(m.token(damocles_auth::Perm::Write))
+        .send()
+        .expect("piece");
+    assert_eq!(
+        served.status().as_u16(),
+        200,
+        "the piece store still serves"
+    );
     let miner = block_on(DamoclesApiClient::chain_miner(&c, MINER)).expect("miner");
     assert_eq!(miner.power.raw_byte_power, 3 * 2048, "{:?}", miner.power);
     assert_eq!(miner.power.faulty_sectors, 0);
@@ -438,6 +456,24 @@ fn the_poster_was_restarted_once_after_its_injected_panic(m: &TestManager) {
 /// Watches two whole proving periods from now: no sector of `m`'s miner turns faulty and every
 /// deadline holding a sector is proven each time. `each_poll` runs about once a second with
 /// the epochs elapsed; `other_logs` adds to the failure messages.
+/// `n` connections that each ask for `piece` and never read the answer.
+fn slow_piece_readers(m: &TestManager, piece: &str, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let addr = m.addr.expect("addr");
+    let token = m.token(damocles_auth::Perm::Write);
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            write!(
+                s,
+                "GET /piecestore/{piece} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .expect("request");
+            s
+        })
+        .collect()
+}
+
 fn proven_for_two_periods(
     m: &TestManager,
     prover: &str,
@@ -588,7 +624,7 @@ fn wait_faults(m: &TestManager, done: impl Fn(&[u64]) -> bool, epochs: i64) -> V
 /// Calls the worker's control server.
 fn control(w: &TestWorker, method: &str, params: serde_json::Value) -> serde_json::Value {
     let url = format!("http://{}/", w.addr.expect("worker started"));
-    let (status, body) = crate::common::raw_call(&url, None, method, params);
+    let (status, body) = crate::common::raw_call(&url, Some(&w.admin_token()), method, params);
     assert_eq!(status, 200, "{method}: {body}");
     body["result"].clone()
 }
@@ -951,11 +987,11 @@ fn every_stage_in_an_external_child_seals_a_sector_into_the_s3_plugin_store() {
 }
 
 /// One scrape of a Prometheus text endpoint.
-fn scrape(addr: std::net::SocketAddr) -> String {
+fn scrape(addr: std::net::SocketAddr, token: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the exporter");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .expect("request");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").expect("request");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
@@ -986,7 +1022,7 @@ fn a_worker_publishes_its_manager_calls_and_limits_to_prometheus() {
     w.start();
     let started = Instant::now();
     let text = loop {
-        let text = scrape(metrics);
+        let text = scrape(metrics, None);
         if series(&text, "rpc_call", &["method=\"assign_ticket\""]).is_some() {
             break text;
         }
@@ -1161,7 +1197,11 @@ fn window_post_is_proven_in_time_while_two_c2s_keep_both_cores_busy() {
     // The margins of the deadlines that held sectors when the watch began: each was submitted
     // in both periods (at least two samples), none with half its window or less left (the
     // `le="0.5"` bucket is empty), and the last one is above that too.
-    let metrics = scrape(m.addr.expect("manager"));
+    // The manager's /metrics needs a `read` token.
+    let metrics = scrape(
+        m.addr.expect("manager"),
+        Some(&m.token(damocles_auth::Perm::Read)),
+    );
     for i in &watched {
         let deadline = format!("deadline=\"{i}\"");
         let count = series(

@@ -147,6 +147,10 @@ impl TestManager {
         let dir = tempfile::tempdir().expect("tmp");
         let home = dir.path().join("home");
         let mut cfg = devnet_config(&home);
+        // Tests write the files they import as deals beside the home.
+        if let Some(dev) = cfg.devnet.as_mut() {
+            dev.deal_import_dirs = vec![dir.path().display().to_string()];
+        }
         // Plugins are next to the binary under test.
         cfg.common.plugins.dir = Some(damocles_tests::bins::bin_dir().display().to_string());
         edit(&mut cfg);

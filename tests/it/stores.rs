@@ -58,6 +58,34 @@ fn an_s3_plugin_store_and_a_scanned_store_hold_sectors() {
     );
     assert_eq!(list["result"][2]["Weight"], json!(3));
 
+    // Credentials never leave in a listing (a `read` call), the CLI's or the logs; a worker's
+    // `write` token gets them for its transfer.
+    {
+        use crate::s3server::SECRET_KEY;
+        assert_eq!(s3["Meta"]["SecretKey"], json!("<redacted>"), "{s3}");
+        assert_eq!(s3["Meta"]["AccessKey"], json!("<redacted>"), "{s3}");
+        assert_eq!(s3["Meta"]["Bucket"], json!(BUCKET), "{s3}");
+        let listed = ok_text(&m.util(&["storage", "list"]));
+        let (_, basic) = crate::common::raw_call(
+            &m.url(),
+            Some(&m.token(damocles_auth::Perm::Write)),
+            "Venus.StoreBasicInfo",
+            json!(["s3"]),
+        );
+        assert_eq!(
+            basic["result"]["Meta"]["SecretKey"],
+            json!(SECRET_KEY),
+            "{basic}"
+        );
+        let logs = m.logs();
+        assert!(!list.to_string().contains(SECRET_KEY), "StoreList: {list}");
+        assert!(!listed.contains(SECRET_KEY), "util storage list: {listed}");
+        assert!(
+            !logs.contains(SECRET_KEY),
+            "the manager's logs hold a credential"
+        );
+    }
+
     let sector = m.raw(
         "Venus.AllocateSector",
         json!([{"AllowedMiners": null, "AllowedProofTypes": null}]),

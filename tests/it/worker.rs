@@ -71,6 +71,7 @@ name = "test-worker"
 ping_interval = "2s"
 rpc_server.host = "127.0.0.1"
 rpc_server.port = 0
+rpc_server.home = "{home}"
 
 [sector_manager]
 rpc_client.addr = "http://{manager}"
@@ -88,6 +89,7 @@ rpc_polling_interval = "1s"
 
 {attached}"#,
             miner = crate::common::MINER,
+            home = dir.join("home").display(),
         );
         for i in 0..threads {
             cfg.push_str(&format!(
@@ -105,6 +107,11 @@ rpc_polling_interval = "1s"
             addr: None,
             starts: 0,
         }
+    }
+
+    /// The local admin token of the worker's control server (made at its first start).
+    pub fn admin_token(&self) -> String {
+        damocles_auth::read_local_token(&self.dir.join("home")).expect("worker admin token")
     }
 
     /// Starts the daemon; answers its control address.
@@ -145,6 +152,7 @@ rpc_polling_interval = "1s"
         Command::new(worker_bin())
             .arg("worker")
             .args(["--host", &self.addr.expect("started").to_string()])
+            .args(["--token", &self.admin_token()])
             .args(args)
             .env("RUST_LOG", "warn")
             .output()

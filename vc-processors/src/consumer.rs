@@ -21,8 +21,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use tracing::{debug, info_span, warn};
 
 use crate::protocol::{
-    excerpt, panic_message, ready_message, salvage_id, trim_line_end, Processor, Request, Response,
-    Task,
+    excerpt, panic_message, read_line_limited, ready_message, salvage_id, trim_line_end, LineRead,
+    Processor, Request, Response, Task,
 };
 
 /// Options of the consumer loop.
@@ -33,6 +33,9 @@ pub struct ConsumerOptions {
     pub max_concurrent: usize,
     /// Apply the NUMA / cgroup placement named by the environment before the ready line.
     pub apply_placement: bool,
+    /// Longest request line read ([`crate::protocol::DEFAULT_MAX_LINE`]); a longer one ends the
+    /// loop with [`ConsumerError::LineTooLong`].
+    pub max_line: usize,
 }
 
 impl Default for ConsumerOptions {
@@ -40,6 +43,7 @@ impl Default for ConsumerOptions {
         ConsumerOptions {
             max_concurrent: 256,
             apply_placement: true,
+            max_line: crate::protocol::DEFAULT_MAX_LINE,
         }
     }
 }
@@ -55,6 +59,14 @@ pub enum ConsumerError {
         /// The write error.
         #[source]
         source: io::Error,
+    },
+    /// A request line went on past [`ConsumerOptions::max_line`].
+    #[error("{stage}: a request line is longer than {max} bytes (max_line)")]
+    LineTooLong {
+        /// The stage served.
+        stage: &'static str,
+        /// The limit.
+        max: usize,
     },
     /// Reading stdin failed (other than EOF).
     #[error("{stage}: cannot read requests from stdin: {source}")]
@@ -120,11 +132,15 @@ where
     let slots = Arc::new(Slots::new(options.max_concurrent.max(1)));
     let mut line = Vec::with_capacity(4096);
     let result = loop {
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        match read_line_limited(&mut input, &mut line, options.max_line) {
+            Ok(LineRead::Eof) => break Ok(()),
+            Ok(LineRead::Line) => {}
+            Ok(LineRead::TooLong) => {
+                break Err(ConsumerError::LineTooLong {
+                    stage,
+                    max: options.max_line,
+                })
+            }
             Err(source) => break Err(ConsumerError::Input { stage, source }),
         }
         if let Some(source) = out.take_error() {
@@ -341,6 +357,7 @@ mod tests {
         let opts = ConsumerOptions {
             max_concurrent,
             apply_placement: false,
+            ..ConsumerOptions::default()
         };
         serve::<Sqr, _, _, _>(Arc::new(SqrProc), input, sink.clone(), &opts).expect("serve");
         let bytes = sink.0.lock().expect("sink").clone();

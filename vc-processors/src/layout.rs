@@ -210,10 +210,38 @@ pub fn is_sdr_layer(file_name: &str) -> bool {
 /// The file that makes a scanned directory a persist store.
 pub const SECTOR_STORE_JSON: &str = "sectorstore.json";
 
+/// What listings and logs show instead of a credential.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a store `Meta` key holds a credential (`AccessKey`, `SecretKey`, `SessionToken`, a
+/// password): such values are never listed nor logged.
+pub fn is_credential_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    ["secret", "token", "password", "key", "credential"]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
+/// `meta` with the value of each credential key ([`is_credential_key`]) replaced by
+/// [`REDACTED`].
+pub fn redact_meta(meta: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    meta.iter()
+        .map(|(k, v)| {
+            let v = if is_credential_key(k) {
+                REDACTED.to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// A persist store's settings: a `[[Common.PersistStores]]` block of the manager's config, or
 /// the `sectorstore.json` of a directory found by `ScanPersistStores` (manager) or
-/// `scan_persist_stores` (worker), whose path is always the directory itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `scan_persist_stores` (worker), whose path is always the directory itself. `Debug` hides
+/// the credentials of `Meta`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PersistStore {
     /// Lotus-compatible alias of `Name`.
@@ -243,6 +271,24 @@ pub struct PersistStore {
     /// objstore plugin (default: the file-system backend).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_name: Option<String>,
+}
+
+impl std::fmt::Debug for PersistStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistStore")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("meta", &redact_meta(&self.meta))
+            .field("strict", &self.strict)
+            .field("read_only", &self.read_only)
+            .field("weight", &self.weight)
+            .field("allow_miners", &self.allow_miners)
+            .field("deny_miners", &self.deny_miners)
+            .field("plugin", &self.plugin)
+            .field("plugin_name", &self.plugin_name)
+            .finish()
+    }
 }
 
 impl Default for PersistStore {
@@ -299,6 +345,36 @@ impl PersistStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_of_a_store_meta_are_redacted_in_listings_and_debug() {
+        let meta: BTreeMap<String, String> = [
+            ("AccessKey", "AKIAEXAMPLE"),
+            ("SecretKey", "wJalrXUtnFEMI"),
+            ("SessionToken", "FwoGZXIvYXdzE"),
+            ("Endpoint", "http://s3.local:9000"),
+            ("Bucket", "sectors"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let shown = redact_meta(&meta);
+        assert_eq!(shown["Endpoint"], "http://s3.local:9000");
+        assert_eq!(shown["Bucket"], "sectors");
+        for k in ["AccessKey", "SecretKey", "SessionToken"] {
+            assert_eq!(shown[k], REDACTED, "{k}");
+        }
+        let store = PersistStore {
+            name: "s3".into(),
+            meta,
+            ..PersistStore::default()
+        };
+        let debug = format!("{store:?}");
+        for secret in ["AKIAEXAMPLE", "wJalrXUtnFEMI", "FwoGZXIvYXdzE"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("s3.local"), "{debug}");
+    }
 
     fn sid(miner: u64, number: u64) -> SectorId {
         SectorId { miner, number }

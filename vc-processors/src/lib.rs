@@ -21,6 +21,7 @@
 
 pub mod b64serde;
 pub mod consumer;
+pub mod daemon_env;
 pub mod layout;
 pub mod producer;
 pub mod protocol;

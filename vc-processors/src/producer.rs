@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -36,7 +36,8 @@ use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
 
 use crate::protocol::{
-    excerpt, ready_message, salvage_id, trim_line_end, Processor, Request, Task,
+    excerpt, read_line_limited, ready_message, salvage_id, skip_rest_of_line, trim_line_end,
+    LineRead, Processor, Request, Task,
 };
 use crate::sys::{ENV_CGROUP_CPUSET, ENV_CGROUP_NAME, ENV_NUMA_PREFERRED};
 
@@ -246,6 +247,10 @@ pub struct ProducerConfig {
     /// On shutdown, how long the child gets to exit after its stdin is closed before it is
     /// killed.
     pub stop_grace: Duration,
+    /// Longest line the child may write on stdout ([`crate::protocol::DEFAULT_MAX_LINE`]). A
+    /// longer one fails the requests in flight with an error naming the child, which is
+    /// restarted.
+    pub max_line: usize,
 }
 
 impl ProducerConfig {
@@ -268,6 +273,7 @@ impl ProducerConfig {
             stderr: StderrMode::Inherit,
             restart_on_timeout: false,
             stop_grace: Duration::from_secs(5),
+            max_line: crate::protocol::DEFAULT_MAX_LINE,
         }
     }
 
@@ -287,15 +293,15 @@ impl ProducerConfig {
     /// The environment the child gets, in the order it is applied.
     pub fn child_env(&self) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = Vec::new();
+        if self.inherit_envs {
+            env.extend(std::env::vars_os());
+            // What an operator set on the running daemon (`WorkerSetEnv`) is part of it.
+            crate::daemon_env::apply(&mut env);
+        }
         let mut set = |k: OsString, v: OsString| {
             env.retain(|(key, _)| key != &k);
             env.push((k, v));
         };
-        if self.inherit_envs {
-            for (k, v) in std::env::vars_os() {
-                set(k, v);
-            }
-        }
         if let Some(node) = self.numa_preferred {
             set(ENV_NUMA_PREFERRED.into(), node.to_string().into());
         }
@@ -427,6 +433,12 @@ impl ProducerBuilder {
     /// Per-request timeout.
     pub fn task_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.task_timeout = timeout;
+        self
+    }
+
+    /// Longest line the child may write on stdout.
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.config.max_line = bytes;
         self
     }
 
@@ -900,12 +912,18 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
                 let mut reader = BufReader::new(stderr);
                 let mut line = Vec::new();
                 loop {
-                    line.clear();
-                    match reader.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
+                    match read_line_limited(&mut reader, &mut line, MAX_STDERR_LINE) {
+                        Ok(LineRead::Eof) | Err(_) => break,
+                        Ok(LineRead::Line) => {
                             let text = String::from_utf8_lossy(trim_line_end(&line));
                             info!(target: "vc_processors::child", stage = %stage, pid, "{text}");
+                        }
+                        Ok(LineRead::TooLong) => {
+                            let text = String::from_utf8_lossy(&line);
+                            info!(target: "vc_processors::child", stage = %stage, pid, "{text}… (line cut at {MAX_STDERR_LINE} bytes)");
+                            if skip_rest_of_line(&mut reader).is_err() {
+                                break;
+                            }
                         }
                     }
                 }
@@ -920,7 +938,8 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
         .spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = Vec::new();
-            let res = reader.read_until(b'\n', &mut line).map(|_| line);
+            // A ready line is a few words: more is not one (and is cut there).
+            let res = read_line_limited(&mut reader, &mut line, MAX_READY_LINE).map(|_| line);
             let _ = ready_tx.send((res, reader));
         });
     if let Err(source) = helper {
@@ -1004,6 +1023,11 @@ fn start_child(shared: &Arc<Shared>) -> Result<Running, ProducerError> {
     })
 }
 
+/// Longest stderr line logged whole; the rest of a longer one is dropped.
+const MAX_STDERR_LINE: usize = 64 << 10;
+/// Longest ready line read.
+const MAX_READY_LINE: usize = 4 << 10;
+
 /// Reads responses until the child's stdout ends; returns why it ended.
 fn read_responses(
     shared: &Shared,
@@ -1011,13 +1035,19 @@ fn read_responses(
     stdout: &mut BufReader<ChildStdout>,
 ) -> Option<String> {
     let stage = shared.stage();
+    let max = shared.config.max_line;
     let mut line = Vec::with_capacity(4096);
     loop {
-        line.clear();
-        match stdout.read_until(b'\n', &mut line) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        match read_line_limited(stdout, &mut line, max) {
+            Ok(LineRead::Eof) => return None,
+            Ok(LineRead::Line) => {}
+            Ok(LineRead::TooLong) => {
+                metrics::counter!("vc_processors_requests_failed_total", "stage" => stage.to_string(), "reason" => "line_too_long").increment(1);
+                return Some(format!(
+                    "wrote a line longer than {max} bytes on stdout (max_line), starting {}",
+                    excerpt(&line, 80)
+                ));
+            }
             Err(e) => return Some(format!("reading its stdout failed: {e}")),
         }
         let body = trim_line_end(&line);
@@ -1076,7 +1106,7 @@ fn read_responses(
 /// when that variable is set in this process (damocles' `worker enable-dump`).
 fn dump_bad_line(pid: u32, body: &[u8]) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let Some(dir) = std::env::var_os(format!("DUMP_ERR_RESP_{pid}")) else {
+    let Some(dir) = crate::daemon_env::var_os(format!("DUMP_ERR_RESP_{pid}")) else {
         return;
     };
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

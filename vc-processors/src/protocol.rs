@@ -179,6 +179,90 @@ pub(crate) fn excerpt(line: &[u8], max: usize) -> String {
     s
 }
 
+/// Default longest line of the protocol, either way: far above the largest real message (the
+/// C1 output of a 64 GiB sector, tens of MiB in JSON), and a bound on what a child that never
+/// writes a newline costs the parent.
+pub const DEFAULT_MAX_LINE: usize = 256 << 20;
+
+/// What [`read_line_limited`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// The input ended before any byte.
+    Eof,
+    /// A whole line (or the last bytes before the end of the input).
+    Line,
+    /// The line goes on past the limit: the buffer holds its first `max` bytes, the rest is
+    /// not read.
+    TooLong,
+}
+
+/// Reads one line into `buf` (cleared first), keeping at most `max` bytes before its newline,
+/// so a peer that never ends a line costs at most `max` bytes.
+pub(crate) fn read_line_limited<R: std::io::BufRead + ?Sized>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        let (end, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        // The newline itself does not count against the limit.
+        let content = if found { end - 1 } else { end };
+        if buf.len() + content > max {
+            let room = max - buf.len();
+            buf.extend_from_slice(&available[..room]);
+            input.consume(room);
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(&available[..end]);
+        input.consume(end);
+        if found {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// Reads and drops the rest of the current line (after [`LineRead::TooLong`]).
+pub(crate) fn skip_rest_of_line<R: std::io::BufRead + ?Sized>(
+    input: &mut R,
+) -> std::io::Result<()> {
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(());
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = available.len();
+                input.consume(n);
+            }
+        }
+    }
+}
+
 /// `line` without its trailing `\n` / `\r\n`.
 pub(crate) fn trim_line_end(mut line: &[u8]) -> &[u8] {
     while let Some((&last, rest)) = line.split_last() {
@@ -194,6 +278,39 @@ pub(crate) fn trim_line_end(mut line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_read_up_to_the_limit_and_no_further() {
+        let mut input = std::io::BufReader::with_capacity(3, &b"ab\ncdefgh\nij"[..]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 4).expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"ab\n");
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 4).expect("read"),
+            LineRead::TooLong
+        );
+        assert_eq!(buf, b"cdef", "the first max bytes are kept");
+        skip_rest_of_line(&mut input).expect("skip");
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 4).expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"ij", "the last line needs no newline");
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 4).expect("read"),
+            LineRead::Eof
+        );
+        // A line of exactly the limit, newline apart, is whole.
+        let mut input = &b"abcd\n"[..];
+        assert_eq!(
+            read_line_limited(&mut input, &mut buf, 4).expect("read"),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"abcd\n");
+    }
 
     #[test]
     fn request_and_response_envelopes_are_compact_and_ordered() {

@@ -37,6 +37,8 @@ pub enum Command {
     Store(store::StoreCommand),
     /// Control a running daemon: list, pause and resume sealing threads, response dumps.
     Worker(worker::WorkerArgs),
+    /// Tokens of the daemon's control server.
+    Auth(worker::AuthArgs),
     /// Generate static files (the zero sector's tree-d).
     #[command(subcommand)]
     Generator(generator::GeneratorCommand),
@@ -68,6 +70,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
         Command::Store(cmd) => cmd.run(),
         Command::Worker(args) => args.run(),
+        Command::Auth(args) => args.run(),
         Command::Generator(cmd) => cmd.run(),
     };
     match result {

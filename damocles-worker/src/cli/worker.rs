@@ -37,10 +37,22 @@ pub struct WorkerArgs {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
+    /// API token of the daemon (default: the token of `DAMOCLES_WORKER_API_INFO`, else the
+    /// local admin token in the worker's home, `worker.rpc_server.home` of `--config`).
+    #[arg(
+        long,
+        env = "DAMOCLES_WORKER_API_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: WorkerCommand,
 }
+
+/// The variable giving a client of the worker its token (`<token>:<multiaddr>`).
+pub const WORKER_API_INFO_ENV: &str = "DAMOCLES_WORKER_API_INFO";
 
 /// Control commands.
 #[derive(Debug, Subcommand)]
@@ -82,6 +94,101 @@ pub enum WorkerCommand {
     },
 }
 
+/// `auth [-c FILE] create-token|api-info --perm P`: tokens of the worker's control server, made
+/// from the secret in its home (no daemon needed).
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The daemon's config file (its `worker.rpc_server` home and address).
+    #[arg(
+        short = 'c',
+        long,
+        env = "DAMOCLES_WORKER_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Prints a new token.
+    CreateToken(TokenArgs),
+    /// Prints `DAMOCLES_WORKER_API_INFO=<token>:<multiaddr>` for a client of the daemon.
+    ApiInfo(TokenArgs),
+}
+
+/// What a new token grants.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Permission: `read` (list), `write` (pause, resume), `admin` (resume in a state, the
+    /// daemon's variables); each includes the ones before it.
+    #[arg(long)]
+    pub perm: damocles_auth::Perm,
+    /// A name for the holder, shown in the daemon's logs.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Valid for this long (`30d`, `12h`); never expires when not given.
+    #[arg(long)]
+    pub expire: Option<config::HumanDuration>,
+}
+
+impl AuthArgs {
+    /// Runs the command.
+    pub fn run(self) -> Result<()> {
+        let server = WorkerArgs {
+            host: None,
+            config: self.config.clone(),
+            token: None,
+            command: WorkerCommand::List,
+        }
+        .rpc_server()?;
+        let home = server.home_dir()?;
+        let path = home.join(damocles_auth::SECRET_FILE);
+        if !path.exists() {
+            bail!(
+                "no API secret at {}: the daemon makes it at its first start (or set \
+                 worker.rpc_server.home)",
+                path.display()
+            );
+        }
+        let secret = damocles_auth::Secret::load(&path)?;
+        let args = match &self.command {
+            AuthCommand::CreateToken(a) | AuthCommand::ApiInfo(a) => a,
+        };
+        let exp = match &args.expire {
+            None => None,
+            Some(d) => Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("the clock is before 1970")?
+                    .saturating_add(d.0)
+                    .as_secs(),
+            ),
+        };
+        let token = damocles_auth::create_token(&secret, args.perm, args.name.as_deref(), exp)?;
+        match self.command {
+            AuthCommand::CreateToken(_) => println!("{token}"),
+            AuthCommand::ApiInfo(_) => {
+                let addr = server.connect_addr()?;
+                let ip = match addr.ip() {
+                    std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
+                    std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+                };
+                let info = damocles_auth::ApiInfo {
+                    token,
+                    addr: format!("{ip}/tcp/{}/http", addr.port()),
+                };
+                println!("{WORKER_API_INFO_ENV}={info}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `<host>:<port>` with a numeric port (a hostname is accepted, as damocles does).
 fn parse_host(s: &str) -> Result<String, String> {
     let s = s.trim();
@@ -118,10 +225,51 @@ impl WorkerArgs {
         }))
     }
 
+    /// The config's (or the default) `worker.rpc_server`.
+    fn rpc_server(&self) -> Result<config::RpcServerConfig> {
+        match &self.config {
+            None => Ok(config::RpcServerConfig::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the config {}", path.display()))?;
+                Ok(config::parse_named(&text, &path.display().to_string())?
+                    .worker
+                    .rpc_server)
+            }
+        }
+    }
+
+    /// The token sent: `--token`, else the one of `DAMOCLES_WORKER_API_INFO`, else the local
+    /// admin token of the worker's home.
+    fn token(&self) -> Result<Option<String>> {
+        if let Some(t) = self.token.clone().filter(|t| !t.is_empty()) {
+            return Ok(Some(t));
+        }
+        if let Some(t) = std::env::var(WORKER_API_INFO_ENV)
+            .ok()
+            .map(|v| damocles_auth::ApiInfo::parse(&v).token)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(t));
+        }
+        Ok(damocles_auth::read_local_token(
+            &self.rpc_server()?.home_dir()?,
+        ))
+    }
+
     /// Runs the command against the daemon.
     pub fn run(self) -> Result<()> {
         let addr = self.address()?;
+        let mut headers = http::HeaderMap::new();
+        if let Some(t) = self.token()? {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .context("the token is not a valid header value")?,
+            );
+        }
         let client = HttpClientBuilder::default()
+            .set_headers(headers)
             .request_timeout(Duration::from_secs(60))
             .build(format!("http://{addr}/"))
             .with_context(|| format!("building the client of http://{addr}/"))?;
@@ -422,10 +570,25 @@ mod tests {
     async fn commands_run_against_a_server() {
         use crate::sealing::control::ThreadControl;
         let threads = vec![ThreadControl::new(0, Some("/s".into()), "sealer")];
-        let (handle, addr) = crate::server::serve("127.0.0.1:0".parse().expect("addr"), threads)
-            .await
-            .expect("serve");
+        let secret = damocles_auth::Secret::generate();
+        let auth = damocles_auth::rpc::Authenticator::new(
+            secret.clone(),
+            None,
+            crate::server::CREATE_TOKEN_COMMAND,
+        );
+        let (handle, addr) =
+            crate::server::serve("127.0.0.1:0".parse().expect("addr"), threads, auth)
+                .await
+                .expect("serve");
+        let token = damocles_auth::create_token(&secret, damocles_auth::Perm::Admin, None, None)
+            .expect("token");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
         let c = HttpClientBuilder::default()
+            .set_headers(headers)
             .build(format!("http://{addr}/"))
             .expect("client");
         WorkerCommand::List.run(&c).await.expect("list");
@@ -458,14 +621,14 @@ mod tests {
         .expect("enable");
         let canonical = std::fs::canonicalize(tmp.path()).expect("canonical");
         assert_eq!(
-            std::env::var(dump_env_name(pid)).ok().map(PathBuf::from),
+            vc_processors::daemon_env::var_os(dump_env_name(pid)).map(PathBuf::from),
             Some(canonical)
         );
         WorkerCommand::DisableDump { child_pid: pid }
             .run(&c)
             .await
             .expect("disable");
-        assert!(std::env::var(dump_env_name(pid)).is_err());
+        assert_eq!(vc_processors::daemon_env::var_os(dump_env_name(pid)), None);
         assert!(WorkerCommand::EnableDump {
             child_pid: pid,
             dump_dir: tmp.path().join("missing"),

@@ -14,8 +14,11 @@ use super::HumanDuration;
 
 /// Port of the worker RPC server when `worker.rpc_server.port` is unset.
 pub const DEFAULT_RPC_SERVER_PORT: u16 = 17890;
-/// Address the worker RPC server listens on when `worker.rpc_server.host` is unset.
-pub const DEFAULT_RPC_LISTEN_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// Address the worker RPC server listens on when `worker.rpc_server.host` is unset: this
+/// machine only (damocles listens on every interface).
+pub const DEFAULT_RPC_LISTEN_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The variable naming the worker's home when `worker.rpc_server.home` is unset.
+pub const WORKER_HOME_ENV: &str = "DAMOCLES_WORKER_PATH";
 /// Address `damocles-worker worker …` connects to when `worker.rpc_server.host` is unset.
 pub const DEFAULT_RPC_CONNECT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Scrape address of the metrics exporter when `metrics.http_listen` is unset.
@@ -26,12 +29,16 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr =
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RpcServerConfig {
-    /// IP address to listen on (unset: `0.0.0.0`); CLI commands connect to it (unset:
-    /// `127.0.0.1`).
+    /// IP address to listen on (unset: `127.0.0.1`, this machine only; `0.0.0.0` for every
+    /// interface); CLI commands connect to it (unset: `127.0.0.1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Port to listen on, also reported to the manager as this worker's address. Default 17890.
     pub port: u16,
+    /// Directory of the control server's API secret and local admin token (our addition).
+    /// Unset: `$DAMOCLES_WORKER_PATH`, else `~/.damocles-worker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home: Option<std::path::PathBuf>,
 }
 
 impl Default for RpcServerConfig {
@@ -39,11 +46,26 @@ impl Default for RpcServerConfig {
         RpcServerConfig {
             host: None,
             port: DEFAULT_RPC_SERVER_PORT,
+            home: None,
         }
     }
 }
 
 impl RpcServerConfig {
+    /// The directory of the API secret and the local admin token.
+    pub fn home_dir(&self) -> Result<std::path::PathBuf> {
+        if let Some(h) = &self.home {
+            return Ok(h.clone());
+        }
+        if let Some(h) = std::env::var_os(WORKER_HOME_ENV).filter(|v| !v.is_empty()) {
+            return Ok(h.into());
+        }
+        let user = std::env::var_os("HOME").ok_or_else(|| {
+            anyhow!("HOME is not set: set `worker.rpc_server.home` or {WORKER_HOME_ENV}")
+        })?;
+        Ok(std::path::PathBuf::from(user).join(".damocles-worker"))
+    }
+
     /// The address the server listens on.
     pub fn listen_addr(&self) -> Result<SocketAddr> {
         Ok(SocketAddr::new(

@@ -33,17 +33,7 @@ pub struct AttachedConfig {
 
 impl fmt::Debug for AttachedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let meta: BTreeMap<&str, &str> = self
-            .meta
-            .iter()
-            .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                let secret = ["secret", "token", "password", "key"]
-                    .iter()
-                    .any(|w| lower.contains(w));
-                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
-            })
-            .collect();
+        let meta = vc_processors::layout::redact_meta(&self.meta);
         f.debug_struct("AttachedConfig")
             .field("name", &self.name)
             .field("location", &self.location)

@@ -40,7 +40,7 @@ mod tests;
 pub use self::addresses::{
     MetricsConfig, RpcClientConfig, RpcServerConfig, SectorManagerConfig, DEFAULT_METRICS_LISTEN,
     DEFAULT_RPC_CONNECT_HOST, DEFAULT_RPC_LISTEN_HOST, DEFAULT_RPC_SERVER_PORT,
-    DEFAULT_RPC_TIMEOUT, MANAGER_API_INFO_ENV,
+    DEFAULT_RPC_TIMEOUT, MANAGER_API_INFO_ENV, WORKER_HOME_ENV,
 };
 pub use self::attached::AttachedConfig;
 pub use self::instance::WorkerInstanceConfig;

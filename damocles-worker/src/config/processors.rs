@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{HumanDuration, SectorSize};
+use super::{ByteSize, HumanDuration, SectorSize};
 
 /// Load capacity of an external processor without `concurrent` (§1.10).
 pub const DEFAULT_EXT_CAPACITY: usize = 64;
@@ -378,6 +378,11 @@ pub struct ExtProcessorConfig {
     /// `window_post`, `processors.priority.sealing_nice` for the other kinds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nice: Option<i32>,
+    /// Longest output line of the child (ours, e.g. `"512MiB"`). A longer one fails the tasks in
+    /// flight with an error naming the child, which is restarted. Unset: 256 MiB, far above
+    /// the largest real answer (a C1 output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_line: Option<ByteSize>,
 }
 
 impl Default for ExtProcessorConfig {
@@ -394,6 +399,7 @@ impl Default for ExtProcessorConfig {
             locks: Vec::new(),
             auto_restart: true,
             nice: None,
+            max_line: None,
         }
     }
 }
@@ -433,6 +439,11 @@ impl ExtProcessorConfig {
         }
         if self.stable_wait.0.is_zero() {
             out.push(format!("`{key}.stable_wait` must not be 0"));
+        }
+        if self.max_line.is_some_and(|m| m.0 < 4096) {
+            out.push(format!(
+                "`{key}.max_line` must be at least 4KiB (a processor's answers would not fit)"
+            ));
         }
         if self.numa_preferred.is_some_and(|n| n < 0) {
             out.push(format!(

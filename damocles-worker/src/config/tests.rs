@@ -31,7 +31,7 @@ fn minimal_config_has_the_spec_defaults() {
     assert_eq!(cfg.worker.rpc_server.port, 17890);
     assert_eq!(
         cfg.worker.rpc_server.listen_addr().expect("listen"),
-        "0.0.0.0:17890".parse::<SocketAddr>().expect("addr")
+        "127.0.0.1:17890".parse::<SocketAddr>().expect("addr")
     );
     assert_eq!(
         cfg.worker.rpc_server.connect_addr().expect("connect"),

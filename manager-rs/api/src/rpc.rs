@@ -9,7 +9,7 @@
 //! Under each trait a table ([`SEALER_METHODS`], [`WDPOST_METHODS`], [`CLI_METHODS`]) gives every
 //! method its number of params and the permission a caller's token must hold to call it.
 
-pub use damocles_auth::Perm;
+pub use damocles_auth::{Method, Perm};
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 
@@ -380,22 +380,3 @@ pub const CLI_METHODS: &[Method] = &[
     Method::new("Venus.GetInfo", 1, Perm::Read),
     Method::new("Venus.GetMinerConfig", 1, Perm::Read),
 ];
-
-/// One method of a table: its wire name, how many positional params it takes, and the least
-/// permission that may call it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Method {
-    /// Wire name, e.g. `Venus.AllocateSector`.
-    pub name: &'static str,
-    /// Number of positional params (a call with another number is refused with -32602).
-    pub params: usize,
-    /// Least permission of a caller.
-    pub perm: Perm,
-}
-
-impl Method {
-    /// A table row.
-    pub const fn new(name: &'static str, params: usize, perm: Perm) -> Method {
-        Method { name, params, perm }
-    }
-}

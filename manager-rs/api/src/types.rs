@@ -547,8 +547,8 @@ pub struct WorkerInfo {
     pub summary: WorkerInfoSummary,
 }
 
-/// A persist store as the worker needs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A persist store as the worker needs it. `Debug` hides the credentials of `Meta`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StoreBasicInfo {
     /// Instance name.
@@ -563,6 +563,22 @@ pub struct StoreBasicInfo {
     pub weight: u64,
     /// Backend settings.
     pub meta: Option<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for StoreBasicInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBasicInfo")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("strict", &self.strict)
+            .field("read_only", &self.read_only)
+            .field("weight", &self.weight)
+            .field(
+                "meta",
+                &self.meta.as_ref().map(vc_processors::layout::redact_meta),
+            )
+            .finish()
+    }
 }
 
 /// One reservation of store space.

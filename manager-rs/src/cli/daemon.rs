@@ -135,7 +135,7 @@ fn init(home: &std::path::Path, args: InitArgs) -> Result<()> {
     let home_abs = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
     let cfg = ManagerConfig::devnet_default(&home_abs, args.miner, args.sector_size);
     let text = if args.devnet {
-        for dir in ["persist", "pieces"] {
+        for dir in ["persist", "pieces", "import"] {
             std::fs::create_dir_all(home_abs.join(dir))?;
         }
         format!(

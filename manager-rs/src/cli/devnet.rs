@@ -250,16 +250,22 @@ impl DevnetArgs {
         let worker_dir = dir.join("worker");
         std::fs::create_dir_all(&worker_dir)?;
         let worker_cfg = worker_dir.join("worker.toml");
-        std::fs::write(
-            &worker_cfg,
-            worker_config(
-                self.listen,
-                &worker_token,
-                &home.join("persist"),
-                &worker_dir,
-                self.threads,
-            ),
-        )?;
+        let text = worker_config(
+            self.listen,
+            &worker_token,
+            &home.join("persist"),
+            &worker_dir,
+            self.threads,
+        );
+        // It holds the worker's token: readable by its owner only.
+        let _ = std::fs::remove_file(&worker_cfg);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&worker_cfg)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .with_context(|| format!("writing {}", worker_cfg.display()))?;
         let mut worker_cmd = Command::new(&worker_bin);
         worker_cmd.args(["daemon", "-c"]).arg(&worker_cfg);
         let _worker = spawn(

@@ -96,7 +96,16 @@ pub struct TokenArgs {
 
 impl TokenArgs {
     fn token(&self, home: &std::path::Path) -> Result<String> {
-        let keys = damocles_auth::open_home(home).context("opening the API secret")?;
+        // Only the daemon makes a secret: one made here would sign tokens no daemon takes.
+        let path = home.join(damocles_auth::SECRET_FILE);
+        if !path.exists() {
+            bail!(
+                "no API secret at {}: is --home the daemon's home? (`daemon init` or the first \
+                 `daemon run` makes it)",
+                path.display()
+            );
+        }
+        let secret = damocles_auth::Secret::load(&path)?;
         let exp = match &self.expire {
             None => None,
             Some(d) => Some(
@@ -108,7 +117,7 @@ impl TokenArgs {
             ),
         };
         Ok(damocles_auth::create_token(
-            &keys.secret,
+            &secret,
             self.perm,
             self.name.as_deref(),
             exp,
@@ -222,8 +231,9 @@ pub fn client_error_text(e: &jsonrpsee::core::ClientError) -> String {
                       with its home (the local admin token is <home>/token)"
             .into(),
         Some(403) => "the manager refused the call (HTTP 403): the token's permission is too \
-                      low for it; make one with `damocles-manager util auth create-token --perm \
-                      admin`"
+                      low for it; make one with the permission it needs (`damocles-manager util \
+                      auth create-token --perm read|write|admin`; docs/security.md lists each \
+                      method's)"
             .into(),
         _ => e.to_string(),
     }

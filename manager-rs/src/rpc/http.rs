@@ -1,7 +1,7 @@
 //! The HTTP layer around the JSON-RPC service: `/healthcheck` (open to all), `/metrics` (a
 //! `read` token), `GET /piecestore/<cid>` (a `write` token) and `/rpc/v0`, where the caller of
-//! the request's token goes into the request for the [`super::guard`] to check each call, and
-//! a call it refused is answered with HTTP 401 or 403.
+//! the request's token goes into the request for the [`damocles_auth::rpc::Guard`] to check
+//! each call, and a call it refused is answered with HTTP 401 or 403.
 
 use std::future::Future;
 use std::io::Read;
@@ -19,64 +19,13 @@ use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::{Layer, Service};
 
-use damocles_auth::{Caller, Perm, Secret};
+use damocles_auth::rpc::{
+    apply_refusal, prepare_rpc_request, rpc_error_response, Authenticator, PeerAddr,
+    CODE_UNAUTHENTICATED,
+};
+use damocles_auth::{Caller, Perm};
 
-use super::guard::{Refused, CODE_UNAUTHENTICATED};
 use crate::stores::PieceStores;
-
-/// Who a request's credential names.
-pub struct Authenticator {
-    secret: Secret,
-    legacy_token: Option<String>,
-}
-
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("legacy_token", &self.legacy_token.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The name a caller of the static `[Common.Auth] Token` carries.
-pub const LEGACY_TOKEN_NAME: &str = "legacy [Common.Auth] Token";
-
-impl Authenticator {
-    /// Tokens signed by `secret`, and the static `legacy_token` (granting `write`) when set.
-    pub fn new(secret: Secret, legacy_token: Option<String>) -> Self {
-        Authenticator {
-            secret,
-            legacy_token: legacy_token.filter(|t| !t.is_empty()),
-        }
-    }
-
-    /// The caller of `headers`' `Authorization: Bearer <token>`: none without the header, an
-    /// error for a header that is not a valid token of this daemon.
-    pub fn caller(&self, headers: &http::HeaderMap) -> Result<Option<Caller>, String> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Ok(None);
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or("the Authorization header is not `Bearer <token>`")?;
-        if let Some(legacy) = &self.legacy_token {
-            if damocles_auth::legacy_token_eq(token, legacy) {
-                return Ok(Some(Caller {
-                    level: Perm::Write,
-                    name: Some(LEGACY_TOKEN_NAME.into()),
-                }));
-            }
-        }
-        damocles_auth::verify(&self.secret, token)
-            .map(Some)
-            .map_err(|e| {
-                format!("{e}; make a new one with `damocles-manager util auth create-token`")
-            })
-    }
-}
 
 /// What the layer needs.
 #[derive(Clone)]
@@ -84,6 +33,7 @@ pub struct Routes {
     auth: Arc<Authenticator>,
     metrics: Option<PrometheusHandle>,
     pieces: Option<Arc<PieceStores>>,
+    piece_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -106,6 +56,7 @@ impl Routes {
             auth: Arc::new(auth),
             metrics,
             pieces,
+            piece_slots: Arc::new(tokio::sync::Semaphore::new(MAX_PIECE_DOWNLOADS)),
         }
     }
 }
@@ -138,18 +89,6 @@ fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     r
 }
 
-/// A JSON-RPC error response outside the RPC service (authentication).
-fn rpc_error(status: StatusCode, code: i32, message: &str) -> HttpResponse {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
-    let mut r = HttpResponse::new(HttpBody::from(body.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
 type BoxFut = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send + 'static>>;
 
 impl<S, B> Service<HttpRequest<B>> for RoutesService<S>
@@ -174,10 +113,11 @@ where
             return ready(text(StatusCode::OK, "ok\n"));
         }
         let is_rpc = path == RPC_PATH || path == format!("{RPC_PATH}/");
-        let caller = match self.routes.auth.caller(req.headers()) {
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        let caller = match self.routes.auth.caller(req.headers(), peer) {
             Ok(c) => c,
             Err(why) if is_rpc => {
-                return ready(rpc_error(
+                return ready(rpc_error_response(
                     StatusCode::UNAUTHORIZED,
                     CODE_UNAUTHENTICATED,
                     &why,
@@ -206,7 +146,8 @@ where
             };
             let cid = cid.trim_end_matches(".car").to_string();
             let head_only = req.method() == Method::HEAD;
-            return Box::pin(async move { Ok(serve_piece(pieces, cid, head_only).await) });
+            let slots = self.routes.piece_slots.clone();
+            return Box::pin(async move { Ok(serve_piece(pieces, slots, cid, head_only).await) });
         }
         if !is_rpc {
             return ready(text(
@@ -214,27 +155,13 @@ where
                 format!("no route {path}; the JSON-RPC API is at {RPC_PATH}\n"),
             ));
         }
-        match caller {
-            Some(c) => {
-                req.extensions_mut().insert(c);
-            }
-            // Each call over a websocket is checked, but one that could make none is not opened.
-            None if req.headers().contains_key(header::UPGRADE) => {
-                return ready(rpc_error(
-                    StatusCode::UNAUTHORIZED,
-                    CODE_UNAUTHENTICATED,
-                    "a websocket needs a token: send `Authorization: Bearer <token>`",
-                ))
-            }
-            // Calls without a token are refused one by one, naming what each needs.
-            None => {}
+        if let Some(refusal) = prepare_rpc_request(&self.routes.auth, &mut req) {
+            return ready(refusal);
         }
         let fut = self.inner.call(req);
         Box::pin(async move {
             let mut resp = fut.await.map_err(Into::into)?;
-            if let Some(Refused(status)) = resp.extensions().get::<Refused>().copied() {
-                *resp.status_mut() = status;
-            }
+            apply_refusal(&mut resp);
             Ok(resp)
         })
     }
@@ -258,8 +185,89 @@ fn refused(caller: Option<&Caller>, need: Perm, route: &str) -> Option<HttpRespo
     }
 }
 
-/// Streams a piece from the piece stores, 1 MiB at a time.
-async fn serve_piece(pieces: Arc<PieceStores>, cid: String, head_only: bool) -> HttpResponse {
+/// Sends the chunks of piece `name` of `store` to `tx` until the end, an error, a client gone
+/// or one that took no chunk for [`PIECE_WRITE_TIMEOUT`].
+async fn stream_piece(
+    store: Arc<dyn objstore::ObjectStore>,
+    name: String,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, BoxError>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let send = |item: Result<Bytes, BoxError>| {
+        let tx = tx.clone();
+        async move {
+            matches!(
+                tokio::time::timeout(PIECE_WRITE_TIMEOUT, tx.send(item)).await,
+                Ok(Ok(()))
+            )
+        }
+    };
+    let opened = tokio::task::spawn_blocking(move || store.get(&name)).await;
+    let mut reader = match opened {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            send(Err(Box::new(e))).await;
+            return;
+        }
+        Err(e) => {
+            send(Err(Box::new(e))).await;
+            return;
+        }
+    };
+    loop {
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; PIECE_CHUNK];
+            let n = reader.read(&mut buf);
+            (reader, buf, n)
+        })
+        .await;
+        let (back, mut buf, n) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                send(Err(Box::new(e))).await;
+                return;
+            }
+        };
+        reader = back;
+        match n {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if !send(Ok(Bytes::from(buf))).await {
+                    tracing::debug!("a piece download was dropped: its client stopped reading");
+                    return;
+                }
+            }
+            Err(e) => {
+                send(Err(Box::new(e))).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Piece downloads served at once; one more is answered 503.
+pub const MAX_PIECE_DOWNLOADS: usize = 64;
+/// How long a download waits for its client to take the next chunk before it is dropped.
+pub const PIECE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bytes read from the store at a time.
+const PIECE_CHUNK: usize = 1 << 20;
+
+/// Streams a piece from the piece stores, [`PIECE_CHUNK`] at a time. A blocking thread is held
+/// only while a chunk is read: a client that does not read holds a permit of `slots` and at
+/// most two chunks, and is dropped after [`PIECE_WRITE_TIMEOUT`].
+async fn serve_piece(
+    pieces: Arc<PieceStores>,
+    slots: Arc<tokio::sync::Semaphore>,
+    cid: String,
+    head_only: bool,
+) -> HttpResponse {
+    let Ok(permit) = slots.try_acquire_owned() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_PIECE_DOWNLOADS} piece downloads are running; retry later\n"),
+        );
+    };
     let lookup = {
         let pieces = pieces.clone();
         let cid = cid.clone();
@@ -284,34 +292,8 @@ async fn serve_piece(pieces: Arc<PieceStores>, cid: String, head_only: bool) -> 
     let mut resp = if head_only {
         HttpResponse::new(HttpBody::from(Vec::new()))
     } else {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(4);
-        tokio::task::spawn_blocking(move || {
-            let mut reader = match store.get(&name) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Box::new(e)));
-                    return;
-                }
-            };
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        if tx
-                            .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(Box::new(e)));
-                        return;
-                    }
-                }
-            }
-        });
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(2);
+        tokio::spawn(stream_piece(store, name, tx, permit));
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use damocles_auth::rpc::{Guard, MethodTable, PeerAddr};
 use damocles_auth::{Caller, Perm};
 use damocles_manager_api::json::Cid;
 use damocles_manager_api::rpc::{
-    Method, SealerApiServer, SealerCliApiServer, WorkerWdPoStApiServer,
+    Method, SealerApiServer, SealerCliApiServer, WorkerWdPoStApiServer, CLI_METHODS,
+    SEALER_METHODS, WDPOST_METHODS,
 };
 use damocles_manager_api::types::*;
 use jsonrpsee::core::{async_trait, RpcResult};
@@ -26,7 +28,6 @@ use crate::services::Services;
 use crate::supervisor::TaskStatus;
 use crate::VERSION;
 
-pub mod guard;
 pub mod http;
 
 /// Our additions to the API (namespace `Damocles`), for the manager's own CLI.
@@ -466,10 +467,18 @@ impl SealerCliApiServer for RpcImpl {
 
     async fn store_list(&self) -> RpcResult<Vec<StoreDetailedInfo>> {
         let stores = self.services.stores.clone();
-        tokio::task::spawn_blocking(move || stores.list())
+        let mut list = tokio::task::spawn_blocking(move || stores.list())
             .await
             .map_err(internal)?
-            .map_err(internal)
+            .map_err(internal)?;
+        // A `read` view: the credentials a worker's transfer needs go out only through
+        // `StoreBasicInfo` and `StoreReserveSpace` (`write`).
+        for store in &mut list {
+            if let Some(meta) = &mut store.basic.meta {
+                *meta = vc_processors::layout::redact_meta(meta);
+            }
+        }
+        Ok(list)
     }
 
     async fn version(&self) -> RpcResult<String> {
@@ -709,31 +718,91 @@ pub fn module(services: Arc<Services>, jobs: Option<Arc<JobQueue>>) -> Result<Rp
     Ok(module)
 }
 
-/// Starts the server on `listen`; returns its handle and bound address.
+/// The largest request body: the biggest real request (an `ImportSector` of a sector with many
+/// pieces, a `SubmitProof` of a 64 GiB sector) is well under 1 MiB.
+pub const MAX_REQUEST_BODY: u32 = 8 << 20;
+/// Connections served at once (a worker holds a few).
+pub const MAX_CONNECTIONS: u32 = 1024;
+/// Calls in one batch (no client of ours sends batches).
+pub const MAX_BATCH: u32 = 64;
+
+/// The command that makes a token of the manager, named in refusals.
+pub const CREATE_TOKEN_COMMAND: &str = "damocles-manager util auth create-token";
+
+/// The rows of the `served` methods: the Venus tables and [`DAMOCLES_METHODS`]. A served method
+/// without a row is an error (no method is served without a permission).
+pub fn method_table<'a>(served: impl IntoIterator<Item = &'a str>) -> Result<MethodTable> {
+    MethodTable::for_served(
+        &[
+            SEALER_METHODS,
+            WDPOST_METHODS,
+            CLI_METHODS,
+            DAMOCLES_METHODS,
+        ],
+        served,
+        CREATE_TOKEN_COMMAND,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Starts the server on `listen`; returns its handle and bound address. The accept loop is
+/// ours so that each request carries its peer's address ([`PeerAddr`], for
+/// `[Common.Auth] UnauthenticatedWriteFrom`).
 pub async fn serve(
     listen: SocketAddr,
     module: RpcModule<()>,
     routes: http::Routes,
 ) -> Result<(ServerHandle, SocketAddr)> {
-    let table = Arc::new(guard::MethodTable::for_served(
-        module.method_names(),
-        &[DAMOCLES_METHODS],
-    )?);
+    let table = Arc::new(method_table(module.method_names())?);
     let config = jsonrpsee::server::ServerConfig::builder()
-        .max_request_body_size(64 << 20)
+        .max_request_body_size(MAX_REQUEST_BODY)
         .max_response_body_size(256 << 20)
-        .max_connections(4096)
+        .max_connections(MAX_CONNECTIONS)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
         .build();
-    let server = Server::builder()
+    let builder = Server::builder()
         .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(routes))
         .set_rpc_middleware(
             jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
-                .layer_fn(move |inner| guard::Guard::new(inner, table.clone())),
+                .layer_fn(move |inner| Guard::new(inner, table.clone())),
         )
-        .build(listen)
+        .to_service_builder();
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let addr = server.local_addr().context("the server's address")?;
-    Ok((server.start(module), addr))
+    let addr = listener.local_addr().context("the server's address")?;
+    let methods: jsonrpsee::server::Methods = module.into();
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    tokio::spawn(async move {
+        loop {
+            let (sock, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of descriptors, most likely: wait instead of spinning.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = stop.clone().shutdown() => break,
+            };
+            let svc = {
+                let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
+                tower::service_fn(move |mut req: ::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    let mut svc = builder.clone().build(methods.clone(), stop.clone());
+                    async move { tower::Service::call(&mut svc, req).await }
+                })
+            };
+            // A connection's end, error or not, concerns only its peer.
+            tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(
+                sock,
+                svc,
+                stop.clone().shutdown(),
+            ));
+        }
+    });
+    Ok((handle, addr))
 }

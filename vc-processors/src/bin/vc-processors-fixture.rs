@@ -53,7 +53,9 @@ fn hang() -> ! {
 /// - `wrong-type`: answers a string where the caller expects a number (the caller decides);
 /// - `panic` / `err`: panics / fails;
 /// - `env`: the value of the environment variable `arg`, or null;
-/// - `cpus`: the `Cpus_allowed_list` of this process.
+/// - `cpus`: the `Cpus_allowed_list` of this process;
+/// - `flood`: starts a response for request id n, then writes `arg` bytes (a number) without a
+///   newline, then never answers.
 fn run_op(task: FixtureTask) -> anyhow::Result<Value> {
     match task.op.as_str() {
         "sqr" => {
@@ -85,6 +87,23 @@ fn run_op(task: FixtureTask) -> anyhow::Result<Value> {
         "close-stdout" => {
             // SAFETY: closing our own stdout descriptor; nothing else uses it afterwards.
             unsafe { libc::close(1) };
+            hang()
+        }
+        "flood" => {
+            let total: u64 = task.arg.parse().unwrap_or(0);
+            raw_stdout(format!("{{\"id\":{},\"output\":\"", task.n).as_bytes());
+            let chunk = vec![b'x'; 1 << 20];
+            let mut out = std::io::stdout().lock();
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                if out.write_all(&chunk[..n]).is_err() {
+                    // The parent closed the pipe: it stopped reading, as it should.
+                    std::process::exit(3);
+                }
+                left -= n as u64;
+            }
+            let _ = out.flush();
             hang()
         }
         "wrong-type" => Ok(Value::from("not a number")),

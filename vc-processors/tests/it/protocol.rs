@@ -205,6 +205,49 @@ fn garbled_response_with_a_readable_id_fails_that_request() {
     assert_eq!(p.call(op("sqr", 5)).expect("next request works"), json!(25));
 }
 
+/// This process's resident memory, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+#[test]
+fn a_child_writing_2_gib_without_a_newline_costs_the_parent_one_line_and_is_restarted() {
+    let mut cfg = config(&[]);
+    cfg.max_line = 1 << 20;
+    let p = Producer::<Op>::start(cfg).expect("fixture starts");
+    let pid = p.child_pid().expect("a child");
+    let before = rss();
+    let id = p.next_id();
+    let t = Instant::now();
+    let err = p
+        .call(op_arg("flood", id, &(2u64 << 30).to_string()))
+        .expect_err("a line over the limit");
+    let grew = rss().saturating_sub(before);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("longer than 1048576 bytes") && msg.contains(&pid.to_string()),
+        "the error names the limit and the child: {msg}"
+    );
+    assert!(
+        grew < 64 << 20,
+        "the parent grew by {grew} bytes reading a 2 GiB line"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    wait_for("a new child", Duration::from_secs(10), || {
+        p.child_pid().is_some_and(|new| new != pid)
+    });
+    assert_eq!(
+        p.call(op("sqr", 7)).expect("the new child works"),
+        json!(49)
+    );
+}
+
 #[test]
 fn garbled_line_without_an_id_is_skipped() {
     let p = start(&[]);
