@@ -7,11 +7,24 @@ use std::fmt;
 pub struct ApiInfo {
     /// The token; empty when the value holds only an address.
     pub token: String,
-    /// A multiaddr (`/ip4/127.0.0.1/tcp/1789/http`), a URL or `host:port`.
+    /// A multiaddr (`/ip4/127.0.0.1/tcp/1789/http`) or a URL; `host:port` only when there is
+    /// no token (`<token>:<host>:<port>` cannot be told from an address).
     pub addr: String,
 }
 
 impl ApiInfo {
+    /// `token` for the HTTP server at `addr`, as a multiaddr (`/ip4/10.0.0.1/tcp/1789/http`).
+    pub fn for_socket(token: String, addr: std::net::SocketAddr) -> ApiInfo {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
+            std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+        };
+        ApiInfo {
+            token,
+            addr: format!("{ip}/tcp/{}/http", addr.port()),
+        }
+    }
+
     /// Splits `<token>:<address>` at the first `:`; a value that is an address alone (a
     /// multiaddr, a URL, `host:port`) has no token.
     pub fn parse(value: &str) -> ApiInfo {

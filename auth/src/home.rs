@@ -76,6 +76,37 @@ pub fn read_local_token(home: &Path) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// A new token of the secret of `home`, granting `perm` to `name` for `valid_for` (never
+/// expiring when not given). The secret must exist: only a daemon makes one, since tokens of a
+/// secret made elsewhere would not be taken.
+pub fn token_of_home(
+    home: &Path,
+    perm: Perm,
+    name: Option<&str>,
+    valid_for: Option<std::time::Duration>,
+) -> anyhow::Result<String> {
+    let path = home.join(SECRET_FILE);
+    if !path.exists() {
+        anyhow::bail!(
+            "no API secret at {}: is this the daemon's home? The daemon makes it at its first \
+             start",
+            path.display()
+        );
+    }
+    let secret = Secret::load(&path)?;
+    let exp = match valid_for {
+        None => None,
+        Some(d) => Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| anyhow::anyhow!("the clock is before 1970"))?
+                .saturating_add(d)
+                .as_secs(),
+        ),
+    };
+    Ok(create_token(&secret, perm, name, exp)?)
+}
+
 /// Replaces `path` with `bytes`, readable by the owner only (a temporary file renamed over it).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretError> {
     let tmp = path.with_extension("tmp");

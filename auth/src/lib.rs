@@ -23,7 +23,9 @@ mod secret;
 mod token;
 
 pub use api_info::ApiInfo;
-pub use home::{open_home, read_local_token, HomeKeys, LOCAL_ADMIN_NAME, SECRET_FILE, TOKEN_FILE};
+pub use home::{
+    open_home, read_local_token, token_of_home, HomeKeys, LOCAL_ADMIN_NAME, SECRET_FILE, TOKEN_FILE,
+};
 pub use method::Method;
 pub use perm::{Perm, UnknownPerm};
 pub use secret::{Secret, SecretError, SECRET_FILE_MODE};

@@ -107,6 +107,19 @@ impl<S> Guard<S> {
     }
 }
 
+/// A caller-chosen name as a log shows it: escaped, and cut at 128 characters.
+fn loggable(name: &str) -> String {
+    let mut shown: String = name
+        .chars()
+        .take(128)
+        .flat_map(char::escape_debug)
+        .collect();
+    if name.chars().count() > 128 {
+        shown.push('…');
+    }
+    shown
+}
+
 /// Who a caller is, for logs.
 pub fn who(caller: Option<&Caller>) -> String {
     match caller {
@@ -204,7 +217,7 @@ where
             let method = req.method_name();
             let caller = req.extensions().get::<Caller>();
             if let Some((err, status)) = refusal(&table, caller, method) {
-                tracing::debug!(method, who = %who(caller), "call refused");
+                tracing::debug!(method = %loggable(method), who = %who(caller), "call refused");
                 let mut resp = MethodResponse::error(req.id(), err);
                 resp.extensions_mut().insert(Refused(status));
                 return resp;
@@ -245,15 +258,24 @@ where
                 }
             }
             // A notification is never answered: one the caller may not send is dropped.
+            let mut dropped = false;
             let kept: Vec<_> = requests
                 .into_iter()
                 .filter(|entry| match entry {
                     Ok(BatchEntry::Notification(n)) => {
-                        refusal(&table, n.extensions().get::<Caller>(), n.method_name()).is_none()
+                        let allowed =
+                            refusal(&table, n.extensions().get::<Caller>(), n.method_name())
+                                .is_none();
+                        dropped |= !allowed;
+                        allowed
                     }
                     _ => true,
                 })
                 .collect();
+            if kept.is_empty() && dropped {
+                // Nothing left to run, and nothing to answer.
+                return MethodResponse::notification();
+            }
             let mut resp = inner.batch(Batch::from(kept)).await;
             if let Some(s) = status {
                 resp.extensions_mut().insert(Refused(s));

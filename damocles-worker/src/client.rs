@@ -58,11 +58,13 @@ impl ManagerClient {
             let name = HeaderName::from_bytes(k.as_bytes()).with_context(|| {
                 format!("sector_manager.rpc_client.headers: {k:?} is not a header name")
             })?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
+            let mut value = HeaderValue::from_str(v).map_err(|_| {
                 anyhow!(
                     "sector_manager.rpc_client.headers.{k}: the value is not a valid header value"
                 )
             })?;
+            // Never printed by the client's `Debug` (a bearer token, most likely).
+            value.set_sensitive(true);
             map.insert(name, value);
         }
         let http = HttpClientBuilder::default()
@@ -116,18 +118,7 @@ impl ManagerClient {
                 Ok(())
             }
             Err(e) => {
-                let status = match &e {
-                    ClientError::Transport(t) => t
-                        .downcast_ref::<jsonrpsee::http_client::transport::Error>()
-                        .and_then(|t| match t {
-                            jsonrpsee::http_client::transport::Error::Rejected { status_code } => {
-                                Some(*status_code)
-                            }
-                            _ => None,
-                        }),
-                    _ => None,
-                };
-                match status {
+                match damocles_manager_api::rpc::refused_status(&e) {
                     Some(401) => anyhow::bail!(
                         "the manager at {} refused this worker's token (HTTP 401: missing or \
                          invalid): {fix}",

@@ -444,7 +444,13 @@ pub fn run(path: &Path) -> Result<()> {
         crate::server::CREATE_TOKEN_COMMAND,
     );
     let (server, bound) = rt.block_on(crate::server::serve(listen, controls.clone(), auth))?;
-    let dest = format!("{local_ip}:{}", bound.port());
+    // The address the control server is reached at: the one it is bound to, or this
+    // machine's address towards the manager when it listens on every interface.
+    let dest = if bound.ip().is_unspecified() {
+        format!("{local_ip}:{}", bound.port())
+    } else {
+        bound.to_string()
+    };
     tracing::info!(%bound, instance = %instance, dest = %dest, "worker control server listening");
     println!("damocles-worker listening on {bound}");
 

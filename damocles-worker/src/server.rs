@@ -309,17 +309,7 @@ mod tests {
     #[tokio::test]
     async fn every_call_needs_a_token_with_the_permission_of_its_row() {
         let (handle, addr, threads) = start().await;
-        let status = |e: ClientError| match e {
-            ClientError::Transport(t) => t
-                .downcast_ref::<jsonrpsee::http_client::transport::Error>()
-                .and_then(|t| match t {
-                    jsonrpsee::http_client::transport::Error::Rejected { status_code } => {
-                        Some(*status_code)
-                    }
-                    _ => None,
-                }),
-            _ => None,
-        };
+        let status = |e: ClientError| damocles_manager_api::rpc::refused_status(&e);
         let none = client_with(addr, "/", None);
         let read = client_with(addr, "/", Some(&token(Perm::Read)));
         let write = client_with(addr, "/", Some(&token(Perm::Write)));

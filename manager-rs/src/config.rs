@@ -106,8 +106,8 @@ pub struct PluginsConfig {
     pub dir: Option<String>,
 }
 
-/// `[[Common.PieceStores]]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[[Common.PieceStores]]`. `Debug` hides the credentials of `Meta`.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PieceStoreConfig {
     /// Instance name (default: the path).
@@ -124,6 +124,19 @@ pub struct PieceStoreConfig {
     /// objstore plugin (default: the file-system backend).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_name: Option<String>,
+}
+
+impl std::fmt::Debug for PieceStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PieceStoreConfig")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("meta", &vc_processors::layout::redact_meta(&self.meta))
+            .field("read_only", &self.read_only)
+            .field("plugin", &self.plugin)
+            .field("plugin_name", &self.plugin_name)
+            .finish()
+    }
 }
 
 /// `[[Common.PersistStores]]`: the same settings as a `sectorstore.json`.

@@ -15,6 +15,8 @@ pub const MAX_WORKER_FIELD: usize = 256;
 pub struct WorkerRegistry {
     kv: Kv,
     max_workers: usize,
+    /// Held from the count of the registry to the write of a new name.
+    joining: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for WorkerRegistry {
@@ -29,6 +31,7 @@ impl WorkerRegistry {
         WorkerRegistry {
             kv,
             max_workers: MAX_WORKERS,
+            joining: Default::default(),
         }
     }
 
@@ -52,6 +55,7 @@ impl WorkerRegistry {
                 )));
             }
         }
+        let _joining = self.joining.lock().unwrap_or_else(|e| e.into_inner());
         if self.get(&info.name)?.is_none() {
             let known = self.kv.scan_json::<WorkerPingInfo>(cf::WORKER, b"")?.len();
             if known >= self.max_workers {
@@ -113,7 +117,11 @@ mod tests {
     fn the_registry_is_bounded_and_its_strings_too() {
         let dir = tempfile::tempdir().expect("tmp");
         let kv = Kv::open(&dir.path().join("db")).expect("kv");
-        let reg = WorkerRegistry { kv, max_workers: 2 };
+        let reg = WorkerRegistry {
+            kv,
+            max_workers: 2,
+            joining: Default::default(),
+        };
         reg.ping(info("a")).expect("a");
         reg.ping(info("b")).expect("b");
         reg.ping(info("a")).expect("a known worker pings again");

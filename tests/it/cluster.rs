@@ -464,11 +464,11 @@ fn slow_piece_readers(m: &TestManager, piece: &str, n: usize) -> Vec<std::net::T
     (0..n)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(addr).expect("connect");
-            write!(
+            // A connection over the server's limits is closed at once: the write may fail.
+            let _ = write!(
                 s,
                 "GET /piecestore/{piece} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
-            )
-            .expect("request");
+            );
             s
         })
         .collect()

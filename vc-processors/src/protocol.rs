@@ -205,11 +205,7 @@ pub(crate) fn read_line_limited<R: std::io::BufRead + ?Sized>(
 ) -> std::io::Result<LineRead> {
     buf.clear();
     loop {
-        let available = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = fill(input)?;
         if available.is_empty() {
             return Ok(if buf.is_empty() {
                 LineRead::Eof
@@ -237,16 +233,24 @@ pub(crate) fn read_line_limited<R: std::io::BufRead + ?Sized>(
     }
 }
 
+/// The buffered input, refilled when empty, through interruptions.
+fn fill<R: std::io::BufRead + ?Sized>(input: &mut R) -> std::io::Result<&[u8]> {
+    loop {
+        match input.fill_buf() {
+            // Re-borrowed so the loop can try again after an interruption.
+            Ok(_) => return input.fill_buf(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads and drops the rest of the current line (after [`LineRead::TooLong`]).
 pub(crate) fn skip_rest_of_line<R: std::io::BufRead + ?Sized>(
     input: &mut R,
 ) -> std::io::Result<()> {
     loop {
-        let available = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = fill(input)?;
         if available.is_empty() {
             return Ok(());
         }

@@ -146,42 +146,19 @@ impl AuthArgs {
             command: WorkerCommand::List,
         }
         .rpc_server()?;
-        let home = server.home_dir()?;
-        let path = home.join(damocles_auth::SECRET_FILE);
-        if !path.exists() {
-            bail!(
-                "no API secret at {}: the daemon makes it at its first start (or set \
-                 worker.rpc_server.home)",
-                path.display()
-            );
-        }
-        let secret = damocles_auth::Secret::load(&path)?;
         let args = match &self.command {
             AuthCommand::CreateToken(a) | AuthCommand::ApiInfo(a) => a,
         };
-        let exp = match &args.expire {
-            None => None,
-            Some(d) => Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .context("the clock is before 1970")?
-                    .saturating_add(d.0)
-                    .as_secs(),
-            ),
-        };
-        let token = damocles_auth::create_token(&secret, args.perm, args.name.as_deref(), exp)?;
+        let token = damocles_auth::token_of_home(
+            &server.home_dir()?,
+            args.perm,
+            args.name.as_deref(),
+            args.expire.map(|d| d.0),
+        )?;
         match self.command {
             AuthCommand::CreateToken(_) => println!("{token}"),
             AuthCommand::ApiInfo(_) => {
-                let addr = server.connect_addr()?;
-                let ip = match addr.ip() {
-                    std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
-                    std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
-                };
-                let info = damocles_auth::ApiInfo {
-                    token,
-                    addr: format!("{ip}/tcp/{}/http", addr.port()),
-                };
+                let info = damocles_auth::ApiInfo::for_socket(token, server.connect_addr()?);
                 println!("{WORKER_API_INFO_ENV}={info}");
             }
         }
@@ -240,8 +217,8 @@ impl WorkerArgs {
     }
 
     /// The token sent: `--token`, else the one of `DAMOCLES_WORKER_API_INFO`, else the local
-    /// admin token of the worker's home.
-    fn token(&self) -> Result<Option<String>> {
+    /// admin token of the worker's home, which goes only to a daemon on this machine.
+    fn token(&self, addr: &str) -> Result<Option<String>> {
         if let Some(t) = self.token.clone().filter(|t| !t.is_empty()) {
             return Ok(Some(t));
         }
@@ -252,6 +229,18 @@ impl WorkerArgs {
         {
             return Ok(Some(t));
         }
+        let local = addr
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+            || addr.starts_with("localhost:");
+        if !local {
+            warn!(
+                addr,
+                "not sending the worker home's admin token to another machine: pass --token or \
+                 set DAMOCLES_WORKER_API_INFO"
+            );
+            return Ok(None);
+        }
         Ok(damocles_auth::read_local_token(
             &self.rpc_server()?.home_dir()?,
         ))
@@ -261,12 +250,11 @@ impl WorkerArgs {
     pub fn run(self) -> Result<()> {
         let addr = self.address()?;
         let mut headers = http::HeaderMap::new();
-        if let Some(t) = self.token()? {
-            headers.insert(
-                http::header::AUTHORIZATION,
-                http::HeaderValue::from_str(&format!("Bearer {t}"))
-                    .context("the token is not a valid header value")?,
-            );
+        if let Some(t) = self.token(&addr)? {
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token is not a valid header value")?;
+            v.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, v);
         }
         let client = HttpClientBuilder::default()
             .set_headers(headers)

@@ -10,6 +10,20 @@
 //! method its number of params and the permission a caller's token must hold to call it.
 
 pub use damocles_auth::{Method, Perm};
+
+/// The HTTP status of a call the server refused without a JSON-RPC answer (401, 403, 413, …):
+/// jsonrpsee's HTTP client keeps only the status of a non-2xx answer, not its body.
+#[cfg(feature = "client")]
+pub fn refused_status(e: &jsonrpsee::core::ClientError) -> Option<u16> {
+    use jsonrpsee::http_client::transport::Error as Transport;
+    match e {
+        jsonrpsee::core::ClientError::Transport(t) => match t.downcast_ref::<Transport>() {
+            Some(Transport::Rejected { status_code }) => Some(*status_code),
+            _ => None,
+        },
+        _ => None,
+    }
+}
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 

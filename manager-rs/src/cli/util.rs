@@ -96,32 +96,12 @@ pub struct TokenArgs {
 
 impl TokenArgs {
     fn token(&self, home: &std::path::Path) -> Result<String> {
-        // Only the daemon makes a secret: one made here would sign tokens no daemon takes.
-        let path = home.join(damocles_auth::SECRET_FILE);
-        if !path.exists() {
-            bail!(
-                "no API secret at {}: is --home the daemon's home? (`daemon init` or the first \
-                 `daemon run` makes it)",
-                path.display()
-            );
-        }
-        let secret = damocles_auth::Secret::load(&path)?;
-        let exp = match &self.expire {
-            None => None,
-            Some(d) => Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .context("the clock is before 1970")?
-                    .saturating_add(d.0)
-                    .as_secs(),
-            ),
-        };
-        Ok(damocles_auth::create_token(
-            &secret,
+        damocles_auth::token_of_home(
+            home,
             self.perm,
             self.name.as_deref(),
-            exp,
-        )?)
+            self.expire.map(|d| d.0),
+        )
     }
 }
 
@@ -131,14 +111,7 @@ impl AuthCommand {
             AuthCommand::CreateToken(args) => println!("{}", args.token(home)?),
             AuthCommand::ApiInfo(args) => {
                 let addr = crate::daemon::client_addr(listen)?;
-                let ip = match addr.ip() {
-                    std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
-                    std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
-                };
-                let info = damocles_auth::ApiInfo {
-                    token: args.token(home)?,
-                    addr: format!("{ip}/tcp/{}/http", addr.port()),
-                };
+                let info = damocles_auth::ApiInfo::for_socket(args.token(home)?, addr);
                 println!("DAMOCLES_MANAGER_API_INFO={info}");
             }
         }
@@ -147,8 +120,9 @@ impl AuthCommand {
 }
 
 /// The token `util` sends: `--token` (or `DAMOCLES_API_TOKEN`), else the one of
-/// `DAMOCLES_MANAGER_API_INFO`, else the home's local admin token.
-fn client_token(given: Option<String>, home: &std::path::Path) -> Option<String> {
+/// `DAMOCLES_MANAGER_API_INFO`, else the home's local admin token, which goes only to a daemon
+/// on this machine (`listen` a loopback address).
+fn client_token(given: Option<String>, home: &std::path::Path, listen: &str) -> Option<String> {
     given
         .filter(|t| !t.is_empty())
         .or_else(|| {
@@ -157,7 +131,18 @@ fn client_token(given: Option<String>, home: &std::path::Path) -> Option<String>
                 .map(|v| damocles_auth::ApiInfo::parse(&v).token)
                 .filter(|t| !t.is_empty())
         })
-        .or_else(|| damocles_auth::read_local_token(home))
+        .or_else(|| {
+            let local = crate::daemon::client_addr(listen).is_ok_and(|a| a.ip().is_loopback());
+            if !local {
+                tracing::warn!(
+                    listen,
+                    "not sending the home's admin token to another machine: pass --token or set \
+                     DAMOCLES_MANAGER_API_INFO"
+                );
+                return None;
+            }
+            damocles_auth::read_local_token(home)
+        })
 }
 
 /// The variable giving a client of the manager its token and address.
@@ -171,7 +156,7 @@ impl UtilArgs {
             UtilCommand::Storage(StorageCommand::GenSectorstoreJson(args)) => args.run(),
             UtilCommand::Auth(cmd) => cmd.run(&home, &self.listen),
             cmd => {
-                let token = client_token(self.token, &home);
+                let token = client_token(self.token, &home, &self.listen);
                 let client = client(&self.listen, token.as_deref())?;
                 let rt = super::runtime()?;
                 rt.block_on(async move {
@@ -195,8 +180,9 @@ pub fn client(listen: &str, token: Option<&str>) -> Result<HttpClient> {
     let addr = crate::daemon::client_addr(listen)?;
     let mut headers = http::HeaderMap::new();
     if let Some(t) = token.filter(|t| !t.is_empty()) {
-        let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+        let mut v = http::HeaderValue::from_str(&format!("Bearer {t}"))
             .context("the token is not a valid header value")?;
+        v.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, v);
     }
     HttpClientBuilder::default()
@@ -213,19 +199,7 @@ fn rpc_err(e: jsonrpsee::core::ClientError) -> anyhow::Error {
 /// A client error as an operator reads it: a refusal for a permission says what to do (the
 /// HTTP client keeps only the status of a refused call, not the server's message).
 pub fn client_error_text(e: &jsonrpsee::core::ClientError) -> String {
-    use jsonrpsee::core::client::Error as E;
-    let status = match e {
-        E::Transport(t) => t
-            .downcast_ref::<jsonrpsee::http_client::transport::Error>()
-            .and_then(|t| match t {
-                jsonrpsee::http_client::transport::Error::Rejected { status_code } => {
-                    Some(*status_code)
-                }
-                _ => None,
-            }),
-        _ => None,
-    };
-    match status {
+    match damocles_manager_api::rpc::refused_status(e) {
         Some(401) => "the manager refused the call (HTTP 401): no valid token was sent; pass \
                       --token, set DAMOCLES_MANAGER_API_INFO, or run on the manager's machine \
                       with its home (the local admin token is <home>/token)"

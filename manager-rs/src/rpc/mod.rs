@@ -28,6 +28,7 @@ use crate::services::Services;
 use crate::supervisor::TaskStatus;
 use crate::VERSION;
 
+pub mod conn;
 pub mod http;
 
 /// Our additions to the API (namespace `Damocles`), for the manager's own CLI.
@@ -721,8 +722,6 @@ pub fn module(services: Arc<Services>, jobs: Option<Arc<JobQueue>>) -> Result<Rp
 /// The largest request body: the biggest real request (an `ImportSector` of a sector with many
 /// pieces, a `SubmitProof` of a 64 GiB sector) is well under 1 MiB.
 pub const MAX_REQUEST_BODY: u32 = 8 << 20;
-/// Connections served at once (a worker holds a few).
-pub const MAX_CONNECTIONS: u32 = 1024;
 /// Calls in one batch (no client of ours sends batches).
 pub const MAX_BATCH: u32 = 64;
 
@@ -757,7 +756,7 @@ pub async fn serve(
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BODY)
         .max_response_body_size(256 << 20)
-        .max_connections(MAX_CONNECTIONS)
+        .max_connections(conn::MAX_CONNECTIONS as u32)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
         .build();
     let builder = Server::builder()
@@ -774,6 +773,7 @@ pub async fn serve(
     let addr = listener.local_addr().context("the server's address")?;
     let methods: jsonrpsee::server::Methods = module.into();
     let (stop, handle) = jsonrpsee::server::stop_channel();
+    let limits = conn::ConnLimits::new(conn::MAX_CONNECTIONS, conn::MAX_CONNECTIONS_PER_PEER);
     tokio::spawn(async move {
         loop {
             let (sock, peer) = tokio::select! {
@@ -788,19 +788,37 @@ pub async fn serve(
                 },
                 _ = stop.clone().shutdown() => break,
             };
+            let Some(permit) = limits.admit(peer.ip()) else {
+                tracing::debug!(%peer, "connection refused: too many connections");
+                drop(sock);
+                continue;
+            };
+            let activity = Arc::new(conn::Activity::default());
             let svc = {
                 let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
+                let activity = activity.clone();
                 tower::service_fn(move |mut req: ::http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(PeerAddr(peer));
+                    let answering = activity.request();
                     let mut svc = builder.clone().build(methods.clone(), stop.clone());
-                    async move { tower::Service::call(&mut svc, req).await }
+                    async move {
+                        let out = tower::Service::call(&mut svc, req).await;
+                        drop(answering);
+                        out
+                    }
                 })
             };
             // A connection's end, error or not, concerns only its peer.
-            tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(
-                sock,
+            let task = tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(
+                conn::Watched::new(sock, activity.clone()),
                 svc,
                 stop.clone().shutdown(),
+            ));
+            tokio::spawn(conn::close_when_idle(
+                task,
+                activity,
+                conn::IDLE_TIMEOUT,
+                permit,
             ));
         }
     });
