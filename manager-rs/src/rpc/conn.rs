@@ -185,19 +185,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
 /// Waits for `task` (a connection) to end, aborting it once it has been idle for `limit`.
 pub async fn close_when_idle(
-    task: tokio::task::JoinHandle<impl Send + 'static>,
+    mut task: tokio::task::JoinHandle<impl Send + 'static>,
     activity: Arc<Activity>,
     limit: Duration,
     permit: ConnPermit,
 ) {
     let check = (limit / 4).max(Duration::from_millis(10));
-    while !task.is_finished() {
-        if activity.idle_for(limit) {
-            tracing::debug!(peer = %permit.peer, "closing an idle connection");
-            task.abort();
-            break;
+    loop {
+        tokio::select! {
+            // The place is given back as soon as the connection ends.
+            _ = &mut task => break,
+            _ = tokio::time::sleep(check) => {
+                if activity.idle_for(limit) {
+                    tracing::debug!(peer = %permit.peer, "closing an idle connection");
+                    task.abort();
+                    break;
+                }
+            }
         }
-        tokio::time::sleep(check).await;
     }
     drop(permit);
 }
@@ -245,5 +250,23 @@ mod tests {
             .expect("watcher");
         assert!(abort.is_finished());
         assert!(limits.admit("10.0.0.1".parse().expect("ip")).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_gives_its_place_back_at_once() {
+        let limits = ConnLimits::new(1, 1);
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        let task = tokio::spawn(async {});
+        let watcher = tokio::spawn(close_when_idle(
+            task,
+            Arc::new(Activity::default()),
+            Duration::from_secs(3600),
+            limits.admit(peer).expect("permit"),
+        ));
+        tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("the watcher ends with the connection, not at its next check")
+            .expect("watcher");
+        assert!(limits.admit(peer).is_some());
     }
 }
