@@ -54,3 +54,13 @@ impl From<ApiError> for ErrorObjectOwned {
         ErrorObjectOwned::owned(e.code(), e.to_string(), None::<()>)
     }
 }
+
+/// Runs `work` (synced RocksDB writes, per-sector mutexes, file system calls) on the blocking
+/// pool, so a slow disk stalls only the request that waits for it, not the async runtime.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking task of a request: {e}")))?
+}

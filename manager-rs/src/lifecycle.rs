@@ -17,7 +17,7 @@ use crate::chain::{randomness, Chain, CHAIN_FINALITY, INTERACTIVE_POREP_CONFIDEN
 use crate::commit::{pre_commit_ticket_expired, sector_number_taken, CommitKind, Commitments};
 use crate::config::ManagerConfig;
 use crate::deals::DealManager;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{off_runtime, ApiError, ApiResult};
 use crate::proofs::seal_proof;
 use crate::sectors::{NumberAllocator, SectorStates};
 use crate::stores::{PersistCheckError, SectorIndex, StoreManager};
@@ -595,8 +595,29 @@ impl SectorLifecycle {
         }
     }
 
-    /// `ReportFinalized`.
-    pub fn report_finalized(&self, sid: SectorId) -> ApiResult<()> {
+    /// `ReportFinalized`: accepted only for a sector the chain holds (its proof landed), so
+    /// a worker cannot wipe a sector that is still being sealed by reporting it done.
+    pub async fn report_finalized(self: &Arc<Self>, sid: SectorId) -> ApiResult<()> {
+        let this = self.clone();
+        let online =
+            off_runtime(move || Ok(this.states.load(sid, SectorWorkerState::Online)?)).await?;
+        if online.is_some()
+            && self
+                .chain
+                .sector_info(sid.miner, sid.number)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::bad(format!(
+                "sector {sid} is not on chain: it is finalized only once its proof has landed"
+            )));
+        }
+        let this = self.clone();
+        off_runtime(move || this.finalize_reported(sid)).await
+    }
+
+    /// The state change of `ReportFinalized`, once the chain check passed.
+    fn finalize_reported(&self, sid: SectorId) -> ApiResult<()> {
         let moved = self.states.finalize(sid, |st| {
             if st.unsealing {
                 st.unsealing = false;

@@ -284,23 +284,21 @@ fn the_sealing_methods_answer_with_damocles_json() {
         &Value::Null
     );
 
-    // Finalize moves the state offline and releases the reservation.
-    assert_eq!(
-        m.raw("Venus.ReportFinalized", json!([sid(n)]))
-            .get("result"),
-        Some(&Value::Null)
+    // A sector whose proof has not landed cannot be reported finalized: its state and its
+    // reservation stay (the e2e test finalizes a proven one).
+    let early = m.raw("Venus.ReportFinalized", json!([sid(n)]));
+    assert_eq!(code(&early), Some(1), "{early}");
+    assert!(
+        early["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("sector s-t0{MINER}-{n} is not on chain")),
+        "{early}"
     );
-    let offline = m.raw("Venus.ListSectors", json!(["offline", 0]));
-    assert_eq!(result(&offline)[0]["ID"], sid(n));
-    assert_eq!(result(&offline)[0]["Finalized"], json!(true));
+    let online = m.raw("Venus.FindSector", json!(["online", sid(n)]));
+    assert_eq!(result(&online)["Finalized"], json!(false), "{online}");
     let list = m.raw("Venus.StoreList", json!([]));
-    assert_eq!(result(&list)[0]["Reserved"], json!(0));
-    let state = m.raw("Venus.ReportState", json!([sid(n), report]));
-    assert_eq!(
-        result(&state)["Finalized"],
-        json!(true),
-        "a finalized sector is reported so"
-    );
+    assert_eq!(result(&list)[0]["Reserved"], json!(4096));
 
     // Abort: the worker learns of it at its next report; restore brings it back.
     let n2 = result(&m.raw(
@@ -323,12 +321,6 @@ fn the_sealing_methods_answer_with_damocles_json() {
         result(&state),
         &json!({"Id": sid(n2), "Finalized": true, "AbortReason": "aborted via CLI"})
     );
-    let restore_done = m.raw("Venus.RestoreSector", json!([sid(n), false]));
-    assert_eq!(
-        code(&restore_done),
-        Some(1),
-        "a finalized, not aborted sector needs --force: {restore_done}"
-    );
     assert_eq!(
         result(&m.raw("Venus.RestoreSector", json!([sid(n2), false]))),
         &Value::Null
@@ -349,10 +341,13 @@ fn the_sealing_methods_answer_with_damocles_json() {
         &Value::Null
     );
     let all = m.raw("Venus.FindSectorInAllStates", json!([sid(n)]));
-    assert_eq!(result(&all)["Finalized"], json!(true));
+    assert_eq!(result(&all)["ID"], sid(n));
+    assert_eq!(result(&all)["Finalized"], json!(false));
+    // A finalized sector made elsewhere comes in with ImportSector.
     let mut imported = result(&all).clone();
     imported["ID"]["Number"] = json!(500);
     imported["Imported"] = json!(true);
+    imported["Finalized"] = json!(true);
     assert_eq!(
         result(&m.raw("Venus.ImportSector", json!(["offline", imported, false]))),
         &json!(true)
@@ -360,6 +355,26 @@ fn the_sealing_methods_answer_with_damocles_json() {
     assert_eq!(
         result(&m.raw("Venus.ImportSector", json!(["offline", imported, false]))),
         &json!(false)
+    );
+    let all = m.raw("Venus.FindSectorInAllStates", json!([sid(500)]));
+    assert_eq!(result(&all)["Finalized"], json!(true));
+    let state = m.raw("Venus.ReportState", json!([sid(500), report]));
+    assert_eq!(
+        result(&state)["Finalized"],
+        json!(true),
+        "a finalized sector is reported so"
+    );
+    assert_eq!(
+        m.raw("Venus.ReportFinalized", json!([sid(500)]))
+            .get("result"),
+        Some(&Value::Null),
+        "reporting a finalized sector again is answered as done"
+    );
+    let restore_done = m.raw("Venus.RestoreSector", json!([sid(500), false]));
+    assert_eq!(
+        code(&restore_done),
+        Some(1),
+        "a finalized, not aborted sector needs --force: {restore_done}"
     );
 
     // Chain and miner.
@@ -428,7 +443,7 @@ fn the_sealing_methods_answer_with_damocles_json() {
     let text = ok_text(&m.util(&["storage", "list"]));
     assert!(text.contains("persist"), "{text}");
     let text = ok_text(&m.util(&["sealer", "sectors", "list", "--offline"]));
-    assert!(text.contains(&format!("s-t0{MINER}-{n}")), "{text}");
+    assert!(text.contains(&format!("s-t0{MINER}-500")), "{text}");
 }
 
 #[test]

@@ -413,6 +413,67 @@ fn worker_provers_prove_and_a_lost_job_is_finished_by_another_worker(
         after.contains("WindowPoSt proven and verified"),
         "the other worker's proof was verified and used:\n{after}"
     );
+
+    // A worker that answers every job with all its sectors as faults: the manager makes their
+    // vanilla proofs itself, does not believe it, and an honest worker proves them all.
+    prover.kill();
+    let script = m.dir.path().join("lying_window_post.py");
+    std::fs::write(
+        &script,
+        r#"import json, sys
+sys.stdout.write('window_post processor ready\n')
+sys.stdout.flush()
+for line in sys.stdin:
+    req = json.loads(line)
+    faults = [r['sector_id'] for r in req['task']['replicas']]
+    out = {'proofs': [], 'faults': faults}
+    sys.stdout.write(json.dumps({'id': req['id'], 'err_msg': None, 'output': out}) + '\n')
+    sys.stdout.flush()
+"#,
+    )
+    .expect("script");
+    let mut liar = wdpost_worker(
+        "lying-worker",
+        &format!(
+            "\n[[processors.window_post]]\nbin = \"python3\"\nargs = [\"{}\"]\n",
+            script.display()
+        ),
+    );
+    let logs_before = m.logs().len();
+    liar.start();
+    let started = Instant::now();
+    while !m.logs()[logs_before..].contains("but the manager made their vanilla proofs itself") {
+        assert!(
+            started.elapsed() < Duration::from_secs(3 * 4 * period as u64),
+            "the lying worker's faults were not refuted\n{}\n{}",
+            m.logs(),
+            liar.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    liar.kill();
+    let refuted_at = m.logs().len();
+    prover.start();
+    let started = Instant::now();
+    while !m.logs()[refuted_at..].contains("WindowPoSt proven and verified") {
+        assert!(
+            started.elapsed() < Duration::from_secs(3 * 4 * period as u64),
+            "the honest worker did not prove after the lie\n{}\n{}",
+            m.logs(),
+            prover.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = &m.logs()[logs_before..];
+    assert!(
+        !after.contains("reported faulty by the prover"),
+        "no sector was skipped on the liar's word:\n{after}"
+    );
+    let text = scrape(m.addr.expect("addr"), Some(&m.admin_token()));
+    assert!(
+        series(&text, "damocles_manager_post_refuted_faults_total", &[]).is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
 }
 
 /// The supervisor logged the poster's injected panic with the task's name and restarted it

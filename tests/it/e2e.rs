@@ -251,6 +251,11 @@ fn prove_and_finish(m: &TestManager, s: &Sealed) -> Vec<u8> {
     .expect("bad proof");
     assert_eq!(r.res, SubmitResult::Rejected, "{r:?}");
     assert!(r.desc.unwrap_or_default().contains("invalid proof"));
+    let early = block_on(SealerApiClient::report_finalized(&c, sid)).expect_err("not proven");
+    assert!(
+        early.to_string().contains("is not on chain"),
+        "a sector is finalized only once its proof landed: {early}"
+    );
 
     let r = block_on(SealerApiClient::submit_proof(
         &c,
@@ -295,9 +300,35 @@ fn prove_and_finish(m: &TestManager, s: &Sealed) -> Vec<u8> {
     ))
     .expect("persisted");
     assert!(ok);
+    let reserved_by = |m: &TestManager| -> Vec<serde_json::Value> {
+        let list = m.raw("Venus.StoreList", serde_json::json!([]));
+        list["result"][0]["ReservedBy"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        reserved_by(m).iter().any(|r| r["By"] == name.as_str()),
+        "{:?}",
+        reserved_by(m)
+    );
     block_on(SealerApiClient::report_finalized(&c, sid)).expect("finalized");
+    assert!(
+        !reserved_by(m).iter().any(|r| r["By"] == name.as_str()),
+        "finalizing releases the reservation: {:?}",
+        reserved_by(m)
+    );
     let r = report(&c, sid, "Finished");
     assert!(r.finalized);
+    block_on(SealerApiClient::report_finalized(&c, sid)).expect("a repeated report is done");
+    let restore = m.raw("Venus.RestoreSector", serde_json::json!([sid, false]));
+    assert!(
+        restore["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("use --force"),
+        "a finalized, not aborted sector needs --force: {restore}"
+    );
     c2.proof
 }
 

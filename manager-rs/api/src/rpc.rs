@@ -130,7 +130,7 @@ pub trait SealerApi {
     ) -> RpcResult<Option<SectorRebuildInfo>>;
 
     /// A worker says it is alive.
-    #[method(name = "Venus.WorkerPing")]
+    #[method(name = "Venus.WorkerPing", with_extensions)]
     async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()>;
 
     /// Reserves space for a sector's files in one of `candidates` (the worker's stores).

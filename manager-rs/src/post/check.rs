@@ -53,18 +53,65 @@ pub async fn check_sectors(
     strict: bool,
     limits: &CheckLimits,
 ) -> BadSectors {
+    let items = items
+        .into_iter()
+        .map(|i| WithNumber(i.replica.sector_id, i))
+        .collect();
+    run_checks(miner, items, limits, move |item| {
+        check_one(miner, item, strict)
+    })
+    .await
+}
+
+/// Something to check, with the number of its sector.
+struct WithNumber<T>(u64, T);
+
+/// Of the sectors a prover reported faulty, those the manager proves itself: a vanilla proof
+/// of every challenge `seed` draws for them, made from `items` (replicas with local paths,
+/// fetched ones included). A prover's faults are skipped only when this finds none, so a
+/// worker cannot have healthy sectors left out of a WindowPoSt by claiming they are faulty.
+pub async fn refuted_faults(
+    miner: u64,
+    post_proof: api::RegisteredPoStProof,
+    replicas: Vec<PoStReplicaInfo>,
+    seed: [u8; 32],
+    limits: &CheckLimits,
+) -> Vec<u64> {
+    let numbers: Vec<u64> = replicas.iter().map(|r| r.sector_id).collect();
+    let replicas = replicas
+        .into_iter()
+        .map(|r| WithNumber(r.sector_id, r))
+        .collect();
+    let failed = run_checks(miner, replicas, limits, move |replica| {
+        vanilla_proof_of_challenges(miner, post_proof, replica, &seed, None)
+    })
+    .await;
+    numbers
+        .into_iter()
+        .filter(|n| !failed.contains_key(n))
+        .collect()
+}
+
+/// Runs `check` on every item in parallel within `limits`; answers the ones that failed.
+async fn run_checks<T: Send + 'static>(
+    miner: u64,
+    items: Vec<WithNumber<T>>,
+    limits: &CheckLimits,
+    check: impl Fn(&T) -> Result<()> + Send + Sync + 'static,
+) -> BadSectors {
+    let check = Arc::new(check);
     let permits = Arc::new(Semaphore::new(if limits.parallel == 0 {
         Semaphore::MAX_PERMITS
     } else {
         limits.parallel.min(Semaphore::MAX_PERMITS)
     }));
     let mut tasks = tokio::task::JoinSet::new();
-    let numbers: Vec<u64> = items.iter().map(|i| i.replica.sector_id).collect();
-    for item in items {
+    let numbers: Vec<u64> = items.iter().map(|i| i.0).collect();
+    for WithNumber(number, item) in items {
         let permits = permits.clone();
+        let check = check.clone();
         let single = limits.single_timeout;
         tasks.spawn(async move {
-            let number = item.replica.sector_id;
             let Ok(permit) = permits.acquire_owned().await else {
                 return (number, Err("the check was cancelled".to_string()));
             };
@@ -72,7 +119,7 @@ pub async fn check_sectors(
             // disk cannot make more than the limit of checks pile up.
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                check_one(miner, &item, strict)
+                check(&item)
             });
             let res = match tokio::time::timeout(single, work).await {
                 Err(_) => Err(format!("check timed out after {single:?}")),
@@ -127,32 +174,42 @@ fn check_one(miner: u64, item: &CheckItem, strict: bool) -> Result<()> {
     if !strict {
         return Ok(());
     }
+    vanilla_proof_of_challenges(miner, item.post_proof, r, &check_seed(r.sector_id), Some(1))
+        .context("vanilla proof of one challenge")
+}
+
+/// Makes the vanilla proof of the first `limit` challenges (all when `None`) that `seed`
+/// draws for the sector of `r`, reading its replica nodes and Merkle tree.
+fn vanilla_proof_of_challenges(
+    miner: u64,
+    post_proof: api::RegisteredPoStProof,
+    r: &PoStReplicaInfo,
+    seed: &[u8; 32],
+    limit: Option<usize>,
+) -> Result<()> {
     let sector = api::SectorId::from(r.sector_id);
-    let seed = check_seed(r.sector_id);
     let challenges = vc_processors::builtin::proofs::guard("check challenges", || {
         api::post::generate_fallback_sector_challenges(
-            item.post_proof,
-            &seed,
+            post_proof,
+            seed,
             &[sector],
             to_prover_id(miner),
         )
     })?;
-    let first: Vec<u64> = challenges
-        .get(&sector)
-        .and_then(|c| c.first().copied())
-        .into_iter()
-        .collect();
-    ensure!(!first.is_empty(), "no challenge for sector {}", r.sector_id);
+    let mut drawn = challenges.get(&sector).cloned().unwrap_or_default();
+    if let Some(limit) = limit {
+        drawn.truncate(limit);
+    }
+    ensure!(!drawn.is_empty(), "no challenge for sector {}", r.sector_id);
     let replica = api::PrivateReplicaInfo::new(
-        item.post_proof,
+        post_proof,
         r.comm_r,
         r.cache_dir.clone(),
         r.sealed_file.clone(),
     );
-    vc_processors::builtin::proofs::guard("check vanilla proof", || {
-        api::post::generate_single_vanilla_proof(item.post_proof, sector, &replica, &first)
-    })
-    .context("vanilla proof of one challenge")?;
+    vc_processors::builtin::proofs::guard("vanilla proof", || {
+        api::post::generate_single_vanilla_proof(post_proof, sector, &replica, &drawn)
+    })?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use vc_processors::builtin::proofs::{api, to_prover_id};
 use vc_processors::builtin::tasks::{PoStReplicaInfo, WindowPoSt, WindowPoStOutput};
 
-use super::check::{check_sectors, CheckItem, CheckLimits};
+use super::check::{check_sectors, refuted_faults, CheckItem, CheckLimits};
 use super::prover::{prove, ProofRequest, WindowProver};
 use super::remote::{fetch_all, RemoteReplica, Scratch};
 use super::Located;
@@ -752,7 +752,27 @@ impl Poster {
             metrics::histogram!("damocles_manager_post_proof_seconds", &b.labels)
                 .record(proved_at.elapsed().as_secs_f64());
             if !out.faults.is_empty() {
-                tracing::warn!(miner = miner.actor, deadline = dl.index, faults = ?out.faults, "the prover reported faulty sectors; proving without them");
+                let claimed: BTreeSet<SectorNumber> = out
+                    .faults
+                    .iter()
+                    .filter(|n| proven.contains(n))
+                    .copied()
+                    .collect();
+                let refuted = self
+                    .refute_faults(&b, post_proof, &claimed, &replicas, &remotes)
+                    .await?;
+                if !refuted.is_empty() {
+                    metrics::counter!("damocles_manager_post_refuted_faults_total", &b.labels)
+                        .increment(refuted.len() as u64);
+                    self.prover.proof_rejected(&sent);
+                    bail!(
+                        "the prover {} reported sectors {refuted:?} faulty, but the manager made \
+                         their vanilla proofs itself; the answer is not trusted and the batch \
+                         is proven again",
+                        self.prover.name()
+                    );
+                }
+                tracing::warn!(miner = miner.actor, deadline = dl.index, faults = ?out.faults, "the prover reported faulty sectors and the manager's check agrees; proving without them");
                 let before = skipped_by_prover.len();
                 // Only sectors of this task count; anything else is the prover's mistake.
                 skipped_by_prover.extend(out.faults.iter().filter(|n| proven.contains(n)));
@@ -776,6 +796,51 @@ impl Poster {
                 proved_in: checked_at.elapsed(),
             }));
         }
+    }
+
+    /// Of the sectors the prover reported faulty (`claimed`), those the manager proves
+    /// itself for this attempt's challenges; sectors in object stores that the prover read
+    /// itself are fetched for the check, and a sector whose fetch fails stays faulty.
+    async fn refute_faults(
+        &self,
+        b: &BatchCtx<'_>,
+        post_proof: api::RegisteredPoStProof,
+        claimed: &BTreeSet<SectorNumber>,
+        replicas: &[PoStReplicaInfo],
+        remotes: &[RemoteReplica],
+    ) -> Result<Vec<SectorNumber>> {
+        let mut checked: Vec<PoStReplicaInfo> = replicas
+            .iter()
+            .filter(|r| claimed.contains(&r.sector_id))
+            .cloned()
+            .collect();
+        let without_paths = |checked: &[PoStReplicaInfo], n: SectorNumber| {
+            checked
+                .iter()
+                .any(|r| r.sector_id == n && r.sealed_file.as_os_str().is_empty())
+        };
+        let mut to_fetch: Vec<RemoteReplica> = remotes
+            .iter()
+            .filter(|r| claimed.contains(&r.sector_id) && without_paths(&checked, r.sector_id))
+            .cloned()
+            .collect();
+        // Kept until the check is done: the fetched files go with it.
+        let mut _scratch = None;
+        while !to_fetch.is_empty() {
+            let numbers: Vec<SectorNumber> = to_fetch.iter().map(|r| r.sector_id).collect();
+            match self
+                .fetch_remotes(b, post_proof, &to_fetch, &numbers, &mut checked)
+                .await?
+            {
+                Fetched::Done(scratch) => {
+                    _scratch = Some(scratch);
+                    break;
+                }
+                Fetched::Failed(failed) => to_fetch.retain(|r| !failed.contains_key(&r.sector_id)),
+            }
+        }
+        checked.retain(|r| !r.sealed_file.as_os_str().is_empty());
+        Ok(refuted_faults(b.miner.actor, post_proof, checked, b.rand, &self.limits).await)
     }
 
     /// Checks the sectors of `to_prove` and picks what the attempt proves: the sectors less

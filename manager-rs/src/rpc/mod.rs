@@ -22,7 +22,7 @@ use crate::attach::{AttachOptions, AttachReport};
 pub use crate::chain::views::{ChainHeadView, ChainMinerView, ChainSectorView};
 use crate::chain::Partition;
 use crate::deals::{DealRecord, ImportOptions};
-use crate::error::ApiError;
+use crate::error::{off_runtime, ApiError};
 use crate::post::jobs::JobQueue;
 use crate::services::Services;
 use crate::supervisor::TaskStatus;
@@ -264,27 +264,32 @@ impl SealerApiServer for RpcImpl {
     }
 
     async fn report_state(&self, sid: SectorId, req: ReportStateReq) -> RpcResult<SectorStateResp> {
-        traced!(
-            "Venus.ReportState",
-            self.services.lifecycle.report_state(sid, req).map_err(err)
-        )
+        traced!("Venus.ReportState", {
+            let lifecycle = self.services.lifecycle.clone();
+            off_runtime(move || lifecycle.report_state(sid, req))
+                .await
+                .map_err(err)
+        })
     }
 
     async fn report_finalized(&self, sid: SectorId) -> RpcResult<()> {
         traced!(
             "Venus.ReportFinalized",
-            self.services.lifecycle.report_finalized(sid).map_err(err)
+            self.services
+                .lifecycle
+                .report_finalized(sid)
+                .await
+                .map_err(err)
         )
     }
 
     async fn report_aborted(&self, sid: SectorId, reason: String) -> RpcResult<()> {
-        traced!(
-            "Venus.ReportAborted",
-            self.services
-                .lifecycle
-                .report_aborted(sid, &reason)
+        traced!("Venus.ReportAborted", {
+            let lifecycle = self.services.lifecycle.clone();
+            off_runtime(move || lifecycle.report_aborted(sid, &reason))
+                .await
                 .map_err(err)
-        )
+        })
     }
 
     async fn allocate_snap_up_sector(
@@ -313,11 +318,20 @@ impl SealerApiServer for RpcImpl {
         Ok(None)
     }
 
-    async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()> {
-        traced!(
-            "Venus.WorkerPing",
-            self.services.workers.ping(info).map_err(err)
-        )
+    async fn worker_ping(&self, ext: &jsonrpsee::Extensions, info: WorkerInfo) -> RpcResult<()> {
+        let caller = ext.get::<Caller>().cloned();
+        traced!("Venus.WorkerPing", {
+            let workers = self.services.workers.clone();
+            off_runtime(move || {
+                let by = crate::workers::Pinger {
+                    token_name: caller.as_ref().and_then(|c| c.name.as_deref()),
+                    admin: caller.as_ref().is_some_and(|c| c.level >= Perm::Admin),
+                };
+                workers.ping(info, by)
+            })
+            .await
+            .map_err(err)
+        })
     }
 
     async fn store_reserve_space(
@@ -417,16 +431,16 @@ impl SealerCliApiServer for RpcImpl {
         sector: SectorState,
         override_existing: bool,
     ) -> RpcResult<bool> {
-        self.services
-            .lifecycle
-            .import_sector(state, &sector, override_existing)
+        let lifecycle = self.services.lifecycle.clone();
+        off_runtime(move || lifecycle.import_sector(state, &sector, override_existing))
+            .await
             .map_err(err)
     }
 
     async fn restore_sector(&self, sid: SectorId, forced: bool) -> RpcResult<()> {
-        self.services
-            .lifecycle
-            .restore_sector(sid, forced)
+        let lifecycle = self.services.lifecycle.clone();
+        off_runtime(move || lifecycle.restore_sector(sid, forced))
+            .await
             .map_err(err)
     }
 
@@ -463,7 +477,10 @@ impl SealerCliApiServer for RpcImpl {
     }
 
     async fn store_release_reserved(&self, sid: SectorId) -> RpcResult<bool> {
-        self.services.stores.release_reserved(sid).map_err(internal)
+        let stores = self.services.stores.clone();
+        off_runtime(move || Ok(stores.release_reserved(sid)?))
+            .await
+            .map_err(err)
     }
 
     async fn store_list(&self) -> RpcResult<Vec<StoreDetailedInfo>> {

@@ -94,7 +94,7 @@ impl SealerApiServer for NamesOnly {
     ) -> RpcResult<Option<SectorRebuildInfo>> {
         refused()
     }
-    async fn worker_ping(&self, _: WorkerInfo) -> RpcResult<()> {
+    async fn worker_ping(&self, _: &jsonrpsee::Extensions, _: WorkerInfo) -> RpcResult<()> {
         refused()
     }
     async fn store_reserve_space(
