@@ -14,7 +14,7 @@ use damocles_manager_api::types::{
 
 use crate::config::SealingConfig;
 use crate::limits::LimitPool;
-use crate::port::ManagerPort;
+use crate::port::{ManagerError, ManagerPort};
 use crate::processors::Processors;
 use crate::sealing::control::ThreadControl;
 use crate::sealing::failure::{Failure, Level, StepResult, WithLevel};
@@ -163,6 +163,12 @@ pub fn seal(
             None
         }
     });
+    if let Some(reason) = ctx.sector.abort_pending.clone() {
+        // An abort the manager did not take before a restart or a pause: finish it first.
+        let f = Failure::new(Level::Abort, anyhow!(reason));
+        abort(ctx, planner.name(), &f)?;
+        return Err(f);
+    }
     let mut idle_count = 0u32;
     loop {
         let prev = ctx.sector.state;
@@ -208,7 +214,7 @@ pub fn seal(
             }
             Err(f) if f.is_interrupt() => return Err(f),
             Err(f) if f.level == Level::Abort => {
-                abort(ctx, planner.name(), &f);
+                abort(ctx, planner.name(), &f)?;
                 return Err(f);
             }
             Err(f) if f.level == Level::Temporary => retry(ctx, f)?,
@@ -344,11 +350,33 @@ fn retry(ctx: &mut Ctx<'_>, failure: Failure) -> StepResult<()> {
 }
 
 /// The Abort path: tell the manager, wipe the sector locally.
-fn abort(ctx: &mut Ctx<'_>, plan: &str, failure: &Failure) {
+///
+/// The abort is recorded first and `ReportAborted` sent until the manager takes it (or says
+/// it does not know the sector): wiping before that would leave the manager holding the
+/// sector's deals and reservation for a sector that no longer exists. A pause or a stop in
+/// between keeps the record, and the abort is sent again when the thread runs again.
+fn abort(ctx: &mut Ctx<'_>, plan: &str, failure: &Failure) -> StepResult<()> {
     if let Some(sid) = ctx.sector.sector_id() {
         let reason = failure.desc();
-        if let Err(e) = ctx.env.manager.report_aborted(sid, reason) {
-            tracing::warn!(sector = %sid, error = %e, "reporting the abort failed");
+        if ctx.sector.abort_pending.as_deref() != Some(reason.as_str()) {
+            ctx.sector.abort_pending = Some(reason.clone());
+            ctx.save()?;
+        }
+        let mut tries = 0u64;
+        loop {
+            match ctx.env.manager.report_aborted(sid, reason.clone()) {
+                Ok(()) => break,
+                Err(ManagerError::SectorStateNotFound { .. }) => {
+                    tracing::warn!(sector = %sid, "the manager does not know the aborted sector");
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    metrics::counter!("damocles_worker_abort_report_failures_total").increment(1);
+                    tracing::warn!(sector = %sid, tries, error = %e, "reporting the abort failed; the sector's files are kept and the report sent again");
+                    ctx.ctrl.sleep(ctx.sealing.recover_interval.0)?;
+                }
+            }
         }
         tracing::warn!(sector = %sid, error = %failure, "sector aborted");
     }
@@ -356,10 +384,161 @@ fn abort(ctx: &mut Ctx<'_>, plan: &str, failure: &Failure) {
         tracing::error!(error = %format!("{e:#}"), "wiping the aborted sector failed");
     }
     ctx.sector = Sector::new(plan);
+    Ok(())
 }
 
 /// Sleeps between polls; the pause between two sectors (`seal_interval`) only ends early at
 /// shutdown.
 pub fn poll_interval(ctx: &Ctx<'_>) -> Duration {
     ctx.sealing.rpc_polling_interval.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::{memory::MemoryManager, ManagerResult, Method};
+    use damocles_manager_api::types::{AllocatedSector, SealProofType};
+
+    fn env(manager: Arc<MemoryManager>) -> SealingEnv {
+        let limits = Arc::new(LimitPool::unlimited());
+        let processors = Processors::start(
+            &crate::config::ProcessorsConfig::default(),
+            limits.clone(),
+            None,
+            std::path::Path::new("/nonexistent/damocles-worker"),
+        )
+        .expect("in-process processors");
+        SealingEnv {
+            manager,
+            processors: Arc::new(processors),
+            limits,
+            instance: "w1".into(),
+            attached: Vec::new(),
+            local_piece_dirs: Vec::new(),
+            remote_piece_base: String::new(),
+            deals_enabled: false,
+            static_tree_d: BTreeMap::new(),
+            object_stores: BTreeMap::new(),
+            post_scratch: std::env::temp_dir(),
+        }
+    }
+
+    /// A planner that is never reached: the pending abort is handled before any step.
+    struct Unreached;
+
+    impl Planner for Unreached {
+        fn name(&self) -> &'static str {
+            "sealer"
+        }
+        fn plan(&self, _: &Event, _: State) -> Option<State> {
+            None
+        }
+        fn exec(&mut self, _: &mut Ctx<'_>) -> StepResult<Option<Event>> {
+            panic!("a step ran before the pending abort was reported")
+        }
+    }
+
+    fn unavailable() -> ManagerResult<()> {
+        Err(ManagerError::Unavailable {
+            method: Method::ReportAborted,
+            cause: Arc::new(std::io::Error::other("connection refused")),
+        })
+    }
+
+    #[test]
+    fn an_abort_the_manager_did_not_take_keeps_the_files_and_is_sent_again_before_anything() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let location = dir.path().join("t0");
+        let manager = Arc::new(MemoryManager::default());
+        let env = env(manager.clone());
+        let short = crate::config::HumanDuration(Duration::from_millis(10));
+        let sealing = SealingConfig {
+            recover_interval: short,
+            ..SealingConfig::default()
+        };
+        let ctrl = ThreadControl::new(0, None, "sealer");
+        let sid = SectorId {
+            miner: 1000,
+            number: 7,
+        };
+        let staged = {
+            let store = SealingStore::init(&location, true).expect("init");
+            let mut sector = Sector::new("sealer");
+            sector
+                .apply(
+                    Event::Allocate(AllocatedSector {
+                        id: sid,
+                        proof_type: SealProofType(5),
+                    }),
+                    State::Allocated,
+                )
+                .expect("allocate");
+            let staged = store.data_dir().join("staged-file");
+            std::fs::write(&staged, b"days of work").expect("staged");
+            let mut ctx = Ctx {
+                store: &store,
+                sector,
+                sealing: &sealing,
+                ctrl: &ctrl,
+                env: &env,
+            };
+            // The manager is down; a pause comes while the worker waits to send it again.
+            manager.answer(Method::ReportAborted, unavailable());
+            manager.answer(Method::ReportAborted, unavailable());
+            let pauser = {
+                let ctrl = ctrl.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(15));
+                    ctrl.request_pause();
+                })
+            };
+            let failure = Failure::new(Level::Abort, anyhow!("test: ticket expired"));
+            let out = abort(&mut ctx, "sealer", &failure);
+            pauser.join().expect("pauser");
+            assert!(
+                out.is_err_and(|f| f.is_interrupt()),
+                "the pause ends the wait"
+            );
+            assert!(
+                staged.exists(),
+                "nothing is wiped before the manager took the abort"
+            );
+            let saved = store.load_sector().expect("load").expect("record");
+            assert_eq!(saved.abort_pending.as_deref(), Some("test: ticket expired"));
+            assert_eq!(saved.sector_id(), Some(sid));
+            staged
+        };
+
+        // The thread runs again (a resume, or a restart of the worker): the abort goes first.
+        let store = SealingStore::open(&location).expect("reopen");
+        let sector = store.load_sector().expect("load").expect("record");
+        let mut ctx = Ctx {
+            store: &store,
+            sector,
+            sealing: &sealing,
+            ctrl: &ctrl,
+            env: &env,
+        };
+        manager.answer(Method::ReportAborted, Ok(()));
+        let out = seal(&mut Unreached, &mut ctx, None);
+        assert!(
+            out.is_err_and(|f| f.level == Level::Abort),
+            "the round ends as an abort"
+        );
+        assert!(!staged.exists(), "wiped once the manager took it");
+        assert_eq!(ctx.sector.sector_id(), None, "a fresh record");
+        assert_eq!(
+            store
+                .load_sector()
+                .expect("load")
+                .and_then(|s| s.abort_pending),
+            None,
+            "no abort left to send"
+        );
+        let calls = manager.calls_of(Method::ReportAborted);
+        assert!(calls.len() >= 2, "{calls:?}");
+        for call in &calls {
+            assert_eq!(call[1], "test: ticket expired", "{calls:?}");
+        }
+    }
 }

@@ -516,6 +516,10 @@ pub struct Sector {
     /// Step outputs.
     #[serde(default)]
     pub phases: Phases,
+    /// The reason of an abort the manager has not taken yet (`ReportAborted` failed): sent
+    /// again, before anything else, until it is; the sector's files are kept until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_pending: Option<String>,
 }
 
 impl Sector {
@@ -532,6 +536,7 @@ impl Sector {
             deals_v2: None,
             finalized: None,
             phases: Phases::default(),
+            abort_pending: None,
         }
     }
 
