@@ -364,12 +364,28 @@ pub fn run(path: &Path) -> Result<()> {
                 .any(|t| t.sealing.enable_deals == Some(true)),
         static_tree_d: cfg.processors.static_tree_d()?,
         object_stores,
-        post_scratch: std::env::temp_dir().join("damocles-wdpost"),
+        // In the worker's home, private: not the shared `/tmp` with a name anyone can take.
+        post_scratch: cfg.worker.rpc_server.home_dir()?.join("wdpost-scratch"),
     });
-    let removed = vc_processors::builtin::post_fetch::remove_stale_scratch(&env.post_scratch);
-    if removed > 0 {
-        tracing::info!(removed, root = %env.post_scratch.display(), "removed wdpost scratch directories left by a killed worker");
+    if !wdpost_threads.is_empty() {
+        vc_processors::builtin::post_fetch::private_scratch_root(&env.post_scratch)?;
+        let removed = vc_processors::builtin::post_fetch::remove_stale_scratch(&env.post_scratch);
+        if removed > 0 {
+            tracing::info!(removed, root = %env.post_scratch.display(), "removed wdpost scratch directories left by a killed worker");
+        }
     }
+    vc_processors::builtin::spawn_temp_sweep(
+        threads
+            .iter()
+            .map(|(_, _, loc)| loc.clone())
+            .chain(
+                env.attached
+                    .iter()
+                    .filter(|a| a.plugin.is_none() && !a.readonly)
+                    .map(|a| a.location.clone()),
+            )
+            .collect(),
+    );
 
     let mut controls = Vec::new();
     let mut sealing = Vec::new();

@@ -190,7 +190,7 @@ pub struct ProvingConfig {
     /// The worker-prover job queue.
     pub worker_prover: WorkerProverConfig,
     /// Where sectors of stores without local paths (S3) are fetched for a proof (our
-    /// addition; default: `damocles-post` in the system's temporary directory).
+    /// addition; default: `post-scratch` in the manager's home). Made mode 0700.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scratch_dir: Option<std::path::PathBuf>,
 }

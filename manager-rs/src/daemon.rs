@@ -192,6 +192,29 @@ impl Daemon {
             opts.auto_fs_stores,
         )?);
         let pieces = Arc::new(PieceStores::open(&cfg.common.piece_stores, &opener)?);
+        // Temporary files of writers killed mid-write, in the stores of local directories.
+        vc_processors::builtin::spawn_temp_sweep(
+            stores
+                .all()
+                .into_iter()
+                .filter(|s| s.kind == "fs" && !s.config.read_only)
+                .map(|s| PathBuf::from(&s.config.path))
+                .chain(
+                    cfg.common
+                        .piece_stores
+                        .iter()
+                        .filter(|p| {
+                            !p.read_only
+                                && p.plugin_name
+                                    .as_deref()
+                                    .or(p.plugin.as_deref())
+                                    .unwrap_or("")
+                                    .is_empty()
+                        })
+                        .map(|p| PathBuf::from(&p.path)),
+                )
+                .collect(),
+        );
 
         let states = Arc::new(SectorStates::new(kv.clone()));
         let outbox = Outbox::new(kv.clone(), chain.clone());
@@ -250,7 +273,8 @@ impl Daemon {
             None
         };
         if opts.poster || opts.miner {
-            let root = scratch_root(&cfg);
+            let root = scratch_root(&cfg, &opts.home);
+            crate::post::remote::private_scratch_root(&root)?;
             let removed = crate::post::remote::remove_stale_scratch(&root);
             if removed > 0 {
                 tracing::info!(removed, root = %root.display(), "removed PoSt scratch directories left by a killed manager");
@@ -265,7 +289,7 @@ impl Daemon {
             start_poster(
                 &cfg,
                 &chain,
-                locator(&cfg, &index, &stores),
+                locator(&cfg, &opts.home, &index, &stores),
                 backend,
                 &outbox,
                 &supervisor,
@@ -277,7 +301,7 @@ impl Daemon {
             start_winning_poster(
                 &cfg,
                 &chain,
-                locator(&cfg, &index, &stores),
+                locator(&cfg, &opts.home, &index, &stores),
                 opts.ext_prover.as_deref(),
                 &supervisor,
             )
@@ -423,26 +447,28 @@ async fn start_poster(
     Ok(())
 }
 
-/// Where PoSt sectors of object stores are fetched.
-fn scratch_root(cfg: &ManagerConfig) -> PathBuf {
+/// Where PoSt sectors of object stores are fetched: `[Common.Proving] ScratchDir`, else
+/// `post-scratch` in the home (private to the manager's user, not the shared `/tmp`).
+fn scratch_root(cfg: &ManagerConfig, home: &Path) -> PathBuf {
     cfg.common
         .proving
         .scratch_dir
         .clone()
-        .unwrap_or_else(crate::post::remote::default_scratch_root)
+        .unwrap_or_else(|| home.join("post-scratch"))
 }
 
 /// How PoSt provers find sectors: the index and the persist stores, fetching into the scratch
 /// root.
 fn locator(
     cfg: &ManagerConfig,
+    home: &Path,
     index: &SectorIndex,
     stores: &Arc<StoreManager>,
 ) -> crate::post::SectorLocator {
     crate::post::SectorLocator {
         index: index.clone(),
         stores: stores.clone(),
-        scratch_root: scratch_root(cfg),
+        scratch_root: scratch_root(cfg, home),
     }
 }
 

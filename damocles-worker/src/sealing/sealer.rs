@@ -253,17 +253,28 @@ fn add_pieces(ctx: &mut Ctx<'_>) -> StepResult<Vec<api::PieceInfo>> {
             });
         }
     }
-    ctx.env
+    let infos = ctx
+        .env
         .processors
         .run(
             t::AddPieces {
                 seal_proof_type: proof,
                 pieces,
-                staged_filepath: staged,
+                staged_filepath: staged.clone(),
             },
             Some(ctx.ctrl),
         )
-        .processed()
+        .processed()?;
+    durable(&[&staged])?;
+    Ok(infos)
+}
+
+/// fsyncs what a step wrote (files, directories and their parents) before the engine
+/// records the event that relies on it: after a power cut, a recorded step's files are there.
+fn durable(paths: &[&Path]) -> StepResult<()> {
+    vc_processors::builtin::sync_paths(paths)
+        .context("making the step's outputs durable")
+        .crit()
 }
 
 /// Where a deal piece comes from: a local pieces directory, else the manager's piece store.
@@ -307,7 +318,7 @@ fn build_tree_d(ctx: &mut Ctx<'_>, allow_static: bool) -> StepResult<()> {
             std::os::unix::fs::symlink(file, &tree_d)
                 .with_context(|| format!("linking {} to {}", tree_d.display(), file.display()))
                 .crit()?;
-            return Ok(());
+            return durable(&[&dir]);
         }
     }
     let built = ctx
@@ -317,7 +328,7 @@ fn build_tree_d(ctx: &mut Ctx<'_>, allow_static: bool) -> StepResult<()> {
             t::TreeD {
                 registered_proof: proof,
                 staged_file: ctx.store.staged_file(sid),
-                cache_dir: dir,
+                cache_dir: dir.clone(),
             },
             Some(ctx.ctrl),
         )
@@ -328,7 +339,7 @@ fn build_tree_d(ctx: &mut Ctx<'_>, allow_static: bool) -> StepResult<()> {
             anyhow!("tree_d answered false for {sid}"),
         ));
     }
-    Ok(())
+    durable(&[&dir])
 }
 
 fn remove_if_present(p: &Path) -> anyhow::Result<()> {
@@ -377,9 +388,9 @@ fn pre_commit1(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         .run(
             t::PC1 {
                 registered_proof: proof,
-                cache_path: cache,
+                cache_path: cache.clone(),
                 in_path: ctx.store.staged_file(sid),
-                out_path: sealed,
+                out_path: sealed.clone(),
                 prover_id: base.prove_input.0,
                 sector_id: base.prove_input.1,
                 ticket: ticket_bytes,
@@ -388,6 +399,7 @@ fn pre_commit1(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
             Some(ctx.ctrl),
         )
         .processed()?;
+    durable(&[&cache, &sealed])?;
     Ok(Some(Event::PC1(ticket, out)))
 }
 
@@ -423,6 +435,9 @@ fn pre_commit2(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         std::fs::File::create(&marker)
             .with_context(|| format!("creating {}", marker.display()))
             .crit()?;
+        // Durable before PC2 touches the sealed file: after a power cut the marker says the
+        // file may be encoded already.
+        durable(&[&marker])?;
     }
     let out = ctx
         .env
@@ -430,12 +445,13 @@ fn pre_commit2(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         .run(
             t::PC2 {
                 pc1out,
-                cache_dir: cache,
-                sealed_file: sealed,
+                cache_dir: cache.clone(),
+                sealed_file: sealed.clone(),
             },
             Some(ctx.ctrl),
         )
         .processed()?;
+    durable(&[&cache, &sealed])?;
     if ctx.sealing.verify_after_pc2 {
         run_commit1(ctx, [0; 32], out.clone())?;
     }
@@ -483,6 +499,7 @@ fn synthetic_proof(ctx: &mut Ctx<'_>) -> StepResult<()> {
         "processor task"
     );
     vp::clear_layer_data(&ctx.store.cache_dir(sid)).crit()?;
+    durable(&[&ctx.store.cache_dir(sid)])?;
     ctx.ctrl.set_idle();
     Ok(())
 }

@@ -318,6 +318,14 @@ impl ObjectStore for FsStore {
         ));
         let file =
             File::create(&tmp).map_err(|e| Error::backend(self.instance(), "put", path, e))?;
+        // Held until the writer is done: a sweep sees by the lock that the writer is alive.
+        file.try_lock().map_err(|e| {
+            let e = match e {
+                fs::TryLockError::Error(e) => e,
+                fs::TryLockError::WouldBlock => io::Error::other("locked by another writer"),
+            };
+            Error::backend(self.instance(), "put", path, e)
+        })?;
         Ok(Box::new(FsWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             tmp,

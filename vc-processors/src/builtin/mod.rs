@@ -17,4 +17,7 @@ pub mod processors;
 pub mod proofs;
 pub mod tasks;
 
+pub use fsutil::{
+    is_temp_name, spawn_temp_sweep, sweep_temp_files, sync_paths, Swept, SWEEP_MIN_AGE,
+};
 pub use processors::BuiltinProcessor;

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, ensure, Context, Result};
@@ -50,23 +50,50 @@ impl std::fmt::Debug for RemoteReplica {
     }
 }
 
-/// A scratch directory, removed with everything in it when dropped.
+/// A scratch directory, removed with everything in it when dropped. Its owner holds a lock
+/// on it for its whole life, so a later process tells a stale one by the lock (a pid in the
+/// name could belong to another process by then).
 #[derive(Debug)]
 pub struct Scratch {
+    // Dropped first: the directory goes while it is still locked.
     dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+/// Creates `root` if missing and makes it private (mode 0700): what PoSt fetches of a sector
+/// is not for other users of the machine. A root that is a symlink or not a directory is
+/// refused.
+pub fn private_scratch_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating the PoSt scratch root {}", root.display()))?;
+    let md = std::fs::symlink_metadata(root)
+        .with_context(|| format!("PoSt scratch root {}", root.display()))?;
+    anyhow::ensure!(
+        md.is_dir(),
+        "PoSt scratch root {} is not a directory (a symlink is refused too)",
+        root.display()
+    );
+    if md.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making the PoSt scratch root {} private", root.display()))?;
+    }
+    Ok(())
 }
 
 impl Scratch {
-    /// A new directory under `root` (created if missing).
+    /// A new, locked directory under `root` (created private if missing).
     pub fn new(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("creating the PoSt scratch root {}", root.display()))?;
-        // The pid in the name tells a later process whether the owner is gone.
+        private_scratch_root(root)?;
         let dir = tempfile::Builder::new()
-            .prefix(&format!("post-{}-", std::process::id()))
+            .prefix("post-")
             .tempdir_in(root)
             .with_context(|| format!("creating a PoSt scratch directory in {}", root.display()))?;
-        Ok(Scratch { dir })
+        let lock = std::fs::File::open(dir.path())
+            .with_context(|| format!("opening {}", dir.path().display()))?;
+        lock.try_lock()
+            .map_err(|e| anyhow!("locking {}: {e}", dir.path().display()))?;
+        Ok(Scratch { dir, _lock: lock })
     }
 
     /// Its path.
@@ -319,8 +346,8 @@ pub fn fetch_all(
     Ok((fetched, failed))
 }
 
-/// Removes the scratch directories under `root` left by processes that are gone (killed
-/// before they could clean up); answers how many.
+/// Removes the scratch directories under `root` that no live owner holds locked (their
+/// process was killed before it could clean up); answers how many.
 pub fn remove_stale_scratch(root: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(root) else {
         return 0;
@@ -328,24 +355,16 @@ pub fn remove_stale_scratch(root: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix("post-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !name.starts_with("post-") || !is_dir {
             continue;
-        };
-        let alive = Path::new("/proc").join(pid.to_string()).exists();
-        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+        }
+        let unlocked = std::fs::File::open(entry.path()).is_ok_and(|d| d.try_lock().is_ok());
+        if unlocked && std::fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
-}
-
-/// The default scratch root: `damocles-post` in the system's temporary directory.
-pub fn default_scratch_root() -> PathBuf {
-    std::env::temp_dir().join("damocles-post")
 }
 
 #[cfg(test)]
@@ -372,18 +391,26 @@ mod tests {
     }
 
     #[test]
-    fn scratch_directories_of_dead_processes_are_removed_and_live_ones_kept() {
-        let root = tempfile::tempdir().expect("tmp");
-        let mine = Scratch::new(root.path()).expect("scratch");
-        // No process has this pid (above the kernel's maximum).
-        let dead = root.path().join("post-4194399-abc");
+    fn scratch_directories_nobody_holds_are_removed_and_held_ones_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().expect("tmp");
+        let root = base.path().join("scratch");
+        let mine = Scratch::new(&root).expect("scratch");
+        let mode = std::fs::metadata(&root).expect("root").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "a private root");
+        // Left by a killed process: nobody holds it, whatever pid its name might suggest.
+        let dead = root.join(format!("post-{}-abc", std::process::id()));
         std::fs::create_dir_all(dead.join("1/cache")).expect("dead dir");
-        let other = root.path().join("unrelated");
+        let other = root.join("unrelated");
         std::fs::create_dir_all(&other).expect("other dir");
-        assert_eq!(remove_stale_scratch(root.path()), 1);
+        assert_eq!(remove_stale_scratch(&root), 1);
         assert!(!dead.exists() && mine.path().exists() && other.exists());
         let path = mine.path().to_path_buf();
         drop(mine);
         assert!(!path.exists());
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).expect("link");
+        let err = Scratch::new(&link).expect_err("a symlinked root");
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
     }
 }

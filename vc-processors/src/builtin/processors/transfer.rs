@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::super::fsutil::{copy_file_atomic, rename_into_place, sync_dir, temp_path_beside};
+use super::super::fsutil::{
+    copy_file_atomic, create_locked_dir, rename_into_place, sync_dir, temp_path_beside,
+};
 use super::super::tasks::{Transfer, TransferRoute};
 
 mod objects;
@@ -172,6 +174,8 @@ fn replace_with_symlink(src: &Path, dest: &Path, existing: Option<&fs::Metadata>
 /// `dest` is intact, and a failed copy leaves it untouched.
 fn replace_with_dir_copy(src: &Path, dest: &Path, existing: Option<&fs::Metadata>) -> Result<()> {
     let tmp = temp_path_beside(dest);
+    // Locked while the copy runs, so a sweep of another process leaves it alone.
+    let _lock = create_locked_dir(&tmp)?;
     let mut ancestors = Vec::new();
     if let Err(e) = copy_dir(src, &tmp, &mut ancestors) {
         let _ = fs::remove_dir_all(&tmp);

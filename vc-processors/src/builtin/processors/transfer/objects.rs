@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{bail, ensure, Context, Result};
 use objstore::{ObjectStore, PluginLibrary, StoreConfig};
 
-use super::super::super::fsutil::{rename_into_place, temp_path_beside};
+use super::super::super::fsutil::{create_locked, rename_into_place, temp_path_beside};
 use super::super::super::tasks::{Transfer, TransferItem, TransferRoute, TransferStoreInfo};
 
 /// Stores opened for one transfer task, by store name.
@@ -269,10 +269,7 @@ fn download_file(store: &dyn ObjectStore, key: &str, dest: &Path) -> Result<()> 
             .stat(key)
             .with_context(|| format!("stat {}", store.full_path(key)))?
             .size;
-        let mut file = io::BufWriter::with_capacity(
-            1 << 20,
-            File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?,
-        );
+        let mut file = io::BufWriter::with_capacity(1 << 20, create_locked(&tmp)?);
         let copied = io::copy(&mut reader, &mut file)
             .with_context(|| format!("copy {} to {}", store.full_path(key), tmp.display()))?;
         ensure!(
