@@ -21,8 +21,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use tracing::{debug, info_span, warn};
 
 use crate::protocol::{
-    excerpt, panic_message, read_line_limited, ready_message, salvage_id, trim_line_end, LineRead,
-    Processor, Request, Response, Task,
+    excerpt, looks_like_object, panic_message, read_line_limited, ready_message, salvage_id,
+    trim_line_end, LineRead, Processor, Request, Response, Task,
 };
 
 /// Options of the consumer loop.
@@ -150,7 +150,12 @@ where
         if body.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Request<T>>(body) {
+        let parsed = if looks_like_object(body) {
+            serde_json::from_slice::<Request<T>>(body).map_err(|e| e.to_string())
+        } else {
+            Err("a request is a JSON object".to_string())
+        };
+        match parsed {
             Ok(req) => {
                 let id = req.id;
                 let slot = Slots::acquire(&slots);

@@ -36,8 +36,8 @@ use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
 
 use crate::protocol::{
-    excerpt, read_line_limited, ready_message, salvage_id, skip_rest_of_line, trim_line_end,
-    LineRead, Processor, Request, Task,
+    excerpt, looks_like_object, read_line_limited, ready_message, salvage_id, skip_rest_of_line,
+    trim_line_end, LineRead, Processor, Request, Task,
 };
 use crate::sys::{ENV_CGROUP_CPUSET, ENV_CGROUP_NAME, ENV_NUMA_PREFERRED};
 
@@ -319,13 +319,54 @@ impl ProducerConfig {
 /// One completed request as the supervisor delivers it to the waiting caller.
 type Completion = Result<RawResponse, ProducerError>;
 
-#[derive(Deserialize)]
-struct RawResponse {
-    id: u64,
+/// A response line of a child, its output kept as raw JSON until the waiting caller decodes
+/// it as its task's output type.
+#[derive(Debug, Deserialize)]
+pub struct RawResponse {
+    /// The request answered.
+    pub id: u64,
+    /// Set on failure, whatever `output` holds.
     #[serde(default)]
-    err_msg: Option<String>,
+    pub err_msg: Option<String>,
+    /// The output, on success.
     #[serde(default)]
-    output: Option<Box<RawValue>>,
+    pub output: Option<Box<RawValue>>,
+}
+
+/// What one line a child wrote on stdout is.
+#[derive(Debug)]
+pub enum StdoutLine {
+    /// Empty or whitespace: skipped.
+    Blank,
+    /// A response.
+    Response(RawResponse),
+    /// Not a response; `id` is the request it still names ([`salvage_id`]), if any.
+    Malformed {
+        /// The request the line names.
+        id: Option<u64>,
+        /// Why it does not parse, with an excerpt of the line.
+        reason: String,
+    },
+}
+
+/// Reads one stdout line of a child (without its line end).
+pub fn parse_stdout_line(body: &[u8]) -> StdoutLine {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return StdoutLine::Blank;
+    }
+    if !looks_like_object(body) {
+        return StdoutLine::Malformed {
+            id: None,
+            reason: format!("a response is a JSON object; line: {}", excerpt(body, 200)),
+        };
+    }
+    match serde_json::from_slice::<RawResponse>(body) {
+        Ok(resp) => StdoutLine::Response(resp),
+        Err(e) => StdoutLine::Malformed {
+            id: salvage_id(body),
+            reason: format!("{e}; line: {}", excerpt(body, 200)),
+        },
+    }
 }
 
 enum ChildState {
@@ -1051,11 +1092,9 @@ fn read_responses(
             Err(e) => return Some(format!("reading its stdout failed: {e}")),
         }
         let body = trim_line_end(&line);
-        if body.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<RawResponse>(body) {
-            Ok(resp) => {
+        match parse_stdout_line(body) {
+            StdoutLine::Blank => {}
+            StdoutLine::Response(resp) => {
                 let waiter = shared.lock().inflight.remove(&resp.id);
                 match waiter {
                     Some((_, tx)) => {
@@ -1072,12 +1111,9 @@ fn read_responses(
                     }
                 }
             }
-            Err(e) => {
-                let reason = format!("{e}; line: {}", excerpt(body, 200));
+            StdoutLine::Malformed { id, reason } => {
                 dump_bad_line(pid, body);
-                match salvage_id(body)
-                    .and_then(|id| shared.lock().inflight.remove(&id).map(|w| (id, w)))
-                {
+                match id.and_then(|id| shared.lock().inflight.remove(&id).map(|w| (id, w))) {
                     Some((id, (_, tx))) => {
                         warn!(stage, pid, id, "invalid response: {reason}");
                         metrics::counter!("vc_processors_requests_failed_total", "stage" => stage.to_string(), "reason" => "malformed_response").increment(1);

@@ -134,6 +134,9 @@ pub fn salvage_id(line: &[u8]) -> Option<u64> {
     struct IdOnly {
         id: u64,
     }
+    if !looks_like_object(line) {
+        return None;
+    }
     if let Ok(IdOnly { id }) = serde_json::from_slice::<IdOnly>(line) {
         return Some(id);
     }
@@ -142,6 +145,13 @@ pub fn salvage_id(line: &[u8]) -> Option<u64> {
         return Some(id);
     }
     leading_id(&lossy)
+}
+
+/// Whether `line` starts (after whitespace) like a JSON object. Requests and responses are
+/// objects; serde would also take a struct from an array of its fields in order, which the
+/// protocol does not allow.
+pub fn looks_like_object(line: &[u8]) -> bool {
+    line.trim_ascii_start().first() == Some(&b'{')
 }
 
 /// The id of a line that starts `{"id":<digits>` followed by `,` or `}`.
@@ -170,7 +180,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// At most `max` bytes of `line`, lossily decoded, for error messages and logs.
-pub(crate) fn excerpt(line: &[u8], max: usize) -> String {
+pub fn excerpt(line: &[u8], max: usize) -> String {
     let cut = &line[..line.len().min(max)];
     let mut s = String::from_utf8_lossy(cut).into_owned();
     if line.len() > max {
@@ -186,7 +196,7 @@ pub const DEFAULT_MAX_LINE: usize = 256 << 20;
 
 /// What [`read_line_limited`] read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LineRead {
+pub enum LineRead {
     /// The input ended before any byte.
     Eof,
     /// A whole line (or the last bytes before the end of the input).
@@ -198,7 +208,7 @@ pub(crate) enum LineRead {
 
 /// Reads one line into `buf` (cleared first), keeping at most `max` bytes before its newline,
 /// so a peer that never ends a line costs at most `max` bytes.
-pub(crate) fn read_line_limited<R: std::io::BufRead + ?Sized>(
+pub fn read_line_limited<R: std::io::BufRead + ?Sized>(
     input: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
@@ -246,9 +256,7 @@ fn fill<R: std::io::BufRead + ?Sized>(input: &mut R) -> std::io::Result<&[u8]> {
 }
 
 /// Reads and drops the rest of the current line (after [`LineRead::TooLong`]).
-pub(crate) fn skip_rest_of_line<R: std::io::BufRead + ?Sized>(
-    input: &mut R,
-) -> std::io::Result<()> {
+pub fn skip_rest_of_line<R: std::io::BufRead + ?Sized>(input: &mut R) -> std::io::Result<()> {
     loop {
         let available = fill(input)?;
         if available.is_empty() {
@@ -268,7 +276,7 @@ pub(crate) fn skip_rest_of_line<R: std::io::BufRead + ?Sized>(
 }
 
 /// `line` without its trailing `\n` / `\r\n`.
-pub(crate) fn trim_line_end(mut line: &[u8]) -> &[u8] {
+pub fn trim_line_end(mut line: &[u8]) -> &[u8] {
     while let Some((&last, rest)) = line.split_last() {
         if last == b'\n' || last == b'\r' {
             line = rest;
@@ -378,6 +386,16 @@ mod tests {
         assert_eq!(salvage_id(br#"{ "id" : 7 }"#), Some(7));
         assert_eq!(salvage_id(b"{\"id\":5,\"err_msg\":\"\xff\xfe\"}"), Some(5));
         assert_eq!(salvage_id(b"not json"), None);
+        // serde takes a struct from an array of its fields; the protocol does not.
+        assert_eq!(salvage_id(br#"[2,"(2 "]"#), None);
+        assert!(matches!(
+            crate::producer::parse_stdout_line(br#" [2,"failed",null]"#),
+            crate::producer::StdoutLine::Malformed { id: None, .. }
+        ));
+        assert!(matches!(
+            crate::producer::parse_stdout_line(br#" {"id":2,"err_msg":"failed"}"#),
+            crate::producer::StdoutLine::Response(_)
+        ));
     }
 
     #[test]

@@ -1,0 +1,25 @@
+//! `sector-manager.cfg` as the manager loads it (the module itself, compiled in here): any
+//! text is refused with an error naming the file, or gives a config that passes its own
+//! checks and writes back to a text that loads to the same config.
+#![no_main]
+
+#[allow(dead_code, unused_imports)]
+#[path = "../../manager-rs/src/config.rs"]
+mod config;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match config::ManagerConfig::parse(text, "fuzz.cfg") {
+        Ok(cfg) => {
+            let written = cfg.to_toml().expect("a loaded config writes back");
+            let again = config::ManagerConfig::parse(&written, "written.cfg")
+                .unwrap_or_else(|e| panic!("a written config loads: {e:#}\n{written}"));
+            assert_eq!(again, cfg);
+        }
+        Err(e) => assert!(format!("{e:#}").contains("fuzz.cfg"), "{e:#}"),
+    }
+});
