@@ -366,6 +366,7 @@ impl Authenticator {
                 return Ok(Some(Caller {
                     level: Perm::Write,
                     name: Some(LEGACY_TOKEN_NAME.into()),
+                    signed: false,
                 }));
             }
         }
@@ -389,6 +390,7 @@ impl Authenticator {
             .then(|| Caller {
                 level: Perm::Write,
                 name: Some(format!("unauthenticated {ip}")),
+                signed: false,
             })
     }
 }
@@ -539,6 +541,7 @@ mod tests {
         Caller {
             level,
             name: Some("t".into()),
+            signed: true,
         }
     }
 

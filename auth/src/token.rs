@@ -39,8 +39,19 @@ impl Claims {
 pub struct Caller {
     /// What it may do.
     pub level: Perm,
-    /// Who it is, when the token says.
+    /// Who it is, when the token says (or a label: the legacy static token, a tokenless
+    /// caller of an open network).
     pub name: Option<String>,
+    /// Whether a token signed by the daemon's secret let it in: only then is `name` the
+    /// token's own claim, which something may be bound to.
+    pub signed: bool,
+}
+
+impl Caller {
+    /// The `name` claim of a signed token; `None` for a label.
+    pub fn token_name(&self) -> Option<&str> {
+        self.name.as_deref().filter(|_| self.signed)
+    }
 }
 
 /// Why a token was refused.
@@ -99,6 +110,7 @@ pub fn verify(secret: &Secret, token: &str) -> Result<Caller, TokenError> {
     Ok(Caller {
         level,
         name: data.claims.name,
+        signed: true,
     })
 }
 
@@ -147,7 +159,8 @@ mod tests {
             caller,
             Caller {
                 level: Perm::Write,
-                name: None
+                name: None,
+                signed: true,
             }
         );
         let sophon = Claims {

@@ -8,6 +8,7 @@ mod e2e;
 mod ext_python;
 mod params;
 mod post_s3;
+mod powercut;
 mod restart;
 #[path = "../../objstore/s3/tests/it/server.rs"]
 mod s3server;

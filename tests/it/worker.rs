@@ -22,6 +22,8 @@ pub struct TestWorker {
     pub config: PathBuf,
     pub child: Option<Child>,
     pub addr: Option<SocketAddr>,
+    /// Extra environment of the daemon (e.g. a power-cut preload).
+    pub env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -105,6 +107,7 @@ rpc_polling_interval = "1s"
             config,
             child: None,
             addr: None,
+            env: Vec::new(),
             starts: 0,
         }
     }
@@ -124,6 +127,7 @@ rpc_polling_interval = "1s"
             .args(["daemon", "-c"])
             .arg(&self.config)
             .env("RUST_LOG", "info,jsonrpsee=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -169,7 +169,7 @@ fn allocate(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         parent(&ctx.store.staged_file(id))?,
         parent(&ctx.store.sealed_file(id))?,
     ] {
-        std::fs::create_dir_all(&dir)
+        vc_processors::builtin::create_dir_all_durable(&dir)
             .with_context(|| format!("creating {}", dir.display()))
             .crit()?;
     }
@@ -217,7 +217,7 @@ fn add_pieces(ctx: &mut Ctx<'_>) -> StepResult<Vec<api::PieceInfo>> {
             .with_context(|| format!("removing {}", staged.display()))
             .perm()?;
     } else {
-        std::fs::create_dir_all(parent(&staged)?)
+        vc_processors::builtin::create_dir_all_durable(&parent(&staged)?)
             .with_context(|| format!("creating the parent of {}", staged.display()))
             .perm()?;
     }
@@ -302,7 +302,7 @@ fn build_tree_d(ctx: &mut Ctx<'_>, allow_static: bool) -> StepResult<()> {
     let proof = seal_proof(ctx)?;
     let _token = ctx.env.limits.acquire_stage("tree_d", Some(ctx.ctrl));
     let dir = ctx.store.prepared_dir(sid);
-    std::fs::create_dir_all(&dir)
+    vc_processors::builtin::create_dir_all_durable(&dir)
         .with_context(|| format!("creating {}", dir.display()))
         .perm()?;
     let tree_d = ctx.store.prepared_tree_d(sid);
@@ -371,7 +371,7 @@ fn pre_commit1(ctx: &mut Ctx<'_>) -> StepResult<Option<Event>> {
         .abort()?;
     let cache = ctx.store.cache_dir(sid);
     remove_if_present(&cache).crit()?;
-    std::fs::create_dir_all(&cache)
+    vc_processors::builtin::create_dir_all_durable(&cache)
         .with_context(|| format!("creating {}", cache.display()))
         .crit()?;
     let sealed = ctx.store.sealed_file(sid);

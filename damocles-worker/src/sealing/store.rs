@@ -115,6 +115,10 @@ impl SealingStore {
                 data.display()
             )
         })?;
+        // The new directories and the holder survive a power cut once the store says it is
+        // initialised.
+        vc_processors::builtin::sync_paths(&[location])
+            .with_context(|| format!("initialising sealing store {loc}"))?;
         SealingStore::open(location).with_context(|| format!("initialising sealing store {loc}"))
     }
 

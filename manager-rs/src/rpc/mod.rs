@@ -324,7 +324,7 @@ impl SealerApiServer for RpcImpl {
             let workers = self.services.workers.clone();
             off_runtime(move || {
                 let by = crate::workers::Pinger {
-                    token_name: caller.as_ref().and_then(|c| c.name.as_deref()),
+                    token_name: caller.as_ref().and_then(Caller::token_name),
                     admin: caller.as_ref().is_some_and(|c| c.level >= Perm::Admin),
                 };
                 workers.ping(info, by)

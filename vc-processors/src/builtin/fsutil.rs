@@ -36,6 +36,14 @@ pub(crate) fn create_locked_dir(tmp: &Path) -> Result<File> {
     Ok(dir)
 }
 
+/// Locks the existing file or directory `path` (see [`create_locked`]) before it is renamed
+/// to a temporary name.
+pub(crate) fn lock_existing(path: &Path) -> Result<File> {
+    let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    lock_held(&file, path)?;
+    Ok(file)
+}
+
 fn lock_held(file: &File, path: &Path) -> Result<()> {
     file.try_lock()
         .map_err(|e| match e {
@@ -78,7 +86,7 @@ pub struct Swept {
 /// creating and locking it.
 pub const SWEEP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Removes, below `root` (down to [`MAX_SYNC_DEPTH`] levels, not following symlinks), the
+/// Removes, below `root` (down to 8 directory levels, not following symlinks), the
 /// temporary files and directories of writers that are gone: an entry with a temporary name
 /// ([`is_temp_name`]) that nobody holds locked and that is older than `min_age`. Symbolic
 /// links (renamed into place right after they are made) go by age alone.
@@ -197,6 +205,28 @@ pub fn sync_paths(paths: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Creates `dir` and its missing ancestors, fsyncing the parent of each one made, so the new
+/// directories survive a power cut (`create_dir_all` leaves their entries in the page cache).
+pub fn create_dir_all_durable(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.is_dir() {
+            break;
+        }
+        missing.push(d);
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => sync_parent(d)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e).with_context(|| format!("create {}", d.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Directories nested deeper than this below a synced path are refused (a loop, or not a
 /// sealing output).
 const MAX_SYNC_DEPTH: usize = 8;
@@ -285,6 +315,17 @@ pub(crate) fn copy_file_atomic(src: &Path, dest: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn missing_directories_are_made_and_an_existing_one_is_fine() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let deep = dir.path().join("a/b/c");
+        create_dir_all_durable(&deep).expect("made");
+        assert!(deep.is_dir());
+        create_dir_all_durable(&deep).expect("again");
+        fs::write(dir.path().join("file"), b"x").expect("file");
+        assert!(create_dir_all_durable(&dir.path().join("file/sub")).is_err());
+    }
 
     #[test]
     fn temporary_names_are_recognised_and_others_are_not() {

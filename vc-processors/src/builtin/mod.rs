@@ -18,6 +18,7 @@ pub mod proofs;
 pub mod tasks;
 
 pub use fsutil::{
-    is_temp_name, spawn_temp_sweep, sweep_temp_files, sync_paths, Swept, SWEEP_MIN_AGE,
+    create_dir_all_durable, is_temp_name, spawn_temp_sweep, sweep_temp_files, sync_paths, Swept,
+    SWEEP_MIN_AGE,
 };
 pub use processors::BuiltinProcessor;

@@ -345,7 +345,7 @@ fn winning_post(task: WinningPoSt) -> Result<WinningPoStOutput> {
 
 fn unseal(task: Unseal) -> Result<UnpaddedBytesAmount> {
     if let Some(parent) = task.unsealed_output.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        super::fsutil::create_dir_all_durable(parent)?;
     }
     let file = OpenOptions::new()
         .create(true)

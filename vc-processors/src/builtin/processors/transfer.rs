@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 
 use super::super::fsutil::{
-    copy_file_atomic, create_locked_dir, rename_into_place, sync_dir, temp_path_beside,
+    copy_file_atomic, create_dir_all_durable, create_locked_dir, lock_existing, rename_into_place,
+    sync_dir, temp_path_beside,
 };
 use super::super::tasks::{Transfer, TransferRoute};
 
@@ -112,7 +113,7 @@ fn transfer_route(route: &TransferRoute, allow_links: bool) -> Result<()> {
     }
 
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        create_dir_all_durable(parent)?;
     }
     let link = allow_links && route.opt.map(|o| o.allow_link).unwrap_or(false);
     if link {
@@ -176,6 +177,7 @@ fn replace_with_dir_copy(src: &Path, dest: &Path, existing: Option<&fs::Metadata
     let tmp = temp_path_beside(dest);
     // Locked while the copy runs, so a sweep of another process leaves it alone.
     let _lock = create_locked_dir(&tmp)?;
+    let mut _old_lock = None;
     let mut ancestors = Vec::new();
     if let Err(e) = copy_dir(src, &tmp, &mut ancestors) {
         let _ = fs::remove_dir_all(&tmp);
@@ -184,6 +186,9 @@ fn replace_with_dir_copy(src: &Path, dest: &Path, existing: Option<&fs::Metadata
     let old = match existing {
         Some(meta) if meta.is_dir() => {
             let old = temp_path_beside(dest);
+            // Locked before it gets a temporary name: a sweep leaves it alone until it is
+            // removed (or put back if the swap fails).
+            _old_lock = Some(lock_existing(dest)?);
             fs::rename(dest, &old)
                 .with_context(|| format!("move aside {} to {}", dest.display(), old.display()))?;
             Some(old)

@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{bail, ensure, Context, Result};
 use objstore::{ObjectStore, PluginLibrary, StoreConfig};
 
-use super::super::super::fsutil::{create_locked, rename_into_place, temp_path_beside};
+use super::super::super::fsutil::{
+    create_dir_all_durable, create_locked, rename_into_place, temp_path_beside,
+};
 use super::super::super::tasks::{Transfer, TransferItem, TransferRoute, TransferStoreInfo};
 
 /// Stores opened for one transfer task, by store name.
@@ -258,7 +260,7 @@ fn download(store: &dyn ObjectStore, key: &str, dest: &Path) -> Result<()> {
 
 fn download_file(store: &dyn ObjectStore, key: &str, dest: &Path) -> Result<()> {
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        create_dir_all_durable(parent)?;
     }
     let tmp = temp_path_beside(dest);
     let copied = (|| -> Result<()> {
